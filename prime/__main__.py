@@ -1,0 +1,5 @@
+import sys
+
+from prime.cli import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""The ``prime`` command line. Each subcommand lives in ``prime.commands.<name>`` and
+provides ``add_parser(subparsers)``, which registers a parser whose ``run`` default handles it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from prime.errors import PrimeError
+
+#: subcommand modules under prime.commands, in the order ``prime --help`` lists them
+COMMANDS = ("train", "eval", "models")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prime",
+        description="Spiking networks on random memristor arrays that learn their topology.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"prime.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except PrimeError as exc:
+        print(f"prime {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"prime {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _version() -> str:
+    from prime import __version__
+
+    return f"prime {__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

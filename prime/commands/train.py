@@ -1,0 +1,78 @@
+"""``prime train``: learn a topology (supermask) on a random chip."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prime.commands.common import add_threads, apply_threads, scale_arg
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a supermask (with no arguments: the default model on the built-in digits)",
+        description="Train only the edge scores of a network on random memristor "
+        "conductances; the conductances are never changed.",
+    )
+    p.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
+    p.add_argument("--model", help="model name (default: the dataset's default model)")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<model>-seed<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0, help="seed of scores and data order")
+    p.add_argument("--chip-seed", type=int, help="seed of the chip (default: --seed)")
+    p.add_argument("--device", default="prime-gaussian", help="device preset (prime models)")
+    p.add_argument("--keep", type=float, default=0.5, help="kept fraction of edges, (0, 1]")
+    p.add_argument("--scale", type=scale_arg, default=0.01, help="weight per µS, or fan-in")
+    p.add_argument("--mask-scope", choices=("layer", "global"), default="layer")
+    p.add_argument("--timesteps", type=int, help="timesteps T (default: the model's)")
+    p.add_argument("--mode", choices=("multi", "single"), default="multi")
+    p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from prime.train import TrainConfig, train
+
+    apply_threads(args)
+    if args.resume:
+        if args.out is None:
+            raise_missing_out()
+        config = None
+    else:
+        config = TrainConfig(
+            dataset=args.dataset,
+            model=args.model,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            chip_seed=args.chip_seed,
+            device=args.device,
+            keep=args.keep,
+            scale=args.scale,
+            mask_scope=args.mask_scope,
+            timesteps=args.timesteps,
+            mode=args.mode,
+            save_every=args.save_every,
+        )
+    out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
+    metrics = train(config or TrainConfig(), out, resume=args.resume, progress=not args.quiet)
+    print(
+        f"{metrics['model']} on {metrics['dataset']}: test accuracy "
+        f"{100 * metrics['test_accuracy']:.2f} %, kept fraction {metrics['kept_fraction']:.4f}, "
+        f"conductances unchanged: {metrics['conductances_unchanged']}, "
+        f"wall time {metrics['wall_seconds']:.1f} s -> {out}"
+    )
+    return 0
+
+
+def raise_missing_out() -> None:
+    from prime.errors import PrimeError
+
+    raise PrimeError("--resume needs --out RUN_DIR: the run to continue")
