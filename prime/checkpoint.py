@@ -64,14 +64,10 @@ def load_torch_file(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/foreign files
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        detail = (
-            [line for line in lines if "error" in line.lower()] or lines or [type(exc).__name__]
-        )
-        reason = detail[-1][:160]
         raise PrimeError(
             f"{path} is not a readable PyTorch checkpoint (corrupt, truncated or not a "
-            f"checkpoint; only tensors and plain values are loaded): {reason}"
+            f"checkpoint; only tensors and plain values are loaded; torch said "
+            f"{type(exc).__name__})"
         ) from None
 
 

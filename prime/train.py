@@ -104,7 +104,7 @@ def load_data(config: TrainConfig) -> DataSplits:
 def train(
     config: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
-    """Train a run into ``out_dir``; return its metrics. ``resume`` continues from its checkpoint."""
+    """Train into ``out_dir`` and return the metrics; ``resume`` continues its checkpoint."""
     out_dir = Path(out_dir)
     checkpoint_path = out_dir / "checkpoint.pt"
     if resume:

@@ -34,7 +34,11 @@ def render_path(images: np.ndarray) -> np.ndarray:
     """
     n = len(images)
     fractions = np.linspace(0, 1, SAMPLES_PER_SACCADE, endpoint=False)
-    path = [a + f * (b - a) for a, b in zip(SACCADE_PATH[:-1], SACCADE_PATH[1:]) for f in fractions]
+    path = [
+        a + f * (b - a)
+        for a, b in zip(SACCADE_PATH[:-1], SACCADE_PATH[1:], strict=True)
+        for f in fractions
+    ]
     path = np.array([*path, SACCADE_PATH[-1]])  # [S, 2] pixel offsets
     # sensor pixel centre -> normalised source coordinate of a 28x28 digit placed at (1, 1)
     size, digit, origin = SENSOR_SIZE[0], 28.0, 1.0
@@ -66,7 +70,7 @@ def emit_events(intensity: np.ndarray, rng: np.random.Generator) -> list[np.ndar
         reference[sample, ys, xs] += np.sign(step) * n * CONTRAST_THRESHOLD
         t = (s - 1) * dt_us + rng.uniform(0, dt_us, n.sum())
         columns.append([np.repeat(a, n) for a in (sample, xs, ys)] + [t, np.repeat(step > 0, n)])
-    sample, x, y, t, p = (np.concatenate(c) for c in zip(*columns))
+    sample, x, y, t, p = (np.concatenate(c) for c in zip(*columns, strict=True))
     order = np.lexsort((t, sample))  # by sample, then time
     events = np.empty(len(order), dtype=EVENT_DTYPE)
     events["x"], events["y"], events["t"], events["p"] = x[order], y[order], t[order], p[order]
