@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 import prime
@@ -48,11 +49,14 @@ class TrainConfig:
     timesteps: int | None = None
     mode: str = "multi"
     save_every: int = 50
+    limit_train: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "save_every"):
+        for name in ("epochs", "batch_size", "save_every", "limit_train"):
             value = getattr(self, name)
+            if name == "limit_train" and value is None:
+                continue
             if not isinstance(value, int) or value < 1:
                 raise PrimeError(f"{name} must be a whole number >= 1, got {value!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -92,19 +96,28 @@ def _model_config(config: TrainConfig) -> ModelConfig:
 
 
 def load_data(config: TrainConfig) -> DataSplits:
+    """The run's data; with ``limit_train``, a seeded subset of that many training samples."""
     spec = model_spec(config.model_name)
-    return load_dataset(
+    data = load_dataset(
         config.dataset,
         timesteps=config.timesteps or spec.timesteps,
         seed=config.seed,
         **config.data,
     )
+    if config.limit_train is None or config.limit_train >= len(data.train):
+        return data
+    keep = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(config.seed))
+    subset = Subset(data.train, keep[: config.limit_train].tolist())
+    return dataclasses.replace(data, train=subset)
 
 
 def train(
-    config: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+    config: TrainConfig | None, out_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
-    """Train into ``out_dir`` and return the metrics; ``resume`` continues its checkpoint."""
+    """Train into ``out_dir`` and return the metrics.
+
+    ``resume`` continues the run in ``out_dir`` with its own config (``config`` may be None).
+    """
     out_dir = Path(out_dir)
     checkpoint_path = out_dir / "checkpoint.pt"
     if resume:
@@ -112,6 +125,8 @@ def train(
             raise PrimeError(f"nothing to resume: {checkpoint_path} does not exist")
         payload = load_checkpoint(checkpoint_path)
         config = TrainConfig(**payload["train_config"])
+    elif config is None:
+        raise PrimeError("a new run needs a TrainConfig")
     elif checkpoint_path.exists():
         raise PrimeError(
             f"{out_dir} already holds a run; pass --resume to continue it or choose another --out"

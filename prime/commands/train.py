@@ -31,18 +31,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timesteps", type=int, help="timesteps T (default: the model's)")
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
+    p.add_argument("--limit-train", type=int, help="train on a seeded subset of N samples")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_threads(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from prime.errors import PrimeError
     from prime.train import TrainConfig, train
 
     apply_threads(args)
     if args.resume:
         if args.out is None:
-            raise_missing_out()
+            raise PrimeError("--resume needs --out RUN_DIR: the run to continue")
         config = None
     else:
         config = TrainConfig(
@@ -60,9 +62,10 @@ def run(args: argparse.Namespace) -> int:
             timesteps=args.timesteps,
             mode=args.mode,
             save_every=args.save_every,
+            limit_train=args.limit_train,
         )
     out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
-    metrics = train(config or TrainConfig(), out, resume=args.resume, progress=not args.quiet)
+    metrics = train(config, out, resume=args.resume, progress=not args.quiet)
     print(
         f"{metrics['model']} on {metrics['dataset']}: test accuracy "
         f"{100 * metrics['test_accuracy']:.2f} %, kept fraction {metrics['kept_fraction']:.4f}, "
@@ -70,9 +73,3 @@ def run(args: argparse.Namespace) -> int:
         f"wall time {metrics['wall_seconds']:.1f} s -> {out}"
     )
     return 0
-
-
-def raise_missing_out() -> None:
-    from prime.errors import PrimeError
-
-    raise PrimeError("--resume needs --out RUN_DIR: the run to continue")

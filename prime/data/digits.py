@@ -78,13 +78,21 @@ def emit_events(intensity: np.ndarray, rng: np.random.Generator) -> list[np.ndar
     return np.split(events, bounds)
 
 
-def make_events(seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
-    """All 1,797 recordings as tonic event arrays, and their labels [N] (int64)."""
+def make_events(
+    seed: int = 0, indices: np.ndarray | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Recordings as tonic event arrays, and their labels [N] (int64).
+
+    All 1,797 digits, or those at ``indices``; a recording depends on the seed and on which
+    digits are generated together (they share one random stream).
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    events = emit_events(render_path(digits.images), np.random.default_rng(seed))
-    return events, digits.target.astype(np.int64)
+    images, labels = digits.images, digits.target.astype(np.int64)
+    if indices is not None:
+        images, labels = images[indices], labels[indices]
+    return emit_events(render_path(images), np.random.default_rng(seed)), labels
 
 
 def split_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
