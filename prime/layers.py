@@ -50,6 +50,8 @@ class MemristorLayer(nn.Module):
         self.mask_rule = mask_rule
         self.read_noise = 0.0
         self.read_generator: torch.Generator | None = None
+        #: G+ - G- (µS) of pruned pairs' cells in the reset state, or None for ideal zeros
+        self.pruned_delta_us: torch.Tensor | None = None
         self.register_buffer("g_us", device.sample(weight_shape, chip))
         self.scores = nn.Parameter(torch.empty(weight_shape))
         nn.init.kaiming_uniform_(self.scores, a=math.sqrt(5), generator=scores_generator)
@@ -83,9 +85,15 @@ class MemristorLayer(nn.Module):
         return g_us[0] - g_us[1]
 
     def weight(self, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Effective weight ``scale * (G+ - G-) * mask``; one crossbar read per call."""
+        """Effective weight ``scale * (G+ - G-) * mask``; one crossbar read per call.
+
+        With ``pruned_delta_us`` set, pruned edges weigh ``scale * pruned_delta_us``, not 0.
+        """
         mask = self.mask() if mask is None else mask
-        return self.scale * self.conductance_delta_us() * mask
+        delta_us = self.conductance_delta_us() * mask
+        if self.pruned_delta_us is not None:
+            delta_us = delta_us + self.pruned_delta_us * (1 - mask)
+        return self.scale * delta_us
 
     def apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -14,7 +14,7 @@ multi-step training and over B frames in single-step training; in evaluation bot
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -59,6 +59,9 @@ class SpikingNetwork(nn.Module):
         self.timesteps = timesteps
         self.num_classes = num_classes
         self.mask_scope = mask_scope
+        #: optional hook ``T -> T weight lists``, one per timestep (e.g. one chip read per step,
+        #: prime.replay); when set, every forward takes the single-step path with them
+        self.step_weights: Callable[[int], list[list[torch.Tensor | None]]] | None = None
 
     def memristor_layers(self) -> list[MemristorLayer]:
         return [m for m in self.layers if isinstance(m, MemristorLayer)]
@@ -100,17 +103,25 @@ class SpikingNetwork(nn.Module):
     def forward(self, x: torch.Tensor, mode: str = "multi") -> torch.Tensor:
         """Output integrator values after every step: x [T, B, ...] -> [T, B, num_classes]."""
         self.check_input(x)
+        if mode not in MODES:
+            raise PrimeError(f"unknown execution mode {mode!r}; known: {', '.join(MODES)}")
+        if self.step_weights is not None:
+            return self._forward_steps(x, self.step_weights(len(x)))
         weights = self.weights()
         if mode == "multi":
             return self._forward_multi(x, weights)
-        if mode == "single":
-            state = self.initial_state()
-            outputs = []
-            for frame in x:
-                out, state = self.step(frame, state, weights)
-                outputs.append(out)
-            return torch.stack(outputs)
-        raise PrimeError(f"unknown execution mode {mode!r}; known: {', '.join(MODES)}")
+        return self._forward_steps(x, [weights] * len(x))
+
+    def _forward_steps(
+        self, x: torch.Tensor, step_weights: Sequence[list[torch.Tensor | None]]
+    ) -> torch.Tensor:
+        """Single-step path: timestep t runs with ``step_weights[t]``."""
+        state = self.initial_state()
+        outputs = []
+        for frame, weights in zip(x, step_weights, strict=True):
+            out, state = self.step(frame, state, weights)
+            outputs.append(out)
+        return torch.stack(outputs)
 
     def logits(self, x: torch.Tensor, mode: str = "multi") -> torch.Tensor:
         """The prediction: mean output over timesteps, [B, num_classes]."""

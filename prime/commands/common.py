@@ -24,3 +24,27 @@ def apply_threads(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def device_arg(text: str) -> str | dict:
+    """``--device``/``--preset``: a device preset name, or a JSON file holding a device config
+    (as ``prime trace fit --save`` writes)."""
+    if not text.endswith(".json"):
+        return text
+    import json
+    from pathlib import Path
+
+    from prime.devices import device_from_config
+    from prime.errors import PrimeError
+
+    path = Path(text)
+    if not path.is_file():
+        raise PrimeError(f"no such device file: {path}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PrimeError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or "name" not in config:
+        raise PrimeError(f"{path} must hold a device config object with a 'name' field")
+    device_from_config(config)  # raise now on unknown presets or parameters
+    return config
