@@ -1,0 +1,342 @@
+"""Input-aware early exit: stop simulating a sample once its output is confident.
+
+After every timestep t the controller scores each running sample's mean output so far
+(sum of the output integrator over steps 1..t, divided by t) with an exit policy; samples
+that are done (and have run at least ``min_steps``) retire: their mean output and step
+count are kept, and they leave the batch, so later steps compute only for the samples still
+running. A sample that is never confident runs all T steps.
+
+Policies score ``p = softmax(mean_output / alpha)``; a sample is done when its confidence is
+strictly above the threshold θ, so θ = 1.0 never exits early:
+
+* ``prime``: max p (PRIME's rule; α = 2, θ = 0.8 in the paper),
+* ``margin``: top-1 p minus top-2 p,
+* ``entropy``: 1 - H(p) / log C.
+
+The load saved is 1 - mean steps / T: the fraction of timesteps not simulated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from prime.data import iterate_batches
+from prime.errors import PrimeError
+from prime.network import SpikingNetwork
+from prime.registry import Registry
+
+
+@dataclass(frozen=True)
+class ExitPolicy:
+    """Base of exit policies: ``confidence`` in [0, 1] of ``softmax(mean_output / alpha)``."""
+
+    alpha: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.alpha, int | float) and math.isfinite(self.alpha)) or (
+            self.alpha <= 0
+        ):
+            raise PrimeError(f"exit policy alpha must be a number > 0, got {self.alpha!r}")
+
+    def probabilities(self, mean_output: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(mean_output / self.alpha, dim=1)
+
+    def confidence(self, mean_output: torch.Tensor) -> torch.Tensor:
+        """Confidence per sample: mean_output [B, C] -> [B]."""
+        raise NotImplementedError
+
+    def done(self, mean_output: torch.Tensor, threshold: float) -> torch.Tensor:
+        """bool [B]: confidence strictly above ``threshold``."""
+        return self.confidence(mean_output) > threshold
+
+
+POLICIES: Registry[type[ExitPolicy]] = Registry("exit policy")
+
+
+@POLICIES.register("prime")
+@dataclass(frozen=True)
+class PrimePolicy(ExitPolicy):
+    """PRIME's rule: the largest softmax probability."""
+
+    def confidence(self, mean_output: torch.Tensor) -> torch.Tensor:
+        return self.probabilities(mean_output).amax(dim=1)
+
+
+@POLICIES.register("margin")
+@dataclass(frozen=True)
+class MarginPolicy(ExitPolicy):
+    """Top-1 minus top-2 softmax probability."""
+
+    def confidence(self, mean_output: torch.Tensor) -> torch.Tensor:
+        top2 = self.probabilities(mean_output).topk(2, dim=1).values
+        return top2[:, 0] - top2[:, 1]
+
+
+@POLICIES.register("entropy")
+@dataclass(frozen=True)
+class EntropyPolicy(ExitPolicy):
+    """One minus the normalised entropy of the softmax probabilities."""
+
+    def confidence(self, mean_output: torch.Tensor) -> torch.Tensor:
+        p = self.probabilities(mean_output)
+        entropy = -(p * p.clamp_min(1e-30).log()).sum(dim=1)
+        return 1.0 - entropy / math.log(p.shape[1])
+
+
+def get_policy(name: str | ExitPolicy, **params: Any) -> ExitPolicy:
+    """The registered policy ``name`` with ``params`` (e.g. ``alpha``); instances pass through."""
+    if isinstance(name, ExitPolicy):
+        return name
+    cls = POLICIES.get(name)
+    try:
+        return cls(**params)
+    except TypeError:
+        raise PrimeError(
+            f"exit policy {name!r} takes only alpha, got {', '.join(sorted(params))}"
+        ) from None
+
+
+@dataclass
+class EarlyExitResult:
+    """Mean outputs at exit ``outputs`` [B, C] and timesteps used ``steps`` [B] (1..T)."""
+
+    outputs: torch.Tensor
+    steps: torch.Tensor
+    timesteps: int
+
+    @property
+    def load_saved(self) -> float:
+        """Fraction of timesteps not simulated: 1 - mean steps / T."""
+        return 1.0 - self.steps.double().mean().item() / self.timesteps
+
+
+def _check_exit_args(threshold: float, min_steps: int, timesteps: int) -> None:
+    if not isinstance(threshold, int | float) or math.isnan(threshold):
+        raise PrimeError(f"exit threshold must be a number (e.g. 0.8), got {threshold!r}")
+    if not isinstance(min_steps, int) or not 1 <= min_steps <= timesteps:
+        raise PrimeError(
+            f"min_steps must be a whole number from 1 to T = {timesteps}, got {min_steps!r}"
+        )
+
+
+@torch.no_grad()
+def run_early_exit(
+    model: SpikingNetwork,
+    x: torch.Tensor,
+    policy: str | ExitPolicy = "prime",
+    threshold: float = 0.8,
+    min_steps: int = 1,
+    alpha: float = 2.0,
+) -> EarlyExitResult:
+    """Single-step inference of x [T, B, ...] with per-sample early exit and compaction.
+
+    Weights are read once; retired samples are dropped from the state and the input frames
+    (``index_select``), so each step computes only for the samples still running. ``alpha``
+    is used when ``policy`` is a name. Puts the model in eval mode.
+    """
+    model.check_input(x)
+    policy = get_policy(policy, alpha=alpha)
+    T, B = x.shape[:2]
+    _check_exit_args(threshold, min_steps, T)
+    model.eval()
+    weights = model.weights()
+    state = model.initial_state()
+    outputs = torch.empty(B, model.num_classes)
+    steps = torch.full((B,), T, dtype=torch.int64)
+    running = torch.arange(B)  # original indices of the samples still in the batch
+    total = None
+    for t in range(T):
+        out, state = model.step(x[t], state, weights)
+        total = out if total is None else total + out
+        mean = total / (t + 1)
+        if t + 1 == T:
+            outputs[running] = mean
+            break
+        if t + 1 < min_steps:
+            continue
+        done = policy.done(mean, threshold)
+        if not done.any():
+            continue
+        outputs[running[done]] = mean[done]
+        steps[running[done]] = t + 1
+        keep = (~done).nonzero().squeeze(1)
+        if len(keep) == 0:
+            break
+        running, total = running[keep], total[keep]
+        state = [s.index_select(0, keep) if s is not None else None for s in state]
+        x = x.index_select(1, keep)
+    return EarlyExitResult(outputs, steps, T)
+
+
+def exit_from_trajectory(
+    step_outputs: torch.Tensor,
+    policy: str | ExitPolicy = "prime",
+    threshold: float = 0.8,
+    min_steps: int = 1,
+    alpha: float = 2.0,
+) -> EarlyExitResult:
+    """The exits :func:`run_early_exit` takes, read off full-T outputs [T, B, C].
+
+    Exact for models whose samples do not interact (eval mode); one full run then serves a
+    whole threshold sweep.
+    """
+    policy = get_policy(policy, alpha=alpha)
+    T, B = step_outputs.shape[:2]
+    _check_exit_args(threshold, min_steps, T)
+    counts = torch.arange(1, T + 1, dtype=step_outputs.dtype).view(T, 1, 1)
+    means = step_outputs.cumsum(0) / counts
+    done = torch.stack([policy.done(m, threshold) for m in means])  # [T, B]
+    done[: min_steps - 1] = False
+    done[-1] = True
+    steps = done.int().argmax(0) + 1  # first step that is done
+    outputs = means[steps - 1, torch.arange(B)]
+    return EarlyExitResult(outputs, steps.to(torch.int64), T)
+
+
+def _summary(
+    outputs: torch.Tensor, steps: torch.Tensor, labels: torch.Tensor, timesteps: int
+) -> dict[str, Any]:
+    """Accuracy, mean steps, per-class mean steps, histogram of steps, load saved."""
+    classes = int(outputs.shape[1])
+    per_class = [
+        steps[labels == c].double().mean().item() if (labels == c).any() else None
+        for c in range(classes)
+    ]
+    mean_steps = steps.double().mean().item()
+    return {
+        "accuracy": (outputs.argmax(1) == labels).double().mean().item(),
+        "mean_steps": mean_steps,
+        "load_saved": 1.0 - mean_steps / timesteps,
+        "per_class_steps": per_class,
+        "steps_histogram": torch.bincount(steps - 1, minlength=timesteps).tolist(),
+        "samples": len(labels),
+        "timesteps": timesteps,
+    }
+
+
+def evaluate_early_exit(
+    model: SpikingNetwork,
+    dataset: Dataset,
+    policy: str | ExitPolicy = "prime",
+    threshold: float = 0.8,
+    min_steps: int = 1,
+    alpha: float = 2.0,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run the early-exit controller over ``dataset``.
+
+    Returns accuracy, mean_steps, per_class_steps (list, class index -> mean steps),
+    steps_histogram (count of samples per step 1..T), load_saved, samples, timesteps.
+    """
+    policy = get_policy(policy, alpha=alpha)
+    outputs, steps, labels = [], [], []
+    loader, count = iterate_batches(dataset, batch_size)
+    for x, y in tqdm(loader, total=count, desc="early exit", leave=False, disable=not progress):
+        result = run_early_exit(model, x, policy, threshold, min_steps)
+        outputs.append(result.outputs)
+        steps.append(result.steps)
+        labels.append(y)
+    summary = _summary(torch.cat(outputs), torch.cat(steps), torch.cat(labels), model.timesteps)
+    return {"policy": policy_name(policy), "threshold": threshold, **summary}
+
+
+def policy_name(policy: ExitPolicy) -> str:
+    return next(name for name in POLICIES if type(policy) is POLICIES.get(name))
+
+
+@torch.no_grad()
+def step_outputs(
+    model: SpikingNetwork, dataset: Dataset, batch_size: int = 128, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-T single-step outputs of every sample [T, N, C] and the labels [N]."""
+    model.eval()
+    outputs, labels = [], []
+    loader, count = iterate_batches(dataset, batch_size)
+    for x, y in tqdm(loader, total=count, desc="full T", leave=False, disable=not progress):
+        outputs.append(model(x, mode="single"))
+        labels.append(y)
+    return torch.cat(outputs, dim=1), torch.cat(labels)
+
+
+#: default sweep: θ from 0 to 0.99 by 0.01, then ever closer to 1, and 1 (= full T)
+DEFAULT_THRESHOLDS = tuple(
+    [round(0.01 * i, 2) for i in range(100)] + [0.995, 0.998, 0.999, 0.9995, 0.9999, 1.0]
+)
+
+
+def sweep_thresholds(
+    model: SpikingNetwork,
+    dataset: Dataset,
+    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
+    policy: str | ExitPolicy = "prime",
+    min_steps: int = 1,
+    alpha: float = 2.0,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """One summary (as :func:`evaluate_early_exit`) per threshold, from one full-T run."""
+    trajectory, labels = step_outputs(model, dataset, batch_size, progress)
+    return _sweep(trajectory, labels, thresholds, get_policy(policy, alpha=alpha), min_steps)
+
+
+def _sweep(
+    trajectory: torch.Tensor,
+    labels: torch.Tensor,
+    thresholds: tuple[float, ...],
+    policy: ExitPolicy,
+    min_steps: int,
+) -> list[dict[str, Any]]:
+    rows = []
+    for threshold in thresholds:
+        result = exit_from_trajectory(trajectory, policy, threshold, min_steps)
+        summary = _summary(result.outputs, result.steps, labels, result.timesteps)
+        rows.append({"policy": policy_name(policy), "threshold": threshold, **summary})
+    return rows
+
+
+def calibrate_threshold(
+    model: SpikingNetwork,
+    val_dataset: Dataset,
+    target_drop_pp: float,
+    policy: str | ExitPolicy = "prime",
+    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
+    min_steps: int = 1,
+    alpha: float = 2.0,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The threshold with the fewest mean steps whose validation accuracy is at most
+    ``target_drop_pp`` percentage points below full-T accuracy.
+
+    Returns threshold, accuracy, full_accuracy, drop_pp, mean_steps, load_saved,
+    target_drop_pp and the whole ``sweep`` (list of per-threshold summaries).
+    """
+    if not (isinstance(target_drop_pp, int | float) and 0 <= target_drop_pp < math.inf):
+        raise PrimeError(f"target drop must be >= 0 percentage points, got {target_drop_pp!r}")
+    trajectory, labels = step_outputs(model, val_dataset, batch_size, progress)
+    full_accuracy = (trajectory.mean(0).argmax(1) == labels).double().mean().item()
+    sweep = _sweep(trajectory, labels, thresholds, get_policy(policy, alpha=alpha), min_steps)
+    allowed = [r for r in sweep if 100 * (full_accuracy - r["accuracy"]) <= target_drop_pp + 1e-9]
+    if not allowed:
+        raise PrimeError(
+            f"no threshold in the sweep stays within a {target_drop_pp} point accuracy drop; "
+            "allow a larger --target-drop or raise --min-steps"
+        )
+    best = min(allowed, key=lambda r: (r["mean_steps"], -r["accuracy"]))
+    return {
+        "threshold": best["threshold"],
+        "accuracy": best["accuracy"],
+        "full_accuracy": full_accuracy,
+        "drop_pp": 100 * (full_accuracy - best["accuracy"]),
+        "mean_steps": best["mean_steps"],
+        "load_saved": best["load_saved"],
+        "target_drop_pp": target_drop_pp,
+        "sweep": sweep,
+    }
