@@ -1,0 +1,285 @@
+"""Operation counting and energy models (prime.energy), and ``prime bench energy``."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from prime.devices import chip_generator, get_device
+from prime.energy import (
+    ENERGY_MODELS,
+    AnalogMacro,
+    DigitalAccelerator,
+    Scenario,
+    connection_sparsity,
+    count_operations,
+    load_energy_model,
+    synapse_counts,
+)
+from prime.errors import PrimeError
+from prime.layers import MemristorConv2d, MemristorLinear
+from prime.models import get_model
+from prime.network import SpikingNetwork
+from prime.neurons import LIF, Integrator, LIFParams
+
+
+def _linear(in_features: int, out_features: int, scores: list[list[float]]) -> MemristorLinear:
+    """A layer whose kept edges are the largest ``scores`` and whose weights are all 1."""
+    layer = MemristorLinear(
+        in_features,
+        out_features,
+        device=get_device("prime-gaussian"),
+        chip=chip_generator(0),
+        scores_generator=torch.Generator().manual_seed(0),
+        keep=0.5,
+    )
+    g_us = torch.zeros(2, out_features, in_features)
+    g_us[0] = 100.0  # G+ - G- = 100 µS -> weight 0.01 * 100 = 1 on every kept edge
+    layer.load_conductances(g_us)
+    with torch.no_grad():
+        layer.scores.copy_(torch.tensor(scores))
+    return layer
+
+
+def tiny_network() -> SpikingNetwork:
+    """3 -> 2 (LIF, threshold 0.5) -> 1 (integrator); masks [[1,0,1],[0,1,0]] and [[1,0]]."""
+    layers = [
+        _linear(3, 2, [[3.0, 0.1, 2.0], [0.2, 1.0, 0.3]]),
+        LIF(LIFParams(threshold=0.5)),
+        _linear(2, 1, [[1.0, 0.1]]),
+        Integrator(),
+    ]
+    return SpikingNetwork(layers, input_shape=(3,), timesteps=3, num_classes=1).eval()
+
+
+#: x [T=3, B=2, 3]: sample a then b at each step
+TINY_INPUT = torch.tensor(
+    [
+        [[1.0, 0, 1], [0, 0, 0]],
+        [[0, 1, 0], [1, 1, 1]],
+        [[0, 0, 0], [0, 0, 1]],
+    ]
+)
+
+# Hand computation. Layer 1 currents W x: a: [2,0], [0,1], [0,0]; b: [0,0], [2,1], [1,0].
+# LIF (reset to 0 after a spike, U <- 0.2 U + I, spike if U > 0.5): a spikes [1,0], [0,1],
+# [0,0]; b spikes [0,0], [1,1], [1,0]. Counts per timestep, summed over a and b:
+EXPECTED = {
+    "0: MemristorLinear": {
+        "input_events": [2, 4, 1],
+        "dense_ops": [12, 12, 12],  # 3 inputs x 2 outputs x 2 samples
+        "event_ops": [4, 8, 2],  # events x 2 outputs
+        "acs": [2, 4, 1],  # a: x0,x2 -> out0 | a: x1 -> out1, b: 3 | b: x2 -> out0
+        "macs": [0, 0, 0],
+        "row_activations": [2, 4, 1],
+        "evaluations": [1, 2, 1],  # frames with at least one event
+        "evaluations_all": [2, 2, 2],
+    },
+    "1: LIF": {"neuron_updates": [4, 4, 4], "output_events": [1, 3, 1]},
+    "2: MemristorLinear": {
+        "input_events": [1, 3, 1],
+        "dense_ops": [4, 4, 4],
+        "event_ops": [1, 3, 1],
+        "acs": [1, 1, 1],  # only input 0 is kept
+        "macs": [0, 0, 0],
+        "row_activations": [1, 3, 1],
+        "evaluations": [1, 2, 1],
+        "evaluations_all": [2, 2, 2],
+    },
+}
+
+
+@pytest.mark.parametrize("mode", ["multi", "single"])
+def test_counts_match_hand_computation(mode):
+    model = tiny_network()
+    with torch.no_grad(), count_operations(model) as counts:
+        model(TINY_INPUT, mode)
+    by_name = {layer["name"]: layer for layer in counts.layers}
+    for name, expected in EXPECTED.items():
+        assert by_name[name]["counts"] == {k: [float(v) for v in vs] for k, vs in expected.items()}
+    assert by_name["3: Integrator"]["counts"]["neuron_updates"] == [2.0, 2.0, 2.0]
+    assert counts.samples == 2 and counts.sample_steps == [2.0, 2.0, 2.0]
+    assert counts.synaptic_operations() == {
+        "Effective_MACs": 0.0,
+        "Effective_ACs": (7 + 3) / 2,
+        "Dense": (36 + 12) / 2,
+    }
+    assert counts.cell_reads(pruned=True) == 2 * 10
+    assert counts.cell_reads(pruned=False) == 2 * (14 + 5)
+    # integrator currents a: 1, 0, 0; b: 0, 1, 1 -> membranes a: 1, 1, 1; b: 0, 1, 2
+    assert by_name["3: Integrator"]["counts"]["output_events"] == [1.0, 2.0, 2.0]
+    # zero outputs: LIF 12 - 5 spikes, integrator 6 - 5 -> 8 of 18
+    assert counts.activation_sparsity() == pytest.approx(8 / 18)
+    assert "forward" not in vars(model) and "apply" not in vars(model.layers[0])  # restored
+
+
+def test_energy_models_apply_their_constants():
+    model = tiny_network()
+    with torch.no_grad(), count_operations(model) as counts:
+        model(TINY_INPUT)
+    macro = AnalogMacro(
+        cell_read_pj=1, row_drive_pj=10, adc_pj=100, neuron_update_pj=1000, digital_op_pj=0
+    )
+    # per sample: cells 20/2, rows (7+5)/2, conversions (4*2 + 4*1)/2, neurons (12+6)/2
+    assert macro.energy_pj(counts) == {
+        "cells": 10.0,
+        "rows": 60.0,
+        "adc": 600.0,
+        "digital": 0.0,
+        "neurons": 9000.0,
+    }
+    assert macro.energy_pj(counts, pruned=False)["cells"] == 19.0
+    # latency: layer 1: 4 evaluations x (10 + 2 x 0.78) ns, layer 2: 4 x (10 + 0.78) ns,
+    # 2 neuron layers x 6 sample-steps x 1 ns; per sample
+    expected_ns = (4 * (10 + 2 * 0.78) + 4 * (10 + 0.78) + 2 * 6 * 1.0) / 2
+    assert macro.latency_ns(counts) == pytest.approx(expected_ns)
+    digital = DigitalAccelerator(mac_pj=2, neuron_update_pj=3, macs_per_ns=1)
+    assert digital.energy_pj(counts) == {"macs": 48.0, "neurons": 27.0}
+    assert digital.latency_ns(counts) == 24 + 9
+    dense = Scenario("dense", digital, counts)
+    analog = Scenario("analog", macro, counts)
+    ratios = analog.versus(dense)
+    assert ratios["energy_efficiency_x"] == pytest.approx(75 / 9670)
+    assert ratios["load_saved_pct"] == pytest.approx(100 * (1 - 5 / 24))
+
+
+def test_presets_and_user_constants(tmp_path):
+    assert ENERGY_MODELS.get("digital-45nm-fp32").mac_pj == 4.6
+    assert ENERGY_MODELS.get("digital-45nm-fp32").ac_pj == 0.9
+    assert ENERGY_MODELS.get("gpu").mac_pj == 0.48
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"base": "rram-macro", "adc_pj": 0.5, "columns_per_adc": 8}))
+    mine = load_energy_model(path)
+    assert (mine.adc_pj, mine.columns_per_adc, mine.cell_read_pj) == (0.5, 8, 0.0018)
+    path.write_text(json.dumps({"kind": "digital", "mac_pj": 1.0}))
+    assert load_energy_model(path) == DigitalAccelerator(mac_pj=1.0)
+    for bad, message in [
+        ({"base": "rram-macro", "adc_energy": 1}, "unknown constants adc_energy"),
+        ({"base": "rram-macro", "adc_pj": -1}, "adc_pj must be a number > 0"),
+        ({"base": "rram-macro", "columns_per_adc": 2.5}, "must be a whole number"),
+        ({"adc_pj": 1}, "give 'base'"),
+        ({"base": "tpu"}, "unknown energy model 'tpu'"),
+    ]:
+        path.write_text(json.dumps(bad))
+        with pytest.raises(PrimeError, match=message):
+            load_energy_model(path)
+    path.write_text("{not json")
+    with pytest.raises(PrimeError, match="not a readable JSON"):
+        load_energy_model(path)
+    with pytest.raises(PrimeError, match="no such energy constants file"):
+        load_energy_model(tmp_path / "missing.json")
+
+
+def _conv_model(keep: float) -> SpikingNetwork:
+    return get_model("digits-conv", keep=keep, chip_seed=3, score_seed=4).eval()
+
+
+def test_pruning_halves_active_cells():
+    model = get_model("nmnist-mlp", keep=0.5, chip_seed=3, score_seed=4).eval()
+    x = torch.ones(10, 1, 2, 34, 34)  # every row of the first crossbar is active
+    with torch.no_grad(), count_operations(model) as counts:
+        model(x)
+    for layer in counts.synapse_layers():
+        assert layer["kept_cells"] * 2 == layer["cells"]
+    first = counts.synapse_layers()[0]["counts"]
+    kept_reads = sum(first["acs"]) + sum(first["macs"])
+    assert 2 * kept_reads == sum(first["event_ops"])
+    assert connection_sparsity(model) == pytest.approx(0.5)
+
+
+def test_counting_follows_a_shrinking_batch():
+    """Early exit drives model.step with fewer rows: only the steps run are counted."""
+    model = _conv_model(0.5)
+    x = (torch.rand(10, 4, 2, 34, 34, generator=torch.Generator().manual_seed(0)) < 0.1).float()
+    steps = [10, 3, 1, 6]  # steps each sample runs
+    with torch.no_grad(), count_operations(model) as counts:
+        weights = model.weights()
+        state, running = model.initial_state(), torch.arange(4)
+        for t in range(10):
+            _, state = model.step(x[t, running], state, weights)
+            keep = torch.tensor([steps[i] > t + 1 for i in running.tolist()]).nonzero().squeeze(1)
+            running = running[keep]
+            state = [s.index_select(0, keep) if s is not None else None for s in state]
+    assert counts.samples == 4
+    assert sum(counts.sample_steps) == sum(steps)
+    assert counts.sample_steps == [4.0, 3.0, 3.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0]
+    lif = counts.layers[1]["counts"]["neuron_updates"]
+    assert lif == [n * 12 * 32 * 32 for n in counts.sample_steps]
+
+
+def test_early_exit_reduces_counted_timesteps_by_the_steps_skipped():
+    early_exit = pytest.importorskip("prime.early_exit")
+    model = _conv_model(0.5)
+    x = (torch.rand(10, 6, 2, 34, 34, generator=torch.Generator().manual_seed(1)) < 0.1).float()
+    with torch.no_grad(), count_operations(model) as full:
+        model(x)
+    with count_operations(model) as exited:
+        result = early_exit.run_early_exit(model, x, threshold=0.0)  # exit after step 1
+    assert sum(exited.sample_steps) == result.steps.sum().item() == 6
+    skipped = sum(full.sample_steps) - sum(exited.sample_steps)
+    assert skipped == (10 - result.steps).sum().item() == 54
+    updates = exited.layers[1]["counts"]["neuron_updates"]
+    assert updates[0] == full.layers[1]["counts"]["neuron_updates"][0] and sum(updates[1:]) == 0
+
+
+def neurobench_single_layer_macs(inputs: torch.Tensor, layer: nn.Module, total: bool = False):
+    """NeuroBench 2.3's ``metrics.utils.layers.macs.single_layer_MACs`` for Linear/Conv layers,
+    reproduced: binary copy of the layer (``binary_copy.make_binary_copy``: nonzero -> 1, all
+    ones if ``total``; bias dropped) applied to binary inputs (``input.binary_inputs``); the
+    output sum is the op count, accumulates if the inputs are all in {-1, 0, 1}."""
+    spiking = bool(((inputs == 0) | (inputs == 1) | (inputs == -1)).all())
+    binary_layer = copy.deepcopy(layer)
+    weight = (layer.weight.detach() != 0).float()
+    binary_layer.weight = nn.Parameter(torch.ones_like(weight) if total else weight)
+    binary_layer.bias = None
+    x = (inputs != 0).float()
+    return int(binary_layer(torch.ones_like(x) if total else x).sum()), spiking
+
+
+def _torch_layer(layer, weight: torch.Tensor) -> nn.Module:
+    if isinstance(layer, MemristorConv2d):
+        out_ch, in_ch, k, _ = weight.shape
+        torch_layer = nn.Conv2d(in_ch, out_ch, k, stride=layer.stride, padding=layer.padding)
+    else:
+        torch_layer = nn.Linear(weight.shape[1], weight.shape[0])
+    torch_layer.weight = nn.Parameter(weight.clone())
+    return torch_layer
+
+
+@pytest.mark.parametrize("graded", [False, True])
+def test_synaptic_operations_agree_with_neurobench(graded):
+    model = _conv_model(0.5)
+    generator = torch.Generator().manual_seed(2)
+    weights = model.weights()
+    for layer, weight, shape in [
+        (model.layers[0], weights[0], (3, 2, 34, 34)),
+        (model.layers[3], weights[3], (3, 12, 16, 16)),
+        (model.layers[7], weights[7], (3, 2304)),
+    ]:
+        x = (torch.rand(shape, generator=generator) < 0.2).float()
+        if graded:  # pooled spikes: multiples of 0.25, counted as MACs
+            x = x * torch.randint(1, 4, shape, generator=generator) / 4
+        counts = synapse_counts(layer, x, weight)
+        ops, spiking = neurobench_single_layer_macs(x, _torch_layer(layer, weight))
+        dense, _ = neurobench_single_layer_macs(x, _torch_layer(layer, weight), total=True)
+        assert spiking is not graded
+        assert counts["acs" if spiking else "macs"].sum().item() == ops > 0
+        assert counts["macs" if spiking else "acs"].sum().item() == 0
+        assert counts["dense_ops"].sum().item() == dense
+        try:
+            from neurobench.metrics.utils.layers import single_layer_MACs
+        except ImportError:
+            continue
+        assert single_layer_MACs(x, _torch_layer(layer, weight)) == (ops, spiking)
+        assert single_layer_MACs(x, _torch_layer(layer, weight), total=True)[0] == dense
+
+
+def test_count_operations_refuses_nesting():
+    model = tiny_network()
+    with count_operations(model), pytest.raises(PrimeError, match="already active"):
+        with count_operations(model):
+            pass
