@@ -136,23 +136,26 @@ def run_early_exit(
 ) -> EarlyExitResult:
     """Single-step inference of x [T, B, ...] with per-sample early exit and compaction.
 
-    Weights are read once; retired samples are dropped from the state and the input frames
-    (``index_select``), so each step computes only for the samples still running. ``alpha``
-    is used when ``policy`` is a name. Puts the model in eval mode.
+    Weights are read once (per step where ``model.step_weights`` is set). Retired samples
+    are dropped from the state and the input frames (``index_select``), so each step computes
+    only for the samples still running. ``alpha`` is used when ``policy`` is a name. Puts
+    the model in eval mode.
     """
     model.check_input(x)
     policy = get_policy(policy, alpha=alpha)
     T, B = x.shape[:2]
     _check_exit_args(threshold, min_steps, T)
     model.eval()
-    weights = model.weights()
+    hook = model.step_weights  # per-step chip reads (prime.replay), else one read for all
+    step_weights = hook(T) if hook is not None else [model.weights()] * T
     state = model.initial_state()
     outputs = torch.empty(B, model.num_classes)
     steps = torch.full((B,), T, dtype=torch.int64)
     running = torch.arange(B)  # original indices of the samples still in the batch
     total = None
+    start = 0  # x holds the frames of timesteps start..T-1 of the running samples
     for t in range(T):
-        out, state = model.step(x[t], state, weights)
+        out, state = model.step(x[t - start], state, step_weights[t])
         total = out if total is None else total + out
         mean = total / (t + 1)
         if t + 1 == T:
@@ -170,7 +173,7 @@ def run_early_exit(
             break
         running, total = running[keep], total[keep]
         state = [s.index_select(0, keep) if s is not None else None for s in state]
-        x = x.index_select(1, keep)
+        x, start = x[t + 1 - start :].index_select(1, keep), t + 1
     return EarlyExitResult(outputs, steps, T)
 
 

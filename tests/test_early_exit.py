@@ -1,0 +1,174 @@
+"""Early exit: the batched controller, its policies, golden parity with PRIME, calibration."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import reference_file
+
+from prime.data import FrameDataset
+from prime.early_exit import (
+    POLICIES,
+    calibrate_threshold,
+    evaluate_early_exit,
+    exit_from_trajectory,
+    get_policy,
+    run_early_exit,
+    sweep_thresholds,
+)
+from prime.errors import PrimeError
+from prime.models import get_model
+
+T = 6
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return get_model("digits-conv", timesteps=T, chip_seed=3, score_seed=3).eval()
+
+
+@pytest.fixture(scope="module")
+def x():
+    g = torch.Generator().manual_seed(5)
+    rate = torch.rand(1, 16, 1, 1, 1, generator=g) * 0.3  # inputs of varied difficulty
+    return (torch.rand(T, 16, 2, 34, 34, generator=g) < rate).float()
+
+
+def _median_confidence(model, x, policy="prime"):
+    """A threshold some samples pass early and some never: the median confidence at T/2."""
+    means = model(x, mode="single").cumsum(0)[T // 2 - 1] / (T // 2)
+    return get_policy(policy).confidence(means).median().item()
+
+
+def test_policies_score_hand_computed_confidences():
+    mean_output = torch.tensor([[0.0, 0.0, 0.0, 0.0], [2 * math.log(3), 0.0, 0.0, 0.0]])
+    # softmax(mean / 2): uniform, and [0.5, 1/6, 1/6, 1/6]
+    prime, margin, entropy = (
+        get_policy(n).confidence(mean_output) for n in ("prime", "margin", "entropy")
+    )
+    entropy_of_second = -(0.5 * math.log(0.5) + 3 * (1 / 6) * math.log(1 / 6))
+    assert POLICIES.names() == ["entropy", "margin", "prime"]
+    assert torch.allclose(prime, torch.tensor([0.25, 0.5]))
+    assert torch.allclose(margin, torch.tensor([0.0, 0.5 - 1 / 6]))
+    assert torch.allclose(entropy, torch.tensor([0.0, 1 - entropy_of_second / math.log(4)]))
+    assert get_policy("prime", alpha=1.0).confidence(mean_output)[1] > prime[1]
+
+
+def test_bad_arguments_are_prime_errors(model, x):
+    with pytest.raises(PrimeError, match="unknown exit policy 'softmax'"):
+        get_policy("softmax")
+    with pytest.raises(PrimeError, match="alpha"):
+        get_policy("prime", alpha=0)
+    with pytest.raises(PrimeError, match="takes only alpha"):
+        get_policy("margin", beta=1)
+    with pytest.raises(PrimeError, match="min_steps"):
+        run_early_exit(model, x, min_steps=T + 1)
+    with pytest.raises(PrimeError, match="threshold"):
+        run_early_exit(model, x, threshold=float("nan"))
+    with pytest.raises(PrimeError, match="timesteps"):
+        run_early_exit(model, x[:3])
+
+
+@pytest.mark.parametrize("policy", ["prime", "margin", "entropy"])
+def test_steps_stay_between_min_steps_and_T(model, x, policy):
+    threshold = _median_confidence(model, x, policy)
+    seen = set()
+    for min_steps in (1, 3):
+        result = run_early_exit(model, x, policy, threshold, min_steps=min_steps)
+        assert result.steps.dtype == torch.int64 and result.steps.shape == (16,)
+        assert result.steps.min() >= min_steps and result.steps.max() <= T
+        assert result.load_saved == pytest.approx(1 - result.steps.double().mean().item() / T)
+        seen.update(result.steps.tolist())
+    assert len(seen) >= 3  # the threshold really splits the batch at several steps
+
+
+def _run_alone(model, frames):
+    """Mean output of one sample run for len(frames) steps on its own: frames [t, ...]."""
+    weights, state, outputs = model.weights(), model.initial_state(), []
+    with torch.no_grad():
+        for frame in frames:
+            out, state = model.step(frame[None], state, weights)
+            outputs.append(out[0])
+    return torch.stack(outputs).mean(0)
+
+
+def test_compaction_equals_each_sample_run_alone_to_its_exit(model, x):
+    threshold = _median_confidence(model, x)
+    result = run_early_exit(model, x, "prime", threshold, min_steps=2)
+    assert 2 < len(set(result.steps.tolist()))
+    for i, steps in enumerate(result.steps.tolist()):
+        assert torch.allclose(result.outputs[i], _run_alone(model, x[:steps, i]), atol=1e-5)
+    offline = exit_from_trajectory(model(x, mode="single"), "prime", threshold, min_steps=2)
+    assert torch.equal(offline.steps, result.steps)
+    assert torch.allclose(offline.outputs, result.outputs, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["prime", "margin", "entropy"])
+def test_threshold_one_is_full_T_inference(model, x, policy):
+    result = run_early_exit(model, x, policy, threshold=1.0)
+    assert (result.steps == T).all() and result.load_saved == 0.0
+    assert torch.allclose(result.outputs, model.logits(x, mode="single"), atol=1e-6)
+    assert torch.allclose(result.outputs, model.logits(x, mode="multi"), atol=1e-5)
+
+
+def test_threshold_zero_exits_everyone_at_min_steps(model, x):
+    result = run_early_exit(model, x, threshold=0.0, min_steps=3)
+    assert (result.steps == 3).all()
+    assert torch.allclose(result.outputs, model(x, mode="single")[:3].mean(0), atol=1e-6)
+
+
+def test_golden_early_exit_steps_of_the_prime_reference():
+    from prime.reference import load_prime_reference
+
+    model = load_prime_reference(reference_file("prime/classification.pt"))
+    golden = np.load(reference_file("prime/prime_golden.npz"))
+    alpha = float(golden["early_exit_alpha"])
+    checked = 0
+    for prefix in ("", "real_"):
+        x = torch.from_numpy(golden[f"{prefix}inputs"]).float().transpose(0, 1)
+        for key in golden.files:
+            if not key.startswith(f"{prefix}early_exit_steps_th"):
+                continue
+            threshold = float(key.rsplit("th", 1)[1])
+            result = run_early_exit(model, x, "prime", threshold, alpha=alpha)
+            steps = torch.from_numpy(golden[key])
+            output = torch.from_numpy(golden[key.replace("steps", "output")])
+            assert torch.equal(result.steps, steps), (key, result.steps, steps)
+            assert torch.allclose(result.outputs, output, atol=1e-4), key
+            checked += 1
+    assert checked == 8
+    real = torch.from_numpy(golden["real_inputs"]).float().transpose(0, 1)
+    assert run_early_exit(model, real).steps.tolist() == [9, 6]
+
+
+def test_evaluate_sweep_and_calibration_agree(model, x):
+    labels = model.logits(x, mode="multi").argmax(1)
+    labels[::3] = (labels[::3] + 1) % 10  # 6 of 16 wrong at full T
+    dataset = FrameDataset(x.transpose(0, 1).contiguous(), labels)
+    threshold = _median_confidence(model, x)
+    evaluated = evaluate_early_exit(model, dataset, "prime", threshold, batch_size=10)
+    (swept,) = sweep_thresholds(model, dataset, (threshold,), batch_size=7)
+    assert evaluated["mean_steps"] == pytest.approx(swept["mean_steps"])
+    assert evaluated["accuracy"] == pytest.approx(swept["accuracy"])
+    assert sum(evaluated["steps_histogram"]) == 16 and len(evaluated["steps_histogram"]) == T
+    assert len(evaluated["per_class_steps"]) == 10
+
+    strict = calibrate_threshold(model, dataset, target_drop_pp=0.0, batch_size=16)
+    loose = calibrate_threshold(model, dataset, target_drop_pp=20.0, batch_size=16)
+    assert strict["full_accuracy"] == pytest.approx(10 / 16)
+    for calibrated in (strict, loose):
+        assert calibrated["drop_pp"] <= calibrated["target_drop_pp"] + 1e-9
+        allowed = [
+            row["mean_steps"]
+            for row in calibrated["sweep"]
+            if 100 * (calibrated["full_accuracy"] - row["accuracy"]) <= calibrated["target_drop_pp"]
+        ]
+        assert calibrated["mean_steps"] == min(allowed)
+    assert loose["load_saved"] >= strict["load_saved"]
+    assert loose["load_saved"] > 0
+    with pytest.raises(PrimeError, match="target drop"):
+        calibrate_threshold(model, dataset, target_drop_pp=-1)
