@@ -178,3 +178,84 @@ MODELS.register("digits-conv")(
 MODELS.register("nmnist-mlp")(
     ModelSpec(_nmnist_mlp, (2, 34, 34), 10, 10, "MLP 2312-250-250-10 on N-MNIST frames")
 )
+
+#: LIF of the gesture network's conv cells (PRIME's gesture cells fire at threshold 1.0)
+GESTURE_LIF = LIFParams(threshold=1.0)
+
+
+def _gesture_conv(pixels: int) -> Callable[[LayerFactory], list[nn.Module]]:
+    """Conv SNN for DVS128 Gesture frames of pixels x pixels (128 or 32), 11 classes.
+
+    PRIME's code never shipped its gesture network (``ConvNet_128``); this design follows
+    its cells: supermask conv, batch norm, LIF (threshold 1.0), average pooling. At 128 x 128
+    the first conv has kernel 5 and stride 2; the FC layer sees 64 maps of pixels/8/stride.
+    """
+    stride = 2 if pixels == 128 else 1
+
+    def build(make: LayerFactory) -> list[nn.Module]:
+        first = (
+            make.conv(2, 16, 5, stride=2, padding=2)
+            if stride == 2
+            else make.conv(2, 16, 3, padding=1)
+        )
+        layers: list[nn.Module] = []
+        for conv in (first, make.conv(16, 32, 3, padding=1), make.conv(32, 64, 3, padding=1)):
+            channels = conv.scores.shape[0]
+            layers += [conv, nn.BatchNorm2d(channels), LIF(GESTURE_LIF), nn.AvgPool2d(2)]
+        side = pixels // (8 * stride)
+        return [*layers, nn.Flatten(), make.linear(64 * side * side, 11), Integrator()]
+
+    return build
+
+
+def _mlp(sizes: tuple[int, ...], lif: LIFParams) -> Callable[[LayerFactory], list[nn.Module]]:
+    """Flatten, then supermask linear layers of ``sizes`` with LIF between, integrator out."""
+
+    def build(make: LayerFactory) -> list[nn.Module]:
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(make.linear(n_in, n_out))
+            layers.append(LIF(lif) if i < len(sizes) - 2 else Integrator())
+        return layers
+
+    return build
+
+
+MODELS.register("dvsgesture-conv")(
+    ModelSpec(
+        _gesture_conv(128),
+        (2, 128, 128),
+        11,
+        20,
+        "DVS128 Gesture conv SNN (prime's design): conv 2-16 k5 s2, 16-32 k3, 32-64 k3, each "
+        "with batch norm, LIF (threshold 1.0), avgpool 2; FC 4096-11 integrator",
+    )
+)
+MODELS.register("dvsgesture-conv32")(
+    ModelSpec(
+        _gesture_conv(32),
+        (2, 32, 32),
+        11,
+        20,
+        "dvsgesture-conv for frames down-sampled to 32x32 (--downsample 32): first conv k3 "
+        "stride 1; FC 1024-11",
+    )
+)
+MODELS.register("shd-mlp")(
+    ModelSpec(
+        _mlp((700, 256, 20), PRIME_FC_LIF),
+        (700,),
+        20,
+        50,
+        "SHD MLP 700-256-20 (LIF threshold 0.5) on spike counts in 50 time bins",
+    )
+)
+MODELS.register("spoken-digits-mlp")(
+    ModelSpec(
+        _mlp((460, 256, 10), PRIME_FC_LIF),
+        (23, 20),
+        10,
+        20,
+        "spoken digits MLP 460-256-10 (LIF threshold 0.5) on rate-coded 23x20 features, T = 20",
+    )
+)

@@ -27,15 +27,20 @@ class DataSplits:
     input_shape: tuple[int, ...]
     num_classes: int
     timesteps: int
+    val: Dataset | None = None  # a validation split, where the loader was asked for one
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A registered dataset: how to load it and which model it trains by default."""
+    """A registered dataset: how to load it and which model it trains by default.
+
+    ``on_disk(data_root)`` describes which of its files are present (``prime datasets``).
+    """
 
     load: Callable[..., DataSplits]
     default_model: str
     description: str
+    on_disk: Callable[[Path], str] | None = None
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -90,4 +95,8 @@ def dataset_spec(name: str) -> DatasetSpec:
     return DATASETS.get(name)
 
 
+from prime.data import arrays as _arrays  # noqa: E402,F401
 from prime.data import digits as _digits  # noqa: E402,F401  (registers "digits")
+from prime.data import dvsgesture as _dvsgesture  # noqa: E402,F401
+from prime.data import nmnist as _nmnist  # noqa: E402,F401
+from prime.data import shd as _shd  # noqa: E402,F401

@@ -15,7 +15,10 @@ import tonic.transforms
 import torch
 import torch.nn.functional as F
 
-from prime.data import DATASETS, DatasetSpec, DataSplits, FrameDataset
+from prime.data import DATASETS, DatasetSpec, DataSplits
+from prime.data.cache import cached_frames
+from prime.data.splits import resolve_root, subset
+from prime.data.tonic_files import EventList
 
 SENSOR_SIZE = (34, 34, 2)  # tonic order: (width, height, polarities)
 EVENT_DTYPE = np.dtype([("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "<i8")])
@@ -104,16 +107,32 @@ def split_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def load_digits_dataset(timesteps: int = 10, seed: int = 0, **_: object) -> DataSplits:
-    """Train/test frames [T, 2, 34, 34] (event counts) of the neuromorphic digits."""
-    events, labels = make_events(seed)
-    to_frame = tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, n_time_bins=timesteps)
-    frames = torch.as_tensor(np.stack([to_frame(e) for e in events]).clip(0, 255)).to(torch.uint8)
-    labels_t = torch.as_tensor(labels)
-    train, test = split_indices(labels)
+def load_digits_dataset(
+    timesteps: int = 10, seed: int = 0, data_root: str | None = None, **_: object
+) -> DataSplits:
+    """Train/test frames [T, 2, 34, 34] (event counts) of the neuromorphic digits.
+
+    The frames are cached under the data root (:mod:`prime.data.cache`).
+    """
+    params = {
+        "timesteps": timesteps,
+        "seed": seed,
+        "emulation": [SACCADE_US, SAMPLES_PER_SACCADE, CONTRAST_THRESHOLD],
+    }
+    frames = cached_frames(
+        resolve_root(data_root),
+        "digits",
+        "all",
+        params,
+        lambda: EventList(
+            *make_events(seed),
+            tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, n_time_bins=timesteps),
+        ),
+    )
+    train, test = split_indices(frames.labels.numpy())
     return DataSplits(
-        train=FrameDataset(frames[train], labels_t[train]),
-        test=FrameDataset(frames[test], labels_t[test]),
+        train=subset(frames, train),
+        test=subset(frames, test),
         input_shape=(2, 34, 34),
         num_classes=10,
         timesteps=timesteps,

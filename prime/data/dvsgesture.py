@@ -1,0 +1,105 @@
+"""DVS128 Gesture (Amir et al. 2017) through tonic: 2x128x128 event frames, 11 classes.
+
+Files in tonic's layout, ``<folder>/ibmGestureTrain/user<NN>_<lighting>/<label>.npy`` and
+``ibmGestureTest/...`` (int32 columns x, y, p, t in ms), where the folder is
+``<data root>/DVSGesture`` or ``data_path``. Any subset of clips works; a single folder is
+split reproducibly. Frames are tonic ``ToFrame`` event counts (int16), optionally
+down-sampled with tonic's ``Downsample`` to ``downsample`` x ``downsample`` pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tonic.datasets
+import tonic.transforms
+
+from prime.data import DATASETS, DatasetSpec, DataSplits
+from prime.data.splits import reject_options, resolve_root
+from prime.data.tonic_files import Offline, check_timesteps, to_frame, tonic_splits
+from prime.errors import PrimeError
+
+SENSOR_PIXELS = 128
+DEFAULT_TIMESTEPS = 20
+
+
+class DVSGesture(Offline, tonic.datasets.DVSGesture):
+    """tonic's DVS128 Gesture on any subset of its clips."""
+
+    layout = (
+        "ibmGestureTrain/user<NN>_<lighting>/<label>.npy and ibmGestureTest/... "
+        "(int32 columns x, y, p, t in ms)"
+    )
+    source = (
+        "tonic's preprocessed release (ibmGestureTrain.tar.gz, ibmGestureTest.tar.gz on "
+        "figshare; original: https://research.ibm.com/interactive/dvsgesture/)"
+    )
+
+    def present(self) -> bool:
+        return self.count("*/*.npy") > 0
+
+
+def frame_transform(timesteps: int, split_mode: str, downsample: int) -> tonic.transforms.Compose:
+    """Down-sampling (if any) to downsample x downsample pixels, then ToFrame."""
+    if not isinstance(downsample, int) or not 1 <= downsample <= SENSOR_PIXELS:
+        raise PrimeError(f"downsample must be a pixel count in 1..128, got {downsample!r}")
+    sensor = tonic.datasets.DVSGesture.sensor_size
+    steps = []
+    if downsample != SENSOR_PIXELS:
+        steps.append(tonic.transforms.Downsample(spatial_factor=downsample / SENSOR_PIXELS))
+        sensor = (downsample, downsample, 2)
+    steps.append(to_frame(sensor, timesteps, split_mode))
+    return tonic.transforms.Compose(steps)
+
+
+def load_dvsgesture(
+    timesteps: int = DEFAULT_TIMESTEPS,
+    seed: int = 0,
+    split_mode: str = "time",
+    downsample: int = SENSOR_PIXELS,
+    data_root: str | Path | None = None,
+    data_path: str | Path | None = None,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.0,
+    split_seed: int = 0,
+    download: bool = False,
+    workers: int | None = None,
+    **unknown: object,
+) -> DataSplits:
+    """Train/test frames [T, 2, S, S] (int16 event counts), S = ``downsample`` (128 = none).
+
+    ``seed`` (the training seed) changes neither frames nor split.
+    """
+    reject_options("dvsgesture", unknown)
+    root = resolve_root(data_root)
+    transform = frame_transform(check_timesteps(timesteps), split_mode, downsample)
+    return tonic_splits(
+        "dvsgesture",
+        lambda train: DVSGesture(
+            root, train=train, transform=transform, download=download, folder=data_path
+        ),
+        root,
+        {"timesteps": timesteps, "split_mode": split_mode, "downsample": downsample},
+        num_classes=len(tonic.datasets.DVSGesture.classes),
+        split=dict(test_fraction=test_fraction, val_fraction=val_fraction, split_seed=split_seed),
+        dtype=np.int16,
+        workers=workers,
+    )
+
+
+def on_disk(root: Path) -> str:
+    folder = Path(root) / "DVSGesture"
+    splits = ("ibmGestureTrain", "ibmGestureTest")
+    counts = {s: sum(1 for _ in (folder / s).glob("*/*.npy")) for s in splits}
+    return ", ".join(f"{s}: {n:,} clips" for s, n in counts.items()) + f" in {folder}"
+
+
+DATASETS.register("dvsgesture")(
+    DatasetSpec(
+        load_dvsgesture,
+        default_model="dvsgesture-conv",
+        description="DVS128 Gesture (2x128x128 events, 11 classes), tonic layout DVSGesture/",
+        on_disk=on_disk,
+    )
+)

@@ -1,0 +1,171 @@
+"""tonic's dataset classes on files that are already on disk, and tonic's frame binning.
+
+tonic downloads a dataset whenever it finds fewer files than the full release. The
+:class:`Offline` mixin makes a tonic dataset class accept any subset of its files in
+tonic's own layout, and download only when asked to: otherwise a missing dataset is a
+:class:`PrimeError` that names the expected files, where, and where to get them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tonic.transforms
+from torch.utils.data import Dataset
+
+from prime.data import DataSplits
+from prime.data.cache import cached_frames, fingerprint
+from prime.data.splits import make_splits
+from prime.errors import PrimeError
+
+SPLIT_MODES = ("time", "events")
+
+
+class MissingFiles(PrimeError):
+    """A dataset's files are not on disk (and were not to be downloaded)."""
+
+
+class Offline:
+    """Mixin before a tonic dataset class: any subset of files, no download unless asked.
+
+    A subclass must keep the tonic class's name (tonic's folder is ``<root>/<class name>``;
+    ``folder`` replaces that folder), set ``layout`` (the expected files, relative to the
+    folder) and ``source`` (where to get them), and implement ``present()``.
+    """
+
+    layout: str
+    source: str
+    _folder: str | None = None
+
+    def __init__(
+        self,
+        save_to: str | Path,
+        *args,
+        download: bool = False,
+        folder: str | Path | None = None,
+        **kwargs,
+    ) -> None:
+        self.allow_download = download
+        self._folder = None if folder is None else str(folder)
+        super().__init__(str(save_to), *args, **kwargs)
+
+    @property
+    def location_on_system(self) -> str:
+        return self._folder
+
+    @location_on_system.setter
+    def location_on_system(self, value: str) -> None:  # tonic sets <root>/<class name>
+        if self._folder is None:
+            self._folder = value
+
+    def present(self) -> bool:
+        raise NotImplementedError
+
+    def files(self) -> list[str]:
+        """The source files of this split (their fingerprint is part of the cache key)."""
+        return list(self.data)
+
+    def _check_exists(self) -> bool:
+        return self.present()
+
+    def download(self) -> None:
+        if not self.allow_download:
+            raise MissingFiles(self.missing_message())
+        try:
+            super().download()
+        except Exception as exc:  # urllib and archive errors of many kinds
+            raise PrimeError(
+                f"downloading {self.url} failed ({type(exc).__name__}: {exc}); "
+                + self.missing_message()
+            ) from None
+        if not self.present():
+            raise PrimeError(f"the download did not provide the files; {self.missing_message()}")
+
+    def missing_message(self) -> str:
+        name = type(self).__name__  # the tonic class's name, which is also its folder's
+        return (
+            f"{name} files not found: expected {self.layout} in {self.location_on_system} "
+            f"(tonic's layout); get them from {self.source} (or pass --download to let tonic "
+            f"fetch {self.url}), then pass --data-path to that folder or --data-root (or "
+            f"PRIME_DATA) to the folder that holds {name}/"
+        )
+
+    def count(self, pattern: str) -> int:
+        return sum(1 for _ in Path(self.location_on_system, self.folder_name).glob(pattern))
+
+
+def tonic_splits(
+    dataset: str,
+    make: Callable[[bool], Offline],
+    root: Path,
+    params: dict[str, Any],
+    num_classes: int,
+    split: dict[str, Any],
+    dtype: type[np.integer] = np.uint8,
+    workers: int | None = None,
+) -> DataSplits:
+    """Cached frames of a tonic dataset's train and test folders, as DataSplits.
+
+    ``make(train)`` builds the tonic dataset (with its frame transform) of one folder; a
+    folder that is absent is skipped and the other is split by
+    :func:`prime.data.splits.make_splits` with ``split`` (test_fraction, val_fraction,
+    split_seed). ``params`` are the transform's parameters for the cache key.
+    """
+    found, missing = {}, []
+    for name, train in (("train", True), ("test", False)):
+        try:
+            found[name] = make(train)
+        except MissingFiles as exc:
+            missing.append(exc)
+    if not found:
+        raise missing[0]
+    frames = {
+        name: cached_frames(
+            root,
+            dataset,
+            name,
+            {**params, "files": fingerprint(source.files(), source.location_on_system)},
+            lambda source=source: source,
+            dtype=dtype,
+            workers=workers,
+        )
+        for name, source in found.items()
+    }
+    if "train" not in frames:  # only a test folder: split it
+        frames = {"train": frames["test"]}
+    return make_splits(frames["train"], frames.get("test"), num_classes, **split)
+
+
+class EventList(Dataset):
+    """Event arrays in memory, transformed on access: (transform(events[i]), labels[i])."""
+
+    def __init__(
+        self, events: list[np.ndarray], labels: np.ndarray, transform: Callable[[np.ndarray], Any]
+    ) -> None:
+        self.events, self.labels, self.transform = events, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.transform(self.events[index]), int(self.labels[index])
+
+
+def to_frame(
+    sensor_size: tuple[int, int, int], timesteps: int, split_mode: str = "time"
+) -> tonic.transforms.ToFrame:
+    """tonic's ToFrame into ``timesteps`` frames of equal duration or equal event count."""
+    if split_mode == "time":
+        return tonic.transforms.ToFrame(sensor_size=sensor_size, n_time_bins=timesteps)
+    if split_mode == "events":
+        return tonic.transforms.ToFrame(sensor_size=sensor_size, n_event_bins=timesteps)
+    raise PrimeError(f"unknown split mode {split_mode!r}; known: {', '.join(SPLIT_MODES)}")
+
+
+def check_timesteps(timesteps: int) -> int:
+    if not isinstance(timesteps, int) or timesteps < 1:
+        raise PrimeError(f"timesteps must be a whole number >= 1, got {timesteps!r}")
+    return timesteps
