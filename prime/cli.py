@@ -11,7 +11,7 @@ import sys
 from prime.errors import PrimeError
 
 #: subcommand modules under prime.commands, in the order ``prime --help`` lists them
-COMMANDS = ("train", "eval", "models", "trace")
+COMMANDS = ("train", "eval", "models", "trace", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -104,22 +104,25 @@ def synapse_counts(
 ) -> dict[str, torch.Tensor]:
     """Per-frame counts [N] of a synaptic layer on frames x [N, ...] (see module docstring).
 
-    Uses the layer class's ``apply`` on binarised inputs and weights (in float64, so exact),
-    so every synaptic layer type is counted the same way.
+    Uses the layer class's ``apply`` on binarised inputs and weights, so every synaptic
+    layer type is counted the same way.
     """
     apply = type(layer).apply  # the class's, not the counting wrapper on the instance
-    events = (x != 0).double()
-    kept = (weight != 0).double()
-    ones_kernel = torch.ones((1, *weight.shape[1:]), dtype=torch.float64)
-    rows = apply(layer, events, ones_kernel).flatten(1)  # active rows per evaluation
-    dense = apply(layer, torch.ones_like(events[:1]), ones_kernel).sum() * weight.shape[0]
-    synops = apply(layer, events, kept).flatten(1).sum(1)
+    events = (x != 0).to(weight.dtype)
+    ones_kernel = torch.ones((1, *weight.shape[1:]), dtype=weight.dtype)
+    # each output element is a whole number <= fan-in (rounded, in case a fast convolution
+    # algorithm rounds); sums in float64
+    rows = apply(layer, events, ones_kernel).flatten(1).round().double()  # active rows/eval
+    dense = apply(layer, torch.ones_like(events[:1]), ones_kernel).round().double().sum()
+    dense = dense * len(weight)
+    synops = apply(layer, events, (weight != 0).to(weight.dtype)).flatten(1).round()
+    synops = synops.double().sum(1)
     spiking = bool(((x == 0) | (x == 1) | (x == -1)).all())
     zero = torch.zeros_like(synops)
     return {
-        "input_events": events.flatten(1).sum(1),
+        "input_events": (x != 0).flatten(1).sum(1),
         "dense_ops": dense.expand(len(x)),
-        "event_ops": rows.sum(1) * weight.shape[0],
+        "event_ops": rows.sum(1) * len(weight),
         "acs": synops if spiking else zero,
         "macs": zero if spiking else synops,
         "row_activations": rows.sum(1),
@@ -202,6 +205,7 @@ class _Recorder:
         self.sample_steps = torch.zeros(self.timesteps, dtype=torch.float64)
         self.step_t: int | None = None  # inside model.step: its timestep
         self.last_t = -1
+        self.steps_started = 0
 
     def frame_timesteps(self, n_frames: int) -> torch.Tensor:
         """Timestep of each of n frames: the current step, or [T*B] multi-step frames."""
@@ -218,6 +222,7 @@ class _Recorder:
         self.samples += batch if fresh else 0
         self.sample_steps[t] += batch
         self.step_t = self.last_t = t
+        self.steps_started += 1
 
 
 @contextlib.contextmanager
@@ -245,8 +250,9 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
 
     def wrap_forward(original):
         def forward(x, mode="multi"):
+            steps_before = recorder.steps_started
             out = original(x, mode)
-            if mode == "multi":
+            if recorder.steps_started == steps_before:  # the multi-step path ran
                 recorder.samples += x.shape[1]
                 recorder.sample_steps += x.shape[1]
             return out

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
 import torch
 from torch import nn
 
+from prime.checkpoint import save_checkpoint
 from prime.devices import chip_generator, get_device
 from prime.energy import (
     ENERGY_MODELS,
@@ -25,6 +27,7 @@ from prime.layers import MemristorConv2d, MemristorLinear
 from prime.models import get_model
 from prime.network import SpikingNetwork
 from prime.neurons import LIF, Integrator, LIFParams
+from prime.train import TrainConfig
 
 
 def _linear(in_features: int, out_features: int, scores: list[list[float]]) -> MemristorLinear:
@@ -283,3 +286,49 @@ def test_count_operations_refuses_nesting():
     with count_operations(model), pytest.raises(PrimeError, match="already active"):
         with count_operations(model):
             pass
+
+
+def test_step_weights_hook_is_counted_once():
+    """A model whose forward takes the single-step path (``step_weights``) counts each step once."""
+    model = tiny_network()
+    model.step_weights = lambda steps: [model.weights()] * steps
+    with torch.no_grad(), count_operations(model) as counts:
+        model(TINY_INPUT)
+    assert counts.samples == 2 and counts.sample_steps == [2.0, 2.0, 2.0]
+    assert counts.layers[0]["counts"]["acs"] == [2.0, 4.0, 1.0]
+
+
+def test_bench_energy_command(tmp_path, capsys):
+    from prime.cli import main
+
+    run = tmp_path / "run"
+    model = _conv_model(0.5)  # untrained scores: counting needs no training
+    config = dataclasses.asdict(TrainConfig(chip_seed=3, seed=4))
+    save_checkpoint(
+        run / "checkpoint.pt",
+        {
+            "train_config": config,
+            "model_config": model.config.to_dict(),
+            "model_state": model.state_dict(),
+        },
+    )
+    bench = ["bench", "energy", str(run), "--limit", "20", "--batch-size", "10", "--quiet"]
+    assert main(bench) == 0
+    printed = capsys.readouterr().out
+    assert "| + early exit |" in printed and "adc_pj x 10" in printed
+    report = json.loads((run / "bench" / "energy.json").read_text())
+    assert [r["name"] for r in report["rows"]] == [
+        "digital dense",
+        "analog macro (all cells)",
+        "+ pruning",
+        "+ early exit",
+    ]
+    full, exited = report["counts"]["full"], report["counts"]["early_exit"]
+    assert full["samples"] == exited["samples"] == 20
+    assert full["steps_per_sample"] == 10 and 1 <= exited["steps_per_sample"] <= 10
+    assert report["rows"][2]["energy_pj"] < report["rows"][1]["energy_pj"]  # pruning saves
+    assert (run / "bench" / "energy.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(bench) == 1  # no overwrite without --force
+    assert "pass --force" in capsys.readouterr().err
+    assert main([*bench, "--force", "--no-early-exit", "--baseline", "rram-macro"]) == 1
+    assert "--baseline needs a digital energy model" in capsys.readouterr().err
