@@ -18,15 +18,18 @@ The load saved is 1 - mean steps / T: the fraction of timesteps not simulated.
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
-from prime.data import iterate_batches
+from prime.checkpoint import atomic_path, write_json
+from prime.data import DataSplits, iterate_batches
 from prime.errors import PrimeError
 from prime.network import SpikingNetwork
 from prime.registry import Registry
@@ -202,6 +205,10 @@ def exit_from_trajectory(
     return EarlyExitResult(outputs, steps.to(torch.int64), T)
 
 
+def _accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
+    return (outputs.argmax(1) == labels).double().mean().item()
+
+
 def _summary(
     outputs: torch.Tensor, steps: torch.Tensor, labels: torch.Tensor, timesteps: int
 ) -> dict[str, Any]:
@@ -213,7 +220,7 @@ def _summary(
     ]
     mean_steps = steps.double().mean().item()
     return {
-        "accuracy": (outputs.argmax(1) == labels).double().mean().item(),
+        "accuracy": _accuracy(outputs, labels),
         "mean_steps": mean_steps,
         "load_saved": 1.0 - mean_steps / timesteps,
         "per_class_steps": per_class,
@@ -324,7 +331,7 @@ def calibrate_threshold(
     if not (isinstance(target_drop_pp, int | float) and 0 <= target_drop_pp < math.inf):
         raise PrimeError(f"target drop must be >= 0 percentage points, got {target_drop_pp!r}")
     trajectory, labels = step_outputs(model, val_dataset, batch_size, progress)
-    full_accuracy = (trajectory.mean(0).argmax(1) == labels).double().mean().item()
+    full_accuracy = _accuracy(trajectory.mean(0), labels)
     sweep = _sweep(trajectory, labels, thresholds, get_policy(policy, alpha=alpha), min_steps)
     allowed = [r for r in sweep if 100 * (full_accuracy - r["accuracy"]) <= target_drop_pp + 1e-9]
     if not allowed:
@@ -343,3 +350,157 @@ def calibrate_threshold(
         "target_drop_pp": target_drop_pp,
         "sweep": sweep,
     }
+
+
+# --- reports (``prime eval RUN --early-exit``) -------------------------------------------
+
+
+def validation_split(data: DataSplits, seed: int, fraction: float = 0.2) -> Dataset:
+    """The dataset's validation split, else a seeded ``fraction`` of its training split."""
+    if getattr(data, "val", None) is not None:
+        return data.val
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))
+    return Subset(data.train, order[: max(1, round(fraction * len(data.train)))].tolist())
+
+
+def early_exit_run(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    read_noise: float = 0.0,
+    noise_seed: int = 0,
+    chip_seed: int | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """:func:`early_exit_report` for a trained run (``out_dir`` defaults to
+    ``RUN_DIR/early-exit``), optionally under read noise or on another chip."""
+    from prime.evaluate import reform_chip
+    from prime.train import TrainConfig, load_data, load_run
+
+    model, payload = load_run(run_dir)
+    config = TrainConfig(**payload["train_config"])
+    if getattr(config, "trace", None):
+        raise PrimeError(
+            f"{run_dir} runs on a chip trace; early exit does not replay traces yet "
+            "(evaluate it without --early-exit)"
+        )
+    if chip_seed is not None:
+        reform_chip(model, chip_seed)
+    model.set_read_noise(read_noise, seed=noise_seed)
+    out_dir = Path(run_dir) / "early-exit" if out_dir is None else out_dir
+    report = early_exit_report(model, load_data(config), out_dir, val_seed=config.seed, **options)
+    return {
+        "model": config.model_name,
+        "dataset": config.dataset,
+        "read_noise": read_noise,
+        "chip_seed": model.config.chip_seed,
+        "out_dir": str(out_dir),
+        **report,
+    }
+
+
+def early_exit_report(
+    model: SpikingNetwork,
+    data: DataSplits,
+    out_dir: str | Path,
+    policy: str = "prime",
+    threshold: float | None = None,
+    target_drop_pp: float | None = None,
+    min_steps: int = 1,
+    alpha: float = 2.0,
+    val_seed: int = 0,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Early exit on the test split at ``threshold`` or at the threshold calibrated on the
+    validation split for ``target_drop_pp`` (default θ = 0.8), plus a test-split threshold
+    sweep. Writes ``sweep.csv``, ``accuracy_vs_steps.png``, ``steps_histogram.png`` and
+    ``early_exit.json`` to ``out_dir`` and returns what the JSON holds.
+    """
+    if threshold is not None and target_drop_pp is not None:
+        raise PrimeError("give either a threshold or a target drop, not both")
+    policy = get_policy(policy, alpha=alpha)
+    report: dict[str, Any] = {"policy": policy_name(policy), "alpha": policy.alpha}
+    if target_drop_pp is not None:
+        val = validation_split(data, val_seed)
+        calibration = calibrate_threshold(
+            model, val, target_drop_pp, policy, min_steps=min_steps, batch_size=batch_size
+        )
+        threshold = calibration.pop("threshold")
+        calibration.pop("sweep")
+        report["calibration"] = {"val_samples": len(val), **calibration}
+    threshold = 0.8 if threshold is None else threshold
+    trajectory, labels = step_outputs(model, data.test, batch_size, progress)
+    sweep = _sweep(trajectory, labels, DEFAULT_THRESHOLDS, policy, min_steps)
+    result = evaluate_early_exit(
+        model, data.test, policy, threshold, min_steps, batch_size=batch_size, progress=progress
+    )
+    report.update(result, min_steps=min_steps, full_accuracy=_accuracy(trajectory.mean(0), labels))
+    out_dir = Path(out_dir)
+    write_sweep_csv(out_dir / "sweep.csv", sweep)
+    plot_sweep(out_dir / "accuracy_vs_steps.png", sweep, report)
+    plot_steps_histogram(out_dir / "steps_histogram.png", report)
+    write_json(out_dir / "early_exit.json", {**report, "sweep": sweep})
+    return report
+
+
+SWEEP_COLUMNS = ("policy", "threshold", "accuracy", "mean_steps", "load_saved", "samples")
+
+
+def write_sweep_csv(path: Path, sweep: list[dict[str, Any]]) -> None:
+    """One row per threshold: policy, threshold, accuracy, mean_steps, load_saved, samples."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, SWEEP_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(sweep)
+
+
+def _figure() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(5, 3.5))
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_sweep(path: Path, sweep: list[dict[str, Any]], chosen: dict[str, Any]) -> None:
+    """Accuracy (%) against mean timesteps over the sweep, the chosen threshold marked."""
+    fig, ax = _figure()
+    ax.plot([r["mean_steps"] for r in sweep], [100 * r["accuracy"] for r in sweep], ".-")
+    ax.axhline(100 * chosen["full_accuracy"], color="gray", ls="--", label="full T")
+    ax.plot(
+        chosen["mean_steps"],
+        100 * chosen["accuracy"],
+        "r*",
+        ms=12,
+        label=f"θ = {chosen['threshold']:g}",
+    )
+    ax.legend(loc="lower right")
+    ax.set(
+        xlabel=f"mean timesteps (of T = {chosen['timesteps']})",
+        ylabel="test accuracy (%)",
+        title=f"early exit, {chosen['policy']} policy: threshold sweep",
+    )
+    ax.grid(alpha=0.3)
+    _save_figure(fig, path)
+
+
+def plot_steps_histogram(path: Path, result: dict[str, Any]) -> None:
+    """Number of samples per exit step at the chosen threshold."""
+    fig, ax = _figure()
+    ax.bar(range(1, result["timesteps"] + 1), result["steps_histogram"])
+    ax.set(
+        xlabel="timesteps used",
+        ylabel="samples",
+        title=f"{result['policy']} policy, θ = {result['threshold']:g}: "
+        f"load saved {100 * result['load_saved']:.1f} %",
+    )
+    _save_figure(fig, path)
