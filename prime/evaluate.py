@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from prime.data import iterate_batches
+from prime.errors import PrimeError
 from prime.network import SpikingNetwork
 
 
@@ -53,21 +55,36 @@ def evaluate_run(
     mode: str = "multi",
     batch_size: int = 128,
     progress: bool = True,
+    replay: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Re-evaluate a run on its test split; see ``prime eval``."""
+    """Re-evaluate a run on its test split; see ``prime eval``.
+
+    A run trained on a chip trace is evaluated on it (unless ``chip_seed`` re-forms a random
+    chip); ``replay`` overrides its trace/replay/pruned/tile settings (None: keep).
+    """
+    from prime.replay import open_replay
     from prime.train import TrainConfig, load_data, load_run
 
     model, payload = load_run(run_dir)
-    config = TrainConfig(**payload["train_config"])
+    overrides = {k: v for k, v in (replay or {}).items() if v is not None}
+    config = dataclasses.replace(TrainConfig(**payload["train_config"]), **overrides)
     if chip_seed is not None:
+        if overrides.get("trace"):
+            raise PrimeError("--chip-seed forms a random chip, --trace replays a measured one")
+        config.trace = None
         reform_chip(model, chip_seed)
     model.set_read_noise(read_noise, seed=noise_seed)
     data = load_data(config)
+    trace = open_replay(model, config)
     result = evaluate(model, data.test, batch_size=batch_size, mode=mode, progress=progress)
+    if trace:
+        trace.close()
     return {
         **result,
         "model": config.model_name,
         "dataset": config.dataset,
         "read_noise": read_noise,
         "chip_seed": model.config.chip_seed,
+        "trace": config.trace,
+        "replay": config.replay if config.trace else None,
     }

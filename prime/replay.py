@@ -20,6 +20,7 @@ reset-state read of the same two cells, while kept weights are ``scale * (G+ - G
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -181,3 +182,33 @@ class TraceReplay:
         self.model.step_weights = None
         for layer in self.layers:
             layer.pruned_delta_us = None
+
+    def close(self) -> None:
+        """Detach and close the trace file."""
+        self.detach()
+        self.trace.close()
+
+
+class ReplaySettings(Protocol):
+    """Where and how to replay (as :class:`prime.train.TrainConfig` records it)."""
+
+    trace: str | None
+    replay: str
+    pruned: str
+    tile: tuple[int, int]
+
+
+def open_replay(
+    model: SpikingNetwork, settings: ReplaySettings, position: int = 0
+) -> TraceReplay | None:
+    """Bind ``model`` to ``settings.trace`` (None if there is none) from read ``position``;
+    :meth:`TraceReplay.close` detaches and closes the file."""
+    if not settings.trace:
+        return None
+    trace = Trace(settings.trace)
+    try:
+        tile = tuple(settings.tile)
+        return TraceReplay(model, trace, settings.replay, settings.pruned, tile, position)
+    except PrimeError:
+        trace.close()
+        raise

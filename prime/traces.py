@@ -164,9 +164,9 @@ class Trace:
 
     def _check_structure(self) -> None:
         f, name = self._file, self.path
-        if f.attrs.get("format") != FORMAT:
+        if _plain(f.attrs.get("format")) != FORMAT:
             raise PrimeError(f"{name} is an HDF5 file but not a prime trace (no format attribute)")
-        version = f.attrs.get("format_version")
+        version = _plain(f.attrs.get("format_version"))
         if version != FORMAT_VERSION:
             raise PrimeError(
                 f"{name} has trace format_version {version!r}; this prime reads version "
@@ -185,7 +185,7 @@ class Trace:
                 )
             if dataset.dtype.kind != "f":
                 raise PrimeError(f"{name}:{dataset.name} must hold floats, not {dataset.dtype}")
-            units = dataset.attrs.get("units", f.attrs.get("units"))
+            units = _plain(dataset.attrs.get("units", f.attrs.get("units")))
             if units != UNITS:
                 raise PrimeError(
                     f"{name}:{dataset.name} has units {units!r}; traces store {UNITS!r} (µS): "

@@ -29,6 +29,7 @@ from prime.errors import PrimeError
 from prime.evaluate import evaluate
 from prime.models import ModelConfig, build_model, model_spec
 from prime.network import SpikingNetwork
+from prime.replay import DEFAULT_TILE, open_replay
 
 
 @dataclass
@@ -51,6 +52,10 @@ class TrainConfig:
     save_every: int = 50
     limit_train: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    trace: str | None = None  # chip trace (HDF5) whose reads replace the chip, prime.replay
+    replay: str = "static"
+    pruned: str = "zero"
+    tile: tuple[int, int] = DEFAULT_TILE
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "save_every", "limit_train"):
@@ -147,11 +152,16 @@ def train(
         scheduler.load_state_dict(payload["scheduler_state"])
         state = payload["progress"]
         print(f"resuming {out_dir} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}")
+    replay = open_replay(model, config, position=state.get("trace_read", 0))
+    if replay and progress:
+        print(f"replaying {config.trace} ({config.replay}): {replay.placement.report()}")
     conductances = [layer.g_us.clone() for layer in model.memristor_layers()]
     started = time.perf_counter() - state["wall_seconds"]
 
     def save() -> None:
         state["wall_seconds"] = time.perf_counter() - started
+        if replay:
+            state["trace_read"] = replay.position
         save_checkpoint(
             checkpoint_path,
             {
@@ -222,10 +232,14 @@ def train(
         del state["epoch_sums"]
         save()
 
-    unchanged = all(
-        torch.equal(before, layer.g_us)
-        for before, layer in zip(conductances, model.memristor_layers(), strict=True)
-    )
+    if replay:  # the layers hold the last read loaded, not the chip they started on
+        unchanged = replay.conductances_match()
+        replay.close()
+    else:
+        unchanged = all(
+            torch.equal(before, layer.g_us)
+            for before, layer in zip(conductances, model.memristor_layers(), strict=True)
+        )
     metrics = {
         "model": config.model_name,
         "dataset": config.dataset,

@@ -48,3 +48,40 @@ def device_arg(text: str) -> str | dict:
         raise PrimeError(f"{path} must hold a device config object with a 'name' field")
     device_from_config(config)  # raise now on unknown presets or parameters
     return config
+
+
+def tile_arg(text: str) -> tuple[int, int]:
+    """``--tile ROWSxCOLS``, e.g. 512x512."""
+    try:
+        rows, cols = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        message = f"expected ROWSxCOLS such as 512x512, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    return rows, cols
+
+
+def add_replay_arguments(p: argparse.ArgumentParser, run_defaults: bool = False) -> None:
+    """``--trace/--replay/--pruned/--tile`` (prime.replay); with ``run_defaults`` they default
+    to None, meaning "as the run was trained"."""
+    from prime.replay import DEFAULT_TILE, PRUNED_MODES, REPLAY_MODES
+
+    default = (lambda value: None) if run_defaults else (lambda value: value)
+    p.add_argument("--trace", help="chip trace (HDF5): run on its measured conductances")
+    p.add_argument(
+        "--replay",
+        choices=REPLAY_MODES,
+        default=default("static"),
+        help="which read: one (static), the next per batch, or per timestep",
+    )
+    p.add_argument(
+        "--pruned",
+        choices=PRUNED_MODES,
+        default=default("zero"),
+        help="pruned weights: ideal 0, or the reset-state cells' G+ - G-",
+    )
+    p.add_argument(
+        "--tile",
+        type=tile_arg,
+        default=default(DEFAULT_TILE),
+        help="crossbar tile ROWSxCOLS the layers are placed on (default 512x512)",
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prime.commands.common import add_threads, apply_threads
+from prime.commands.common import add_replay_arguments, add_threads, apply_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
     p.add_argument("--batch-size", type=int, default=128)
+    add_replay_arguments(p, run_defaults=True)
     add_threads(p)
     p.set_defaults(run=run)
 
@@ -41,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
         chip_seed=args.chip_seed,
         mode=args.mode,
         batch_size=args.batch_size,
+        replay={k: getattr(args, k) for k in ("trace", "replay", "pruned", "tile")},
     )
     chip = f"chip seed {result['chip_seed']}"
+    if result["trace"]:
+        chip = f"trace {result['trace']}, {result['replay']} replay"
     print(
         f"{result['model']} on {result['dataset']} ({chip}, read noise σ "
         f"{result['read_noise']:g}): test accuracy {100 * result['accuracy']:.2f} % "

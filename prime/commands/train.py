@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prime.commands.common import add_threads, apply_threads, scale_arg
+from prime.commands.common import (
+    add_replay_arguments,
+    add_threads,
+    apply_threads,
+    device_arg,
+    scale_arg,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0, help="seed of scores and data order")
     p.add_argument("--chip-seed", type=int, help="seed of the chip (default: --seed)")
-    p.add_argument("--device", default="prime-gaussian", help="device preset (prime models)")
+    p.add_argument(
+        "--device",
+        default="prime-gaussian",
+        help="device preset, or a JSON device config (prime trace fit --save)",
+    )
     p.add_argument("--keep", type=float, default=0.5, help="kept fraction of edges, (0, 1]")
     p.add_argument("--scale", type=scale_arg, default=0.01, help="weight per µS, or fan-in")
     p.add_argument("--mask-scope", choices=("layer", "global"), default="layer")
@@ -32,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     p.add_argument("--limit-train", type=int, help="train on a seeded subset of N samples")
+    add_replay_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_threads(p)
     p.set_defaults(run=run)
@@ -55,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             lr=args.lr,
             seed=args.seed,
             chip_seed=args.chip_seed,
-            device=args.device,
+            device=device_arg(args.device),
             keep=args.keep,
             scale=args.scale,
             mask_scope=args.mask_scope,
@@ -63,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
             mode=args.mode,
             save_every=args.save_every,
             limit_train=args.limit_train,
+            trace=args.trace,
+            replay=args.replay,
+            pruned=args.pruned,
+            tile=args.tile,
         )
     out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
     metrics = train(config, out, resume=args.resume, progress=not args.quiet)

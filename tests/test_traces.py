@@ -1,0 +1,278 @@
+"""Chip traces: the HDF5 format, prime trace commands, device fits, placement and replay."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import reference_file
+from torch.utils.data import Subset
+
+import prime.train
+from prime.cli import main
+from prime.errors import PrimeError
+from prime.fitting import fit_cells, fit_trace
+from prime.layers import MemristorLinear
+from prime.network import SpikingNetwork
+from prime.neurons import LIF, Integrator
+from prime.replay import TraceReplay, place
+from prime.traces import FORMAT_VERSION, Trace, TraceInfo, validate_trace, write_trace
+from prime.train import TrainConfig, load_data, train
+
+SAMPLE = Path(__file__).resolve().parents[1] / "hw_traces" / "rram-lognormal-512x512.h5"
+
+
+def random_reads(n: int, rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(1, 20, (n, rows, cols)).astype(np.float32)
+
+
+def tiny_network(seed: int = 0) -> SpikingNetwork:
+    """6 inputs -> 3 LIF -> 2 outputs: crossbars of 6x6 and 3x4 cells."""
+    from prime.devices import chip_generator, get_device
+
+    kwargs = dict(
+        device=get_device("prime-gaussian"),
+        chip=chip_generator(seed),
+        scores_generator=torch.Generator().manual_seed(seed),
+    )
+    layers = [MemristorLinear(6, 3, **kwargs), LIF(), MemristorLinear(3, 2, **kwargs)]
+    return SpikingNetwork([*layers, Integrator()], input_shape=(6,), timesteps=3, num_classes=2)
+
+
+def test_write_read_roundtrip_is_chunked_per_read(tmp_path):
+    reads = random_reads(3, 4, 6)
+    path = tmp_path / "t.h5"
+    write_trace(path, iter(reads), TraceInfo(chip_id="A1"), timestamps_s=[0.0, 1.0, 2.0])
+    with Trace(path) as trace:
+        assert trace.n_reads == 3 and trace.shape == (4, 6)
+        assert trace.reads.chunks == (1, 4, 6)
+        assert np.array_equal(trace.read(1), reads[1]) and np.array_equal(trace.read(4), reads[1])
+        assert trace.attrs["chip_id"] == "A1" and trace.attrs["format_version"] == FORMAT_VERSION
+    assert validate_trace(path) == []
+    with pytest.raises(PrimeError, match="--force"):
+        write_trace(path, reads, TraceInfo())
+    write_trace(path, reads[:1], TraceInfo(), force=True)
+    assert Trace(path).n_reads == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["t.h5"]  # no temporary files left
+
+
+def test_measured_array_imports_validates_and_fits(tmp_path, capsys):
+    source = reference_file("rram/esgnn_measured_G_hidden_50x50.npy")
+    out, preset = tmp_path / "esgnn.h5", tmp_path / "fit.json"
+    assert main(["trace", "import", str(source), "--out", str(out)]) == 0
+    assert main(["trace", "validate", str(out)]) == 0
+    assert main(["trace", "fit", str(out), "--save", str(preset)]) == 0
+    printed = capsys.readouterr().out
+    assert "preferred by KS: lognormal" in printed
+    with Trace(out) as trace:
+        fit = fit_trace(trace)
+    assert fit.unformed_fraction == pytest.approx(0.507, abs=0.001)
+    assert fit.lognormal_median_us == pytest.approx(12.2, abs=0.05)
+    assert fit.lognormal_sigma_ln == pytest.approx(0.15, abs=0.005)
+    assert fit.lognormal_ks < fit.normal_ks
+    config = json.loads(preset.read_text())
+    assert config["name"] == "rram-lognormal"
+    assert config["median_us"] == pytest.approx(fit.lognormal_median_us)
+    assert main(["trace", "fit", str(out), "--save", str(preset)]) == 1  # no --force
+
+
+def test_fits_recover_known_parameters_and_pick_the_right_family():
+    rng = np.random.default_rng(1)
+    lognormal = np.exp(np.log(20.0) + 0.3 * rng.standard_normal(20_000))
+    cells = np.where(rng.random(20_000) < 0.25, 0.0, lognormal)
+    fit = fit_cells(cells)
+    assert fit.unformed_fraction == pytest.approx(0.25, abs=0.01)
+    assert fit.lognormal_median_us == pytest.approx(20.0, rel=0.01)
+    assert fit.lognormal_sigma_ln == pytest.approx(0.3, rel=0.02)
+    assert fit.preferred == "lognormal"
+    normal = fit_cells(50 + 5 * rng.standard_normal(20_000))
+    assert normal.preferred == "normal" and normal.unformed_fraction == 0
+    assert normal.normal_mean_us == pytest.approx(50, abs=0.2)
+    with pytest.raises(PrimeError, match="formed"):
+        fit_cells(np.zeros(10))
+
+
+def test_import_formats_and_units(tmp_path):
+    from scipy.io import savemat
+
+    reads = random_reads(2, 3, 4)
+    np.savez(tmp_path / "a.npz", G=reads * 1e-6, other=np.zeros(2))
+    np.savetxt(tmp_path / "b.csv", reads[0], delimiter=",")
+    savemat(tmp_path / "c.mat", {"G": reads[0]})
+    with h5py.File(tmp_path / "d.mat", "w") as f:  # MATLAB v7.3 stores arrays transposed
+        f["G"] = reads[0].T
+    cases = [("a.npz", ["--key", "G", "--units", "S"], reads), ("b.csv", [], reads[:1])]
+    cases += [("c.mat", [], reads[:1]), ("d.mat", [], reads[:1])]
+    for name, options, expected in cases:
+        out = tmp_path / f"{name}.h5"
+        assert main(["trace", "import", str(tmp_path / name), "--out", str(out), *options]) == 0
+        with Trace(out) as trace:
+            got = np.stack(list(trace.iter_reads()))
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert main(["trace", "import", str(tmp_path / "a.npz"), "--out", str(tmp_path / "x.h5")]) == 1
+    assert main(["trace", "import", str(tmp_path / "b.csv"), "--out", str(out)]) == 1  # exists
+
+
+def _corrupt(path: Path, how: str) -> None:
+    with h5py.File(path, "r+") as f:
+        if how == "missing":
+            del f["conductance_us"]
+        elif how == "units":
+            f.attrs["units"] = "S"
+            f["conductance_us"].attrs["units"] = "S"
+        elif how == "nan":
+            f["conductance_us"][1, 0, 0] = np.nan
+        elif how == "negative":
+            f["conductance_us"][0, 2, 3] = -1.0
+        elif how == "version":
+            f.attrs["format_version"] = 99
+        elif how == "timestamps":
+            f["timestamp_s"][2] = -5.0
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("text", "not a readable HDF5"),
+        ("truncated", "not a readable HDF5"),
+        ("missing", "no /conductance_us"),
+        ("units", "units 'S'"),
+        ("nan", "read 1 holds 1 NaN"),
+        ("negative", "read 0 holds 1 negative"),
+        ("version", "format_version 99"),
+        ("timestamps", "not monotonic"),
+    ],
+)
+def test_bad_files_fail_validation_with_a_precise_report(tmp_path, capsys, how, message):
+    path = tmp_path / "bad.h5"
+    write_trace(path, random_reads(3, 4, 6), TraceInfo(), timestamps_s=[0.0, 1.0, 2.0])
+    if how == "text":
+        path.write_text("conductance,values\n1,2\n")
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[:1500])
+    else:
+        _corrupt(path, how)
+    assert main(["trace", "validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "INVALID" in out and message in out
+    if how not in ("nan", "negative", "timestamps"):
+        assert main(["trace", "info", str(path)]) == 1
+        assert message in capsys.readouterr().err
+
+
+def test_placement_packs_blocks_and_refuses_small_traces():
+    placement = place([(3, 6), (2, 3)], (8, 16), tile=(4, 8))
+    # layer 0: 6 rows x 6 cols -> blocks 4x6 and 2x6; layer 1: 3 rows x 4 cols; 8 columns a tile
+    assert placement.tiles_used == 3 and placement.tiles_available == 4
+    assert placement.cells_used == 48
+    assert placement.utilisation == pytest.approx(48 / 96)
+    cells = torch.cat([i.reshape(-1) for i in placement.cell_index])
+    assert len(cells.unique()) == 48 and cells.max() < 8 * 16
+    with pytest.raises(PrimeError, match="too small"):
+        place([(3, 6), (2, 3)], (4, 16), tile=(4, 8))
+    with pytest.raises(PrimeError, match="too small"):
+        place([(3, 6)], (50, 50))  # smaller than one default 512x512 tile
+    with pytest.raises(PrimeError, match="even"):
+        place([(3, 6)], (8, 8), tile=(8, 7))
+
+
+def test_replay_binds_weights_to_cells_and_reset_state(tmp_path):
+    reads, reset = random_reads(3, 8, 12), random_reads(1, 8, 12, seed=5)
+    path = tmp_path / "t.h5"
+    write_trace(path, reads, TraceInfo(), reset_us=reset)
+    model = tiny_network()
+    first, second = model.memristor_layers()
+    with Trace(path) as trace:
+        replay = TraceReplay(model, trace, "static", "reset", tile=(8, 12), position=2)
+        for s in (0, 1):  # G+ in even columns, G- in odd; layer 2 after layer 1's 6 columns
+            assert torch.equal(first.g_us[s], torch.from_numpy(reads[2][:6, s:6:2]).T)
+            assert torch.equal(second.g_us[s], torch.from_numpy(reads[2][:3, 6 + s : 10 : 2]).T)
+        mask = first.mask()
+        expected_pruned = torch.from_numpy(reset[0][:6, 0:6:2] - reset[0][:6, 1:6:2]).T
+        weight = first.weight(mask)
+        pruned = mask == 0
+        assert torch.allclose(weight[pruned], first.scale * expected_pruned[pruned])
+        kept = first.scale * (first.g_us[0] - first.g_us[1])
+        assert torch.allclose(weight[~pruned], kept[~pruned])
+        replay.detach()
+        assert torch.equal(first.weight(mask)[pruned], torch.zeros(int(pruned.sum())))
+
+
+def test_per_batch_and_per_step_replay_advance_reads(tmp_path):
+    x = torch.rand(3, 5, 6) * 4
+    path, same = tmp_path / "t.h5", tmp_path / "same.h5"
+    write_trace(path, random_reads(4, 8, 12), TraceInfo())
+    write_trace(same, np.repeat(random_reads(1, 8, 12), 4, axis=0), TraceInfo())
+    model = tiny_network()
+    with Trace(path) as trace:
+        replay = TraceReplay(model, trace, "per-batch", tile=(8, 12))
+        seen = []
+        for _ in range(5):
+            model(x)
+            seen.append(replay.current_read)
+        assert seen == [0, 1, 2, 3, 0] and replay.position == 5
+        replay.detach()
+        replay = TraceReplay(model, trace, "per-step", tile=(8, 12))
+        varying = model(x)
+        assert replay.position == 3 and replay.current_read == 2
+        replay.detach()
+    with Trace(same) as trace:
+        TraceReplay(model, trace, "static", tile=(8, 12))
+        static = model(x, "multi")
+        replay = TraceReplay(model, trace, "per-step", tile=(8, 12))
+        stepped = model(x, "multi")  # per-step runs the single-step path: parity with static
+        replay.detach()
+    torch.testing.assert_close(stepped, static)
+    assert not torch.allclose(varying, static)
+
+
+def test_training_on_a_trace_advances_every_batch_and_is_reproducible(tmp_path, monkeypatch):
+    loaded = []
+    original = TraceReplay.load
+
+    def record(self, index):
+        loaded.append(index % self.trace.n_reads)
+        original(self, index)
+
+    monkeypatch.setattr(TraceReplay, "load", record)
+
+    def small_test_split(config):  # the epoch-end evaluation is not under test here
+        data = load_data(config)
+        return dataclasses.replace(data, test=Subset(data.test, range(16)))
+
+    monkeypatch.setattr(prime.train, "load_data", small_test_split)
+    config = dict(epochs=1, batch_size=16, limit_train=48, trace=str(SAMPLE), replay="per-batch")
+    train(TrainConfig(**config), tmp_path / "a", progress=False)
+    assert loaded == [0, 1, 2, 3]  # three training batches, one evaluation batch
+    assert all(a != b for a, b in zip(loaded, loaded[1:], strict=False))
+    train(TrainConfig(**config), tmp_path / "b", progress=False)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert a["progress"]["trace_read"] == len(loaded) // 2
+    assert a["train_config"]["trace"] == str(SAMPLE)
+    for key, value in a["model_state"].items():
+        assert torch.equal(value, b["model_state"][key]), key
+
+
+def test_sample_trace_is_small_synthetic_and_valid():
+    assert SAMPLE.stat().st_size < 4e6
+    assert validate_trace(SAMPLE) == []
+    with Trace(SAMPLE) as trace:
+        assert trace.attrs["provenance_kind"] == "synthetic"
+        assert "rram-lognormal" in trace.attrs["provenance"] and trace.reset is not None
+
+
+def test_synth_and_plot_commands_refuse_to_overwrite(tmp_path):
+    out = tmp_path / "s.h5"
+    synth = ["trace", "synth", "--out", str(out), "--rows", "32", "--cols", "32", "--reads", "3"]
+    assert main(synth) == 0 and main(synth) == 1 and main([*synth, "--force"]) == 0
+    assert main(["trace", "plot", str(out)]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["trace", "plot", str(out)]) == 1
+    with Trace(out) as trace:
+        assert trace.n_reads == 3 and not np.array_equal(trace.read(0), trace.read(1))
