@@ -10,13 +10,13 @@ down-sampled with tonic's ``Downsample`` to ``downsample`` x ``downsample`` pixe
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tonic.datasets
 import tonic.transforms
 
 from prime.data import DATASETS, DatasetSpec, DataSplits
-from prime.data.splits import reject_options, resolve_root
 from prime.data.tonic_files import Offline, check_timesteps, to_frame, tonic_splits
 from prime.errors import PrimeError
 
@@ -58,33 +58,18 @@ def load_dvsgesture(
     seed: int = 0,
     split_mode: str = "time",
     downsample: int = SENSOR_PIXELS,
-    data_root: str | Path | None = None,
-    data_path: str | Path | None = None,
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.0,
-    split_seed: int = 0,
-    download: bool = False,
-    workers: int | None = None,
-    **unknown: object,
+    **options: Any,
 ) -> DataSplits:
     """Train/test frames [T, 2, S, S] (int16 event counts), S = ``downsample`` (128 = none).
 
-    ``seed`` (the training seed) changes neither frames nor split.
+    ``seed`` (the training seed) changes neither frames nor split; ``options`` are those of
+    :func:`prime.data.tonic_files.tonic_splits` (data_root, data_path, test_fraction, ...).
     """
-    reject_options("dvsgesture", unknown)
-    root = resolve_root(data_root)
     transform = frame_transform(check_timesteps(timesteps), split_mode, downsample)
+    params = {"timesteps": timesteps, "split_mode": split_mode, "downsample": downsample}
+    classes = len(tonic.datasets.DVSGesture.classes)
     return tonic_splits(
-        "dvsgesture",
-        lambda train: DVSGesture(
-            root, train=train, transform=transform, download=download, folder=data_path
-        ),
-        root,
-        {"timesteps": timesteps, "split_mode": split_mode, "downsample": downsample},
-        num_classes=len(tonic.datasets.DVSGesture.classes),
-        split=dict(test_fraction=test_fraction, val_fraction=val_fraction, split_seed=split_seed),
-        dtype=np.int16,
-        workers=workers,
+        "dvsgesture", DVSGesture, transform, params, classes, dtype=np.int16, **options
     )
 
 

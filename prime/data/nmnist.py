@@ -15,11 +15,11 @@ frames of equal event count.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import tonic.datasets
 
 from prime.data import DATASETS, DatasetSpec, DataSplits
-from prime.data.splits import reject_options, resolve_root
 from prime.data.tonic_files import Offline, check_timesteps, to_frame, tonic_splits
 
 
@@ -34,37 +34,16 @@ class NMNIST(Offline, tonic.datasets.NMNIST):
 
 
 def load_nmnist(
-    timesteps: int = 10,
-    seed: int = 0,
-    split_mode: str = "time",
-    data_root: str | Path | None = None,
-    data_path: str | Path | None = None,
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.0,
-    split_seed: int = 0,
-    download: bool = False,
-    workers: int | None = None,
-    **unknown: object,
+    timesteps: int = 10, seed: int = 0, split_mode: str = "time", **options: Any
 ) -> DataSplits:
     """Train/test frames [T, 2, 34, 34] (uint8 event counts) of N-MNIST.
 
-    ``seed`` (the training seed) does not change N-MNIST's frames or split; ``split_seed``
-    and the fractions choose the split of a folder without ``Test/``.
+    ``seed`` (the training seed) changes neither frames nor split; ``options`` are those of
+    :func:`prime.data.tonic_files.tonic_splits` (data_root, data_path, test_fraction, ...).
     """
-    reject_options("nmnist", unknown)
-    root = resolve_root(data_root)
     transform = to_frame(tonic.datasets.NMNIST.sensor_size, check_timesteps(timesteps), split_mode)
-    return tonic_splits(
-        "nmnist",
-        lambda train: NMNIST(
-            root, train=train, transform=transform, download=download, folder=data_path
-        ),
-        root,
-        {"timesteps": timesteps, "split_mode": split_mode},
-        num_classes=10,
-        split=dict(test_fraction=test_fraction, val_fraction=val_fraction, split_seed=split_seed),
-        workers=workers,
-    )
+    params = {"timesteps": timesteps, "split_mode": split_mode}
+    return tonic_splits("nmnist", NMNIST, transform, params, num_classes=10, **options)
 
 
 def on_disk(root: Path) -> str:

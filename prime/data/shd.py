@@ -9,13 +9,13 @@ or ``data_path``. Frames are spike counts per channel in T time bins of equal du
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tonic.datasets
 import tonic.transforms
 
 from prime.data import DATASETS, DatasetSpec, DataSplits
-from prime.data.splits import reject_options, resolve_root
 from prime.data.tonic_files import Offline, check_timesteps, to_frame, tonic_splits
 
 CHANNELS = 700
@@ -42,34 +42,16 @@ class Channels:
         return frames.reshape(len(frames), -1)
 
 
-def load_shd(
-    timesteps: int = DEFAULT_TIMESTEPS,
-    seed: int = 0,
-    data_root: str | Path | None = None,
-    data_path: str | Path | None = None,
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.0,
-    split_seed: int = 0,
-    download: bool = False,
-    workers: int | None = None,
-    **unknown: object,
-) -> DataSplits:
-    """Train/test spike counts [T, 700] (uint8). ``seed`` changes neither frames nor split."""
-    reject_options("shd", unknown)
-    root = resolve_root(data_root)
+def load_shd(timesteps: int = DEFAULT_TIMESTEPS, seed: int = 0, **options: Any) -> DataSplits:
+    """Train/test spike counts [T, 700] (uint8). ``seed`` changes neither frames nor split.
+
+    ``options`` are those of :func:`prime.data.tonic_files.tonic_splits` (data_root,
+    data_path, test_fraction, ...).
+    """
     to_counts = to_frame(tonic.datasets.SHD.sensor_size, check_timesteps(timesteps), "time")
     transform = tonic.transforms.Compose([to_counts, Channels()])
-    return tonic_splits(
-        "shd",
-        lambda train: SHD(
-            root, train=train, transform=transform, download=download, folder=data_path
-        ),
-        root,
-        {"timesteps": timesteps},
-        num_classes=20,
-        split=dict(test_fraction=test_fraction, val_fraction=val_fraction, split_seed=split_seed),
-        workers=workers,
-    )
+    params = {"timesteps": timesteps}
+    return tonic_splits("shd", SHD, transform, params, num_classes=20, **options)
 
 
 def on_disk(root: Path) -> str:

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from prime.data import DataSplits
 from prime.data.cache import cached_frames, fingerprint
-from prime.data.splits import make_splits
+from prime.data.splits import make_splits, reject_options, resolve_root
 from prime.errors import PrimeError
 
 SPLIT_MODES = ("time", "events")
@@ -99,25 +99,38 @@ class Offline:
 
 def tonic_splits(
     dataset: str,
-    make: Callable[[bool], Offline],
-    root: Path,
+    tonic_class: type[Offline],
+    transform: Callable[[np.ndarray], np.ndarray],
     params: dict[str, Any],
     num_classes: int,
-    split: dict[str, Any],
     dtype: type[np.integer] = np.uint8,
+    *,
+    data_root: str | Path | None = None,
+    data_path: str | Path | None = None,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.0,
+    split_seed: int = 0,
+    download: bool = False,
     workers: int | None = None,
+    **unknown: object,
 ) -> DataSplits:
     """Cached frames of a tonic dataset's train and test folders, as DataSplits.
 
-    ``make(train)`` builds the tonic dataset (with its frame transform) of one folder; a
-    folder that is absent is skipped and the other is split by
-    :func:`prime.data.splits.make_splits` with ``split`` (test_fraction, val_fraction,
-    split_seed). ``params`` are the transform's parameters for the cache key.
+    ``transform`` bins one recording into frames; ``params`` are its parameters (for the
+    cache key). The keyword options are those every event dataset takes: the data root
+    (cache; default ``$PRIME_DATA`` or ``datasets/``), ``data_path`` (the dataset's own
+    folder, default ``<data root>/<tonic class name>``), the split of a dataset that has
+    only one of its folders (:func:`prime.data.splits.make_splits`), ``download`` and the
+    cache-building ``workers``.
     """
+    reject_options(dataset, unknown)
+    root = resolve_root(data_root)
     found, missing = {}, []
     for name, train in (("train", True), ("test", False)):
         try:
-            found[name] = make(train)
+            found[name] = tonic_class(
+                root, train=train, transform=transform, download=download, folder=data_path
+            )
         except MissingFiles as exc:
             missing.append(exc)
     if not found:
@@ -136,7 +149,9 @@ def tonic_splits(
     }
     if "train" not in frames:  # only a test folder: split it
         frames = {"train": frames["test"]}
-    return make_splits(frames["train"], frames.get("test"), num_classes, **split)
+    return make_splits(
+        frames["train"], frames.get("test"), num_classes, test_fraction, val_fraction, split_seed
+    )
 
 
 class EventList(Dataset):
