@@ -17,7 +17,13 @@ import tonic.datasets
 import tonic.transforms
 
 from prime.data import DATASETS, DatasetSpec, DataSplits
-from prime.data.tonic_files import Offline, check_timesteps, to_frame, tonic_splits
+from prime.data.tonic_files import (
+    Offline,
+    check_timesteps,
+    count_files,
+    to_frame,
+    tonic_splits,
+)
 from prime.errors import PrimeError
 
 SENSOR_PIXELS = 128
@@ -74,10 +80,8 @@ def load_dvsgesture(
 
 
 def on_disk(root: Path) -> str:
-    folder = Path(root) / "DVSGesture"
     splits = ("ibmGestureTrain", "ibmGestureTest")
-    counts = {s: sum(1 for _ in (folder / s).glob("*/*.npy")) for s in splits}
-    return ", ".join(f"{s}: {n:,} clips" for s, n in counts.items()) + f" in {folder}"
+    return count_files(Path(root) / "DVSGesture", splits, "*/*.npy", "clips")
 
 
 DATASETS.register("dvsgesture")(

@@ -20,7 +20,13 @@ from typing import Any
 import tonic.datasets
 
 from prime.data import DATASETS, DatasetSpec, DataSplits
-from prime.data.tonic_files import Offline, check_timesteps, to_frame, tonic_splits
+from prime.data.tonic_files import (
+    Offline,
+    check_timesteps,
+    count_files,
+    to_frame,
+    tonic_splits,
+)
 
 
 class NMNIST(Offline, tonic.datasets.NMNIST):
@@ -47,9 +53,7 @@ def load_nmnist(
 
 
 def on_disk(root: Path) -> str:
-    folder = Path(root) / "NMNIST"
-    counts = {s: sum(1 for _ in (folder / s).glob("*/*.bin")) for s in ("Train", "Test")}
-    return ", ".join(f"{s}: {n:,} recordings" for s, n in counts.items()) + f" in {folder}"
+    return count_files(Path(root) / "NMNIST", ("Train", "Test"), "*/*.bin", "recordings")
 
 
 DATASETS.register("nmnist")(

@@ -154,6 +154,12 @@ def tonic_splits(
     )
 
 
+def count_files(folder: Path, splits: tuple[str, ...], pattern: str, noun: str) -> str:
+    """``prime datasets``' line for a dataset folder, e.g. "Train: 1,000 recordings, ..."."""
+    counts = {split: sum(1 for _ in (folder / split).glob(pattern)) for split in splits}
+    return ", ".join(f"{s}: {n:,} {noun}" for s, n in counts.items()) + f" in {folder}"
+
+
 class EventList(Dataset):
     """Event arrays in memory, transformed on access: (transform(events[i]), labels[i])."""
 
