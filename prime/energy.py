@@ -397,16 +397,18 @@ class AnalogMacro:
 
 @dataclass(frozen=True)
 class DigitalAccelerator:
-    """A dense digital accelerator: every multiply-accumulate, every neuron, every step.
+    """A digital accelerator: dense (every multiply-accumulate of every frame) or
+    event-driven (only the effective synaptic operations, as SpikingJelly estimates SNNs).
 
     Attributes:
         mac_pj: one multiply-accumulate (fp32 45 nm: 3.7 pJ multiply + 0.9 pJ add = 4.6 pJ,
             Horowitz, ISSCC 2014; the constant SpikingJelly uses).
-        ac_pj: one accumulate (fp32 add, 0.9 pJ, Horowitz 2014); reported, not used by the
-            dense baseline.
+        ac_pj: one accumulate (fp32 add, 0.9 pJ, Horowitz 2014); event-driven only.
         neuron_update_pj: one neuron update, counted as one MAC (leak multiply + add).
         macs_per_ns: throughput for latency: Eyeriss (Chen et al., JSSC 2017), 168 PEs at
             200 MHz = 33.6 MAC/ns, an assumption for a dense accelerator.
+        event_driven: count ``acs`` x ``ac_pj`` + ``macs`` x ``mac_pj`` instead of all
+            ``dense_ops`` x ``mac_pj``.
     """
 
     kind: str = "digital"
@@ -415,19 +417,26 @@ class DigitalAccelerator:
     ac_pj: float = 0.9
     neuron_update_pj: float = 4.6
     macs_per_ns: float = 33.6
+    event_driven: bool = False
 
     def energy_pj(self, counts: OperationCounts, pruned: bool = True) -> dict[str, float]:
-        """Energy per inference, pJ: dense MACs and neuron updates (``pruned`` is ignored)."""
-        return {
-            "macs": counts.per_sample("dense_ops") * self.mac_pj,
-            "neurons": counts.per_sample("neuron_updates") * self.neuron_update_pj,
-        }
+        """Energy per inference by component, pJ (``pruned`` is ignored: the weights tell)."""
+        if self.event_driven:
+            synapses = {
+                "acs": counts.per_sample("acs") * self.ac_pj,
+                "macs": counts.per_sample("macs") * self.mac_pj,
+            }
+        else:
+            synapses = {"macs": counts.per_sample("dense_ops") * self.mac_pj}
+        return {**synapses, "neurons": counts.per_sample("neuron_updates") * self.neuron_update_pj}
 
     def latency_ns(self, counts: OperationCounts) -> float:
-        ops = counts.per_sample("dense_ops") + counts.per_sample("neuron_updates")
-        return ops / self.macs_per_ns
+        return (self.load(counts) + counts.per_sample("neuron_updates")) / self.macs_per_ns
 
     def load(self, counts: OperationCounts, pruned: bool = True) -> float:
+        """Synaptic operations per inference: effective (event-driven) or dense."""
+        if self.event_driven:
+            return counts.per_sample("acs") + counts.per_sample("macs")
         return counts.per_sample("dense_ops")
 
 
@@ -479,7 +488,7 @@ def load_energy_model(path: str | Path) -> EnergyModel:
 
 
 def with_constants(model: EnergyModel, constants: dict[str, Any], source: str) -> EnergyModel:
-    """``model`` with some constants replaced; unknown names and non-positive values fail."""
+    """``model`` with some constants replaced; unknown names and bad values fail."""
     fields = {f.name: f for f in dataclasses.fields(model) if f.name != "kind"}
     unknown = sorted(set(constants) - set(fields))
     if unknown:
@@ -487,11 +496,14 @@ def with_constants(model: EnergyModel, constants: dict[str, Any], source: str) -
             f"{source}: unknown constants {', '.join(unknown)}; known: {', '.join(fields)}"
         )
     for name, value in constants.items():
-        if name == "description":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        kind = fields[name].type
+        if kind in ("str", "bool"):
+            if type(value).__name__ != kind:
+                expected = "text" if kind == "str" else "true or false"
+                raise PrimeError(f"{source}: {name} must be {expected}, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise PrimeError(f"{source}: {name} must be a number > 0, got {value!r}")
-        if fields[name].type == "int" and value != int(value):
+        elif kind == "int" and value != int(value):
             raise PrimeError(f"{source}: {name} must be a whole number, got {value!r}")
     return dataclasses.replace(model, **constants)
 

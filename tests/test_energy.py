@@ -143,6 +143,9 @@ def test_energy_models_apply_their_constants():
     digital = DigitalAccelerator(mac_pj=2, neuron_update_pj=3, macs_per_ns=1)
     assert digital.energy_pj(counts) == {"macs": 48.0, "neurons": 27.0}
     assert digital.latency_ns(counts) == 24 + 9
+    events = DigitalAccelerator(mac_pj=2, ac_pj=0.5, neuron_update_pj=3, event_driven=True)
+    assert events.energy_pj(counts) == {"acs": 2.5, "macs": 0.0, "neurons": 27.0}
+    assert events.load(counts) == 5
     dense = Scenario("dense", digital, counts)
     analog = Scenario("analog", macro, counts)
     ratios = analog.versus(dense)
@@ -164,6 +167,7 @@ def test_presets_and_user_constants(tmp_path):
         ({"base": "rram-macro", "adc_energy": 1}, "unknown constants adc_energy"),
         ({"base": "rram-macro", "adc_pj": -1}, "adc_pj must be a number > 0"),
         ({"base": "rram-macro", "columns_per_adc": 2.5}, "must be a whole number"),
+        ({"base": "gpu", "event_driven": 1}, "event_driven must be true or false"),
         ({"adc_pj": 1}, "give 'base'"),
         ({"base": "tpu"}, "unknown energy model 'tpu'"),
     ]:
@@ -319,6 +323,7 @@ def test_bench_energy_command(tmp_path, capsys):
     report = json.loads((run / "bench" / "energy.json").read_text())
     assert [r["name"] for r in report["rows"]] == [
         "digital dense",
+        "digital event-driven",
         "analog macro (all cells)",
         "+ pruning",
         "+ early exit",
@@ -326,7 +331,7 @@ def test_bench_energy_command(tmp_path, capsys):
     full, exited = report["counts"]["full"], report["counts"]["early_exit"]
     assert full["samples"] == exited["samples"] == 20
     assert full["steps_per_sample"] == 10 and 1 <= exited["steps_per_sample"] <= 10
-    assert report["rows"][2]["energy_pj"] < report["rows"][1]["energy_pj"]  # pruning saves
+    assert report["rows"][3]["energy_pj"] < report["rows"][2]["energy_pj"]  # pruning saves
     assert (run / "bench" / "energy.png").read_bytes()[:4] == b"\x89PNG"
     assert main(bench) == 1  # no overwrite without --force
     assert "pass --force" in capsys.readouterr().err
