@@ -167,6 +167,22 @@ def test_missing_files_error_names_the_layout_and_source(tmp_path, name, expecte
     assert not any(tmp_path.iterdir())  # nothing downloaded, nothing written
 
 
+def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
+    import urllib.error
+
+    import tonic.dataset
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tonic.dataset, "download_and_extract_archive", offline)
+    with pytest.raises(PrimeError) as error:
+        load_dataset("shd", data_root=tmp_path, download=True)
+    message = str(error.value)
+    assert "downloading https://zenkelab.org/datasets/shd_train.h5.zip failed" in message
+    assert "URLError" in message and "shd_train.h5 and shd_test.h5" in message
+
+
 def test_options_a_dataset_does_not_take_are_refused(tmp_path):
     with pytest.raises(PrimeError, match="downsample"):
         load_dataset("nmnist", data_root=tmp_path, downsample=32)
