@@ -74,9 +74,7 @@ def write_trace(
     iterable of [rows, cols] reads, written one by one (never all in memory).
     ``reset_us``: [n, rows, cols] or [rows, cols] reset-state reads. ``compress``: gzip.
     """
-    path = Path(path)
-    if path.exists() and not force:
-        raise PrimeError(f"{path} exists; pass --force to overwrite it")
+    path = check_writable(path, force)
     if isinstance(reads_us, np.ndarray):
         reads_us = _as_stack(reads_us, "conductance")
     filters = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if compress else {}
@@ -122,6 +120,14 @@ def write_trace(
             {"format": FORMAT, "format_version": FORMAT_VERSION, "rows": rows, "cols": cols}
         )
         f.attrs.update({"units": UNITS, **dataclasses.asdict(info)})
+    return path
+
+
+def check_writable(path: str | os.PathLike, force: bool) -> Path:
+    """``path`` as a Path; ``PrimeError`` if it exists and ``force`` is not set."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise PrimeError(f"{path} exists; pass --force to overwrite it")
     return path
 
 

@@ -15,7 +15,9 @@ from torch.utils.data import Subset
 
 import prime.train
 from prime.cli import main
+from prime.commands.common import device_arg
 from prime.errors import PrimeError
+from prime.evaluate import evaluate_run
 from prime.fitting import fit_cells, fit_trace
 from prime.layers import MemristorLinear
 from prime.network import SpikingNetwork
@@ -241,14 +243,18 @@ def test_training_on_a_trace_advances_every_batch_and_is_reproducible(tmp_path, 
 
     monkeypatch.setattr(TraceReplay, "load", record)
 
-    def small_test_split(config):  # the epoch-end evaluation is not under test here
-        data = load_data(config)
-        return dataclasses.replace(data, test=Subset(data.test, range(16)))
+    splits = {}
+
+    def small_test_split(config):  # loaded once; the evaluation is not under test here
+        if not splits:
+            data = load_data(config)
+            splits["data"] = dataclasses.replace(data, test=Subset(data.test, range(16)))
+        return splits["data"]
 
     monkeypatch.setattr(prime.train, "load_data", small_test_split)
-    config = dict(epochs=1, batch_size=16, limit_train=48, trace=str(SAMPLE), replay="per-batch")
+    config = dict(epochs=1, batch_size=16, limit_train=32, trace=str(SAMPLE), replay="per-batch")
     train(TrainConfig(**config), tmp_path / "a", progress=False)
-    assert loaded == [0, 1, 2, 3]  # three training batches, one evaluation batch
+    assert loaded == [0, 1, 2]  # two training batches, one evaluation batch
     assert all(a != b for a, b in zip(loaded, loaded[1:], strict=False))
     train(TrainConfig(**config), tmp_path / "b", progress=False)
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
@@ -257,6 +263,40 @@ def test_training_on_a_trace_advances_every_batch_and_is_reproducible(tmp_path, 
     assert a["train_config"]["trace"] == str(SAMPLE)
     for key, value in a["model_state"].items():
         assert torch.equal(value, b["model_state"][key]), key
+    result = evaluate_run(tmp_path / "a", progress=False)  # on the run's own trace
+    assert result["trace"] == str(SAMPLE) and result["replay"] == "per-batch"
+    assert evaluate_run(tmp_path / "a", chip_seed=3, progress=False)["trace"] is None
+
+
+def test_a_trace_of_the_models_own_chip_reproduces_it(tmp_path):
+    model = tiny_network(seed=2)
+    x = torch.rand(3, 5, 6) * 4
+    expected = model(x)
+    layers = model.memristor_layers()
+    placement = place([tuple(m.scores.shape) for m in layers], (8, 12), tile=(8, 12))
+    read = torch.full((8 * 12,), 99.0)
+    for layer, index in zip(layers, placement.cell_index, strict=True):
+        read[index.reshape(-1)] = layer.g_us.reshape(-1)
+    path = tmp_path / "own.h5"
+    write_trace(path, read.reshape(8, 12).numpy(), TraceInfo(provenance_kind="synthetic"))
+    for layer in layers:
+        layer.g_us.fill_(1.0)
+    with Trace(path) as trace:
+        TraceReplay(model, trace, "static", tile=(8, 12))
+        torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+
+
+def test_device_json_from_a_fit_is_accepted_and_checked(tmp_path):
+    good, bad = tmp_path / "fit.json", tmp_path / "bad.json"
+    good.write_text(json.dumps({"name": "rram-lognormal", "median_us": 10.0}))
+    assert device_arg(str(good)) == {"name": "rram-lognormal", "median_us": 10.0}
+    assert device_arg("prime-gaussian") == "prime-gaussian"
+    bad.write_text(json.dumps({"name": "rram-lognormal", "median": 10.0}))
+    with pytest.raises(PrimeError, match="no parameter median"):
+        device_arg(str(bad))
+    bad.write_text("{not json")
+    with pytest.raises(PrimeError, match="not valid JSON"):
+        device_arg(str(bad))
 
 
 def test_sample_trace_is_small_synthetic_and_valid():

@@ -146,9 +146,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_fit(args: argparse.Namespace) -> int:
     from prime.checkpoint import write_json
-    from prime.errors import PrimeError
     from prime.fitting import fit_trace
-    from prime.traces import Trace
+    from prime.traces import Trace, check_writable
 
     with Trace(args.file) as trace:
         fit = fit_trace(trace, args.unformed_below, args.max_reads)
@@ -156,9 +155,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if fit.preferred == "normal":
         print("note: the saved rram-lognormal preset is the worse fit for these cells")
     if args.save:
-        if args.save.exists() and not args.force:
-            raise PrimeError(f"{args.save} exists; pass --force to overwrite it")
-        write_json(args.save, fit.device().to_config())
+        write_json(check_writable(args.save, args.force), fit.device().to_config())
         print(f"wrote {args.save} (use: prime train --device {args.save})")
     return 0
 
@@ -199,13 +196,10 @@ def _params(device) -> str:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from prime.errors import PrimeError
     from prime.trace_plot import plot_trace
-    from prime.traces import Trace
+    from prime.traces import Trace, check_writable
 
-    out = args.out or args.file.with_suffix(".png")
-    if out.exists() and not args.force:
-        raise PrimeError(f"{out} exists; pass --force to overwrite it")
+    out = check_writable(args.out or args.file.with_suffix(".png"), args.force)
     with Trace(args.file) as trace:
         plot_trace(trace, out, args.unformed_below, args.max_reads)
     print(f"wrote {out}")
