@@ -210,6 +210,8 @@ def bench_energy(
     to ``out_dir`` and return the report (``early_exit=None`` leaves out that row)."""
     from prime.train import TrainConfig, load_data, load_run
 
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise PrimeError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     out_dir = Path(out_dir)
     outputs = [out_dir / f"energy.{ext}" for ext in ("json", "md", "png")]
     existing = [str(p) for p in outputs if p.exists()]

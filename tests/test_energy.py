@@ -336,4 +336,6 @@ def test_bench_energy_command(tmp_path, capsys):
     assert main(bench) == 1  # no overwrite without --force
     assert "pass --force" in capsys.readouterr().err
     assert main([*bench, "--force", "--no-early-exit", "--baseline", "rram-macro"]) == 1
-    assert "--baseline needs a digital energy model" in capsys.readouterr().err
+    assert "--baseline needs a model of kind 'digital'" in capsys.readouterr().err
+    assert main([*bench, "--force", "--batch-size", "0"]) == 1
+    assert "batch size must be a whole number >= 1" in capsys.readouterr().err

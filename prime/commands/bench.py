@@ -61,7 +61,7 @@ def run_energy(args: argparse.Namespace) -> int:
         path = getattr(args, f"{role}_constants")
         model = load_energy_model(path) if path else get_energy_model(getattr(args, role))
         if model.kind != kind:
-            raise PrimeError(f"--{role} needs a {kind} energy model, got a {model.kind} one")
+            raise PrimeError(f"--{role} needs a model of kind {kind!r}, got {model.kind!r}")
         models[role] = model
     early_exit = None
     if not args.no_early_exit:
