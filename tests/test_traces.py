@@ -233,16 +233,17 @@ def test_per_batch_and_per_step_replay_advance_reads(tmp_path):
     assert not torch.allclose(varying, static)
 
 
-def test_training_on_a_trace_advances_every_batch_and_is_reproducible(tmp_path, monkeypatch):
-    loaded = []
+def test_training_on_a_trace_advances_every_batch_reproduces_and_resumes(tmp_path, monkeypatch):
+    loaded, kill_at = [], []
     original = TraceReplay.load
 
     def record(self, index):
+        if len(loaded) in kill_at:
+            raise KeyboardInterrupt  # a kill before the third training batch
         loaded.append(index % self.trace.n_reads)
         original(self, index)
 
     monkeypatch.setattr(TraceReplay, "load", record)
-
     splits = {}
 
     def small_test_split(config):  # loaded once; the evaluation is not under test here
@@ -252,16 +253,25 @@ def test_training_on_a_trace_advances_every_batch_and_is_reproducible(tmp_path, 
         return splits["data"]
 
     monkeypatch.setattr(prime.train, "load_data", small_test_split)
-    config = dict(epochs=1, batch_size=16, limit_train=32, trace=str(SAMPLE), replay="per-batch")
-    train(TrainConfig(**config), tmp_path / "a", progress=False)
-    assert loaded == [0, 1, 2]  # two training batches, one evaluation batch
-    assert all(a != b for a, b in zip(loaded, loaded[1:], strict=False))
-    train(TrainConfig(**config), tmp_path / "b", progress=False)
+    config = TrainConfig(
+        epochs=1, batch_size=16, limit_train=48, save_every=1, trace=str(SAMPLE), replay="per-batch"
+    )
+    train(config, tmp_path / "a", progress=False)
+    assert loaded == [0, 1, 2, 3]  # three training batches, one evaluation batch
+    loaded.clear()
+    kill_at.append(2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "b", progress=False)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert b["progress"]["step_in_epoch"] == 2 and b["progress"]["trace_read"] == 2
+    kill_at.clear()
+    train(None, tmp_path / "b", resume=True, progress=False)
+    assert loaded == [0, 1, 2, 3]  # the resumed run goes on with read 2
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
-    assert a["progress"]["trace_read"] == len(loaded) // 2
+    assert a["progress"]["trace_read"] == b["progress"]["trace_read"] == 4
     assert a["train_config"]["trace"] == str(SAMPLE)
-    for key, value in a["model_state"].items():
+    for key, value in a["model_state"].items():  # same trace and seed: the same network
         assert torch.equal(value, b["model_state"][key]), key
     result = evaluate_run(tmp_path / "a", progress=False)  # on the run's own trace
     assert result["trace"] == str(SAMPLE) and result["replay"] == "per-batch"
