@@ -11,7 +11,7 @@ import sys
 from prime.errors import PrimeError
 
 #: subcommand modules under prime.commands, in the order ``prime --help`` lists them
-COMMANDS = ("train", "eval", "models", "trace", "bench")
+COMMANDS = ("train", "eval", "models", "trace", "bench", "datasets", "sweep", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:

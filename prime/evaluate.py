@@ -47,6 +47,23 @@ def reform_chip(model: SpikingNetwork, chip_seed: int) -> None:
     model.config = config
 
 
+def prepare_run(
+    run_dir: str | Path, chip_seed: int | None = None, replay: dict[str, Any] | None = None
+) -> tuple[SpikingNetwork, Any, Any]:
+    """(model, TrainConfig, DataSplits) of a run to evaluate; see :func:`evaluate_run`."""
+    from prime.train import TrainConfig, load_data, load_run
+
+    model, payload = load_run(run_dir)
+    overrides = {k: v for k, v in (replay or {}).items() if v is not None}
+    config = dataclasses.replace(TrainConfig(**payload["train_config"]), **overrides)
+    if chip_seed is not None:
+        if overrides.get("trace"):
+            raise PrimeError("--chip-seed forms a random chip, --trace replays a measured one")
+        config.trace = None
+        reform_chip(model, chip_seed)
+    return model, config, load_data(config)
+
+
 def evaluate_run(
     run_dir: str | Path,
     read_noise: float = 0.0,
@@ -63,18 +80,9 @@ def evaluate_run(
     chip); ``replay`` overrides its trace/replay/pruned/tile settings (None: keep).
     """
     from prime.replay import open_replay
-    from prime.train import TrainConfig, load_data, load_run
 
-    model, payload = load_run(run_dir)
-    overrides = {k: v for k, v in (replay or {}).items() if v is not None}
-    config = dataclasses.replace(TrainConfig(**payload["train_config"]), **overrides)
-    if chip_seed is not None:
-        if overrides.get("trace"):
-            raise PrimeError("--chip-seed forms a random chip, --trace replays a measured one")
-        config.trace = None
-        reform_chip(model, chip_seed)
+    model, config, data = prepare_run(run_dir, chip_seed, replay)
     model.set_read_noise(read_noise, seed=noise_seed)
-    data = load_data(config)
     trace = open_replay(model, config)
     result = evaluate(model, data.test, batch_size=batch_size, mode=mode, progress=progress)
     if trace:

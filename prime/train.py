@@ -12,6 +12,7 @@ import dataclasses
 import math
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Subset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 import prime
 from prime.checkpoint import load_checkpoint, save_checkpoint, write_json
 from prime.data import DataSplits, dataset_spec, iterate_batches, load_dataset
+from prime.distributed import Ranks, all_sum, collectives, current, shard
 from prime.errors import PrimeError
 from prime.evaluate import evaluate
 from prime.models import ModelConfig, build_model, model_spec
@@ -117,12 +120,20 @@ def load_data(config: TrainConfig) -> DataSplits:
 
 
 def train(
-    config: TrainConfig | None, out_dir: str | Path, resume: bool = False, progress: bool = True
+    config: TrainConfig | None,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    ranks: Ranks | None = None,
 ) -> dict[str, Any]:
     """Train into ``out_dir`` and return the metrics.
 
     ``resume`` continues the run in ``out_dir`` with its own config (``config`` may be None).
+    ``ranks`` (default: the joined process group, see :mod:`prime.distributed`) trains data
+    parallel: every rank builds the same chip and scores, takes its share of each global batch,
+    and DistributedDataParallel averages the score gradients; rank 0 alone writes and prints.
     """
+    ranks = current() if ranks is None else ranks
     out_dir = Path(out_dir)
     checkpoint_path = out_dir / "checkpoint.pt"
     if resume:
@@ -140,6 +151,7 @@ def train(
     data = load_data(config)
     model = build_model(_model_config(config))
     _check_data_fits(model, data, config)
+    _check_shards(len(data.train), config.batch_size, ranks)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -151,7 +163,15 @@ def train(
         optimizer.load_state_dict(payload["optimizer_state"])
         scheduler.load_state_dict(payload["scheduler_state"])
         state = payload["progress"]
-        print(f"resuming {out_dir} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}")
+        if ranks.is_main:
+            print(
+                f"resuming {out_dir} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}"
+            )
+    progress = progress and ranks.is_main
+    net = model  # the same chip on every rank (seeded): only score gradients are exchanged
+    if ranks.distributed:
+        with collectives(ranks, checkpoint_path):
+            net = DistributedDataParallel(model, forward_sync_buffers=False)
     replay = open_replay(model, config, position=state.get("trace_read", 0))
     if replay and progress:
         print(f"replaying {config.trace} ({config.replay}): {replay.placement.report()}")
@@ -162,6 +182,8 @@ def train(
         state["wall_seconds"] = time.perf_counter() - started
         if replay:
             state["trace_read"] = replay.position
+        if not ranks.is_main:
+            return
         save_checkpoint(
             checkpoint_path,
             {
@@ -179,8 +201,7 @@ def train(
     while state["epoch"] < config.epochs:
         epoch = state["epoch"]
         model.train()
-        order = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        loader, count = iterate_batches(data.train, config.batch_size, order)
+        loader, count = _epoch_batches(data.train, config, epoch, ranks)
         bar = tqdm(
             total=count,
             initial=state["step_in_epoch"],
@@ -192,15 +213,21 @@ def train(
         for step, (x, y) in enumerate(loader):
             if step < state["step_in_epoch"]:
                 continue
-            logits = model.logits(x, config.mode)
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            sums["loss"] += loss.item() * len(y)
-            sums["correct"] += (logits.argmax(1) == y).sum().item()
-            sums["n"] += len(y)
+            global_n = min(config.batch_size, len(data.train) - step * config.batch_size)
+            with collectives(ranks, checkpoint_path):
+                logits = net(x, config.mode).mean(0)
+                # local mean x (share of the global batch) x ranks: DDP's average over ranks
+                # is then exactly the mean loss over the global batch
+                loss = F.cross_entropy(logits, y) * (len(y) * ranks.world_size / global_n)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                local = [loss.item() * global_n / ranks.world_size, (logits.argmax(1) == y).sum()]
+                loss_sum, correct = all_sum([float(v) for v in local], ranks)
+            sums["loss"] += loss_sum
+            sums["correct"] += int(correct)
+            sums["n"] += global_n
             state["step_in_epoch"] = step + 1
             bar.update()
             bar.set_postfix(
@@ -209,7 +236,8 @@ def train(
             if state["step_in_epoch"] % config.save_every == 0 and step + 1 < count:
                 save()
         bar.close()
-        test = evaluate(model, data.test, mode=config.mode)
+        with collectives(ranks, checkpoint_path):
+            test = _evaluate_shared(model, data.test, config.mode, ranks)
         state["history"].append(
             {
                 "epoch": epoch + 1,
@@ -251,9 +279,48 @@ def train(
         "history": state["history"],
         "config": dataclasses.asdict(config),
     }
-    write_json(out_dir / "metrics.json", metrics)
-    _write_summary(out_dir / "summary.md", metrics, model)
+    if ranks.is_main:
+        write_json(out_dir / "metrics.json", metrics)
+        _write_summary(out_dir / "summary.md", metrics, model)
     return metrics
+
+
+def _epoch_batches(
+    dataset: Dataset, config: TrainConfig, epoch: int, ranks: Ranks
+) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int]:
+    """This rank's share of every global batch of the epoch, in the seeded order of (seed, epoch).
+
+    A DistributedSampler for the global batches: rank r takes samples r, r + world, ... of
+    each, so one process with batch B and N processes with B/N each see the same batches.
+    """
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    order = torch.randperm(len(dataset), generator=generator).tolist()
+    size = config.batch_size
+    mine = [i for at in range(0, len(order), size) for i in shard(order[at : at + size], ranks)]
+    return iterate_batches(Subset(dataset, mine), size // ranks.world_size)
+
+
+def _evaluate_shared(
+    model: SpikingNetwork, dataset: Dataset, mode: str, ranks: Ranks
+) -> dict[str, float]:
+    """Test accuracy and loss over ``dataset``, every rank evaluating its share."""
+    if not ranks.distributed:
+        return evaluate(model, dataset, mode=mode)
+    part = evaluate(model, Subset(dataset, shard(range(len(dataset)), ranks)), mode=mode)
+    n = part["samples"]
+    correct, loss_sum, total = all_sum([round(part["accuracy"] * n), part["loss"] * n, n], ranks)
+    return {"accuracy": correct / total, "loss": loss_sum / total, "samples": int(total)}
+
+
+def _check_shards(samples: int, batch_size: int, ranks: Ranks) -> None:
+    """Every rank needs an equal share of every global batch (and at least one sample)."""
+    last = samples % batch_size or batch_size
+    if batch_size % ranks.world_size or last < ranks.world_size:
+        raise PrimeError(
+            f"{ranks.world_size} processes cannot share batches of {batch_size} (the last one "
+            f"has {last} samples): choose a --batch-size divisible by {ranks.world_size} "
+            f"whose last batch has at least {ranks.world_size} samples, or fewer processes"
+        )
 
 
 def _check_data_fits(model: SpikingNetwork, data: DataSplits, config: TrainConfig) -> None:

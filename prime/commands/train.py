@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prime.commands.common import (
     add_replay_arguments,
@@ -12,6 +13,11 @@ from prime.commands.common import (
     device_arg,
     scale_arg,
 )
+from prime.commands.datasets import add_data_arguments, data_options
+from prime.commands.nproc import add_nproc, launch_command
+
+if TYPE_CHECKING:
+    from prime.train import TrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,10 +27,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train only the edge scores of a network on random memristor "
         "conductances; the conductances are never changed.",
     )
-    p.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
-    p.add_argument("--model", help="model name (default: the dataset's default model)")
     p.add_argument("--out", type=Path, help="run directory (default: runs/<model>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_config_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_nproc(p)
+    add_threads(p)
+    p.set_defaults(run=run)
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that make a :class:`prime.train.TrainConfig` (see :func:`config_from_args`)."""
+    p.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
+    p.add_argument("--model", help="model name (default: the dataset's default model)")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -43,44 +58,55 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     p.add_argument("--limit-train", type=int, help="train on a seeded subset of N samples")
     add_replay_arguments(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_threads(p)
-    p.set_defaults(run=run)
+    add_data_arguments(p)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from prime.train import TrainConfig
+
+    return TrainConfig(
+        dataset=args.dataset,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        chip_seed=args.chip_seed,
+        device=device_arg(args.device),
+        keep=args.keep,
+        scale=args.scale,
+        mask_scope=args.mask_scope,
+        timesteps=args.timesteps,
+        mode=args.mode,
+        save_every=args.save_every,
+        limit_train=args.limit_train,
+        trace=args.trace,
+        replay=args.replay,
+        pruned=args.pruned,
+        tile=args.tile,
+        data=data_options(args),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from prime.distributed import process_group
     from prime.errors import PrimeError
-    from prime.train import TrainConfig, train
+    from prime.train import train
 
+    if args.nproc > 1:
+        return launch_command(args)
     apply_threads(args)
     if args.resume:
         if args.out is None:
             raise PrimeError("--resume needs --out RUN_DIR: the run to continue")
         config = None
     else:
-        config = TrainConfig(
-            dataset=args.dataset,
-            model=args.model,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            chip_seed=args.chip_seed,
-            device=device_arg(args.device),
-            keep=args.keep,
-            scale=args.scale,
-            mask_scope=args.mask_scope,
-            timesteps=args.timesteps,
-            mode=args.mode,
-            save_every=args.save_every,
-            limit_train=args.limit_train,
-            trace=args.trace,
-            replay=args.replay,
-            pruned=args.pruned,
-            tile=args.tile,
-        )
+        config = config_from_args(args)
     out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
-    metrics = train(config, out, resume=args.resume, progress=not args.quiet)
+    with process_group() as ranks:
+        metrics = train(config, out, resume=args.resume, progress=not args.quiet)
+    if not ranks.is_main:
+        return 0
     print(
         f"{metrics['model']} on {metrics['dataset']}: test accuracy "
         f"{100 * metrics['test_accuracy']:.2f} %, kept fraction {metrics['kept_fraction']:.4f}, "
