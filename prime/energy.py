@@ -81,7 +81,7 @@ class LayerCounter:
         self.counts.index_add_(1, timestep, values.T)
 
     @torch.no_grad()
-    def update_synapse(self, x: torch.Tensor, weight: torch.Tensor, timestep: torch.Tensor):
+    def update_synapse(self, x: torch.Tensor, weight: torch.Tensor, timestep: torch.Tensor) -> None:
         """Count a synaptic layer's frames x [N, ...] with effective ``weight``."""
         self.add(synapse_counts(self.layer, x, weight), timestep)
 
@@ -300,6 +300,11 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     finally:
         for obj, name in patched:
             object.__delattr__(obj, name)
+    if recorder.samples and not any(c.counts.any() for c in counters):
+        raise PrimeError(
+            "inference ran but no layer was counted: the network no longer calls its layers' "
+            "apply/scan/step (prime.energy.count_operations must follow that change)"
+        )
     result.samples = recorder.samples
     result.sample_steps = recorder.sample_steps.tolist()
     result.layers = [_layer_summary(c) for c in counters]
