@@ -143,7 +143,11 @@ class MemristorLinear(MemristorLayer):
 
 
 class MemristorConv2d(MemristorLayer):
-    """2-D convolution supermask layer (no bias): x [N, C_in, H, W] -> [N, C_out, H', W']."""
+    """2-D convolution supermask layer (no bias): x [N, C_in, H, W] -> [N, C_out, H', W'].
+
+    Runs channels-last (the fast layout of CPU convolutions); the output stays channels-last,
+    which elementwise neurons and pooling keep, so only the first layer's input is converted.
+    """
 
     def __init__(
         self,
@@ -158,4 +162,5 @@ class MemristorConv2d(MemristorLayer):
         self.stride, self.padding = stride, padding
 
     def apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, weight, stride=self.stride, padding=self.padding)

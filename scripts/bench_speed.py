@@ -1,0 +1,260 @@
+"""Speed benchmark: prime's execution modes against plain snnTorch and the dense floor.
+
+Measures, in one process and on the same random inputs (frames of 5 % density):
+
+* training samples/s: forward + backward + Adam step on the mean output over T,
+* inference samples/s: the mean output over all T steps, no gradients,
+* peak memory of one training step (rise of the process's resident set, MiB),
+
+for four implementations of the same network (``--model``, default ``nmnist-conv``):
+
+(a) prime multi-step, (b) prime single-step, (c) plain snnTorch: a per-timestep loop of
+``snn.Leaky`` (reset to zero, rectangular surrogate, PRIME's LeakyReLU added in a subclass)
+with every supermask recomputed at every step, as PRIME's reference code does, and
+(d) the dense floor: the same convolutions and linear layers at batch T*B, channels-last,
+without neurons or masks. Steps are timed round-robin over the implementations (so load from
+other processes hits all alike); figures are medians, ratios are against (c) and (d).
+
+    python scripts/bench_speed.py --batch 128 --timesteps 10 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import snntorch as snn
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prime.checkpoint import write_json
+from prime.layers import MemristorConv2d, MemristorLayer
+from prime.masks import supermask
+from prime.models import get_model
+from prime.network import SpikingNetwork
+from prime.neurons import LIF, Integrator, RectangularSpike, integrator_step
+
+IMPLEMENTATIONS = {
+    "prime-multi": "(a) prime multi-step",
+    "prime-single": "(b) prime single-step",
+    "snntorch": "(c) plain snnTorch loop",
+    "dense-floor": "(d) dense floor, no neurons",
+}
+
+
+class PrimeLeaky(snn.Leaky):
+    """``snn.Leaky`` plus PRIME's LeakyReLU on the membrane after integration."""
+
+    def __init__(self, leak_slope: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.leak_slope = leak_slope
+
+    def _base_state_function(self, input_: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(super()._base_state_function(input_), self.leak_slope)
+
+
+def plain_apply(layer: MemristorLayer, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A supermask layer's synapses in PyTorch's default layout, as plain code writes them."""
+    if isinstance(layer, MemristorConv2d):
+        return F.conv2d(x, weight, stride=layer.stride, padding=layer.padding)
+    return F.linear(x, weight)
+
+
+class SnnTorchNetwork(nn.Module):
+    """The model written the plain snnTorch way: one timestep at a time, masks every call."""
+
+    def __init__(self, model: SpikingNetwork) -> None:
+        super().__init__()
+        self.model = model
+        self.neurons = nn.ModuleList()
+        for layer in model.layers:
+            if isinstance(layer, LIF):
+                p = layer.params
+                self.neurons.append(
+                    PrimeLeaky(
+                        p.leak_slope,
+                        beta=1.0 - p.decay,
+                        threshold=p.threshold,
+                        reset_mechanism="zero",
+                        spike_grad=lambda x, w=p.surrogate_width: RectangularSpike.apply(x, w),
+                    )
+                )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [T, B, ...] -> mean output [B, C]."""
+        mems: dict[int, torch.Tensor] = {}
+        outputs = []
+        for frame in x:
+            h = frame
+            neurons = iter(self.neurons)
+            for i, layer in enumerate(self.model.layers):
+                if isinstance(layer, MemristorLayer):
+                    mask = supermask(layer.scores, layer.keep, layer.mask_rule)  # every step
+                    h = plain_apply(layer, h, layer.scale * (layer.g_us[0] - layer.g_us[1]) * mask)
+                elif isinstance(layer, LIF):
+                    h, mems[i] = next(neurons)(h, mems[i] if i in mems else torch.zeros_like(h))
+                elif isinstance(layer, Integrator):
+                    mems[i] = integrator_step(h, mems.get(i, 0.0), layer.leak_slope)
+                    h = mems[i]
+                else:
+                    h = layer(h)
+            outputs.append(h)
+        return torch.stack(outputs).mean(0)
+
+
+class DenseFloor(nn.Module):
+    """The model's synaptic and stateless layers at batch T*B, channels-last, dense weights."""
+
+    def __init__(self, model: SpikingNetwork) -> None:
+        super().__init__()
+        self.model = model
+        self.dense = nn.ParameterList(
+            nn.Parameter(layer.weight().detach().clone()) for layer in model.memristor_layers()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T, B = x.shape[:2]
+        h = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+        weights = iter(self.dense)
+        for layer in self.model.layers:
+            if isinstance(layer, MemristorLayer):
+                h = layer.apply(h, next(weights))
+            elif not isinstance(layer, LIF | Integrator):
+                h = layer(h)
+        return h.unflatten(0, (T, B)).mean(0)
+
+
+def build(name: str, model_name: str, timesteps: int) -> tuple[nn.Module, Callable]:
+    """A fresh network of the implementation ``name`` and its forward: x -> mean output."""
+    model = get_model(model_name, timesteps=timesteps)
+    if name == "prime-multi":
+        return model, lambda x: model.logits(x, "multi")
+    if name == "prime-single":
+        return model, lambda x: model.logits(x, "single")
+    net = SnnTorchNetwork(model) if name == "snntorch" else DenseFloor(model)
+    return net, net
+
+
+def rss_mib(field: str) -> float:
+    """VmRSS (current) or VmHWM (peak since the last reset) of this process, MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_step_mib(step: Callable[[], None]) -> float:
+    """Rise of the resident set during one call of ``step`` (Linux), MiB.
+
+    Makes glibc map big blocks (tensors) separately, so a freed tensor leaves the resident
+    set at once and the peak is that of live memory.
+    """
+    gc.collect()
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: big blocks mmap-ed, freed at once
+    libc.malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
+    before = rss_mib("VmRSS")
+    step()
+    return rss_mib("VmHWM") - before
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="nmnist-conv")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--timesteps", type=int, default=10)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: all)")
+    parser.add_argument("--density", type=float, default=0.05, help="input spike density")
+    parser.add_argument("--repeats", type=int, default=7, help="timed steps per figure")
+    parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    probe = get_model(args.model, timesteps=args.timesteps)
+    gen = torch.Generator().manual_seed(0)
+    shape = (args.timesteps, args.batch, *probe.input_shape)
+    x = (torch.rand(shape, generator=gen) < args.density).float()
+    y = torch.randint(0, probe.num_classes, (args.batch,), generator=gen)
+
+    nets = {name: build(name, args.model, args.timesteps) for name in IMPLEMENTATIONS}
+    optimizers = {
+        name: torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+        for name, (net, _) in nets.items()
+    }
+
+    def train_step(name: str) -> None:
+        logits = nets[name][1](x)
+        loss = F.cross_entropy(logits, y)
+        optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        optimizers[name].step()
+
+    def infer(name: str) -> None:
+        with torch.no_grad():
+            nets[name][1](x)
+
+    with torch.no_grad():  # the same network: (a), (b), (c) agree before training
+        expected = nets["prime-multi"][1](x)
+        for name in ("prime-single", "snntorch"):
+            diff = (nets[name][1](x) - expected).abs().max().item()
+            if diff > 1e-4:
+                raise SystemExit(f"{name} differs from prime-multi by {diff:.2e}")
+
+    figures: dict[str, dict[str, float]] = {name: {} for name in IMPLEMENTATIONS}
+    for name in IMPLEMENTATIONS:
+        train_step(name)  # warm-up: one-time allocations and optimizer state
+    for kind, run in (("train", train_step), ("infer", infer)):
+        times: dict[str, list[float]] = {name: [] for name in IMPLEMENTATIONS}
+        for _ in range(args.repeats):
+            for name in IMPLEMENTATIONS:
+                start = time.perf_counter()
+                run(name)
+                times[name].append(time.perf_counter() - start)
+        for name in IMPLEMENTATIONS:
+            figures[name][f"{kind}_samples_per_s"] = args.batch / statistics.median(times[name])
+    for name in IMPLEMENTATIONS:  # last: it changes how the process allocates memory
+        figures[name]["train_peak_mib"] = peak_step_mib(lambda name=name: train_step(name))
+
+    print(
+        f"{args.model}, B = {args.batch}, T = {args.timesteps}, input density {args.density}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"median of {args.repeats}"
+    )
+    print(
+        f"{'implementation':30} {'train/s':>9} {'vs (c)':>7} {'vs (d)':>7} "
+        f"{'infer/s':>9} {'vs (c)':>7} {'vs (d)':>7} {'peak MiB':>9} {'vs (c)':>7}"
+    )
+    base, floor = figures["snntorch"], figures["dense-floor"]
+    for name, label in IMPLEMENTATIONS.items():
+        f = figures[name]
+        for kind in ("train", "infer"):
+            key = f"{kind}_samples_per_s"
+            f[f"{kind}_vs_snntorch"] = f[key] / base[key]
+            f[f"{kind}_vs_dense_floor"] = f[key] / floor[key]
+        f["train_peak_vs_snntorch"] = f["train_peak_mib"] / base["train_peak_mib"]
+        print(
+            f"{label:30} {f['train_samples_per_s']:9.1f} {f['train_vs_snntorch']:6.2f}x "
+            f"{f['train_vs_dense_floor']:6.2f}x {f['infer_samples_per_s']:9.1f} "
+            f"{f['infer_vs_snntorch']:6.2f}x {f['infer_vs_dense_floor']:6.2f}x "
+            f"{f['train_peak_mib']:9.1f} {f['train_peak_vs_snntorch']:6.2f}x"
+        )
+    if args.json:
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        settings.update(threads=torch.get_num_threads(), torch=str(torch.__version__))
+        write_json(args.json, {"settings": settings, "figures": figures})
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Fast paths give the results of the reference paths: fused LIF scan vs the ``lif_step`` loop
+(values and gradients), channels-last convolutions vs the default layout, multi- vs
+single-step gradients, and the benchmark script runs. No timing here (see
+scripts/bench_speed.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prime.models import get_model
+from prime.neurons import LIFParams, LIFScan, lif_scan, lif_step
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = [
+    LIFParams(threshold=0.2),
+    LIFParams(threshold=0.5),
+    LIFParams(threshold=1.0, decay=0.5, leak_slope=0.3, surrogate_width=0.25),
+]
+
+
+def loop_scan(currents: torch.Tensor, params: LIFParams) -> torch.Tensor:
+    """The reference: autograd through a loop of the single-step kernel."""
+    mem = torch.zeros_like(currents[0])
+    spikes = []
+    for current in currents:
+        spike, mem = lif_step(current, mem, params)
+        spikes.append(spike)
+    return torch.stack(spikes)
+
+
+def values_and_grads(scan, currents, grad_out, params):
+    currents = currents.detach().clone().requires_grad_()
+    spikes = scan(currents, params)
+    spikes.backward(grad_out)
+    return spikes, currents.grad
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=repr)
+@pytest.mark.parametrize("shape", [(10, 16, 3, 6, 6), (1, 4, 7), (25, 8, 50)])
+def test_fused_scan_matches_step_loop(params, shape):
+    g = torch.Generator().manual_seed(len(shape))
+    currents = torch.randn(shape, generator=g) * params.threshold * 1.5
+    grad_out = torch.randn(shape, generator=g)
+    ref_spikes, ref_grad = values_and_grads(loop_scan, currents, grad_out, params)
+    spikes, grad = values_and_grads(lif_scan, currents, grad_out, params)
+    assert 0.05 < ref_spikes.mean() < 0.95  # spikes, resets and silent steps all occur
+    assert (ref_grad != 0).any()
+    torch.testing.assert_close(spikes, ref_spikes, rtol=0, atol=0)
+    torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-6)
+
+
+def test_fused_scan_keeps_channels_last_and_matches():
+    g = torch.Generator().manual_seed(3)
+    frames = torch.randn(6 * 4, 5, 7, 7, generator=g).contiguous(memory_format=torch.channels_last)
+    currents = frames.unflatten(0, (6, 4))
+    grad_out = torch.randn(currents.shape, generator=g)
+    ref_spikes, ref_grad = values_and_grads(loop_scan, currents, grad_out, PARAMS[0])
+    spikes, grad = values_and_grads(lif_scan, currents, grad_out, PARAMS[0])
+    assert spikes.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(spikes, ref_spikes, rtol=0, atol=0)
+    torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-6)
+
+
+def test_fused_scan_saves_no_membranes():
+    """Backward keeps the float spikes (the output itself) and two bool masks, nothing else."""
+    currents = torch.randn(4, 3, 5, requires_grad=True)
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        spikes = LIFScan.apply(currents, PARAMS[0])
+    assert [t.dtype for t in saved] == [torch.float32, torch.bool, torch.bool]
+    assert saved[0].data_ptr() == spikes.data_ptr()
+
+
+def test_conv_channels_last_matches_default_layout():
+    model = get_model("nmnist-conv")
+    conv = model.memristor_layers()[1]
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(8, 12, 16, 16, generator=g) < 0.2).float()
+    weight = conv.weight().detach().requires_grad_()
+    ref_weight = weight.detach().clone().requires_grad_()
+    out = conv.apply(x, weight)
+    ref = F.conv2d(x, ref_weight)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    grad_out = torch.randn(ref.shape, generator=g)
+    out.backward(grad_out)
+    ref.backward(grad_out)
+    torch.testing.assert_close(weight.grad, ref_weight.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["nmnist-conv", "nmnist-mlp"])
+def test_multi_and_single_step_give_the_same_gradients(name):
+    model = get_model(name, timesteps=4)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(4, 6, *model.input_shape, generator=g) < 0.3).float()
+    y = torch.randint(0, model.num_classes, (6,), generator=g)
+    grads, logits = {}, {}
+    for mode in ("multi", "single"):
+        model.zero_grad(set_to_none=True)
+        logits[mode] = model.logits(x, mode)
+        F.cross_entropy(logits[mode], y).backward()
+        grads[mode] = [layer.scores.grad.clone() for layer in model.memristor_layers()]
+    assert logits["multi"].abs().max() > 0
+    torch.testing.assert_close(logits["multi"], logits["single"], rtol=1e-5, atol=1e-5)
+    for multi, single in zip(grads["multi"], grads["single"], strict=True):
+        assert multi.abs().max() > 0
+        torch.testing.assert_close(multi, single, rtol=1e-4, atol=1e-6)
+
+
+def test_benchmark_runs_and_writes_every_figure(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_speed", ROOT / "scripts/bench_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    argv = ["--batch", "2", "--timesteps", "2", "--repeats", "1", "--threads", "1"]
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main([*argv, "--json", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    figures = json.loads(out.read_text())["figures"]
+    assert set(figures) == set(bench.IMPLEMENTATIONS)
+    for f in figures.values():
+        assert f["train_samples_per_s"] > 0 and f["infer_samples_per_s"] > 0
+        assert f["train_peak_mib"] >= 0
+    assert figures["snntorch"]["train_vs_snntorch"] == 1.0
+    assert "(c) plain snnTorch" in capsys.readouterr().out
