@@ -58,7 +58,9 @@ def prepare_run(
     config = dataclasses.replace(TrainConfig(**payload["train_config"]), **overrides)
     if chip_seed is not None:
         if overrides.get("trace"):
-            raise PrimeError("--chip-seed forms a random chip, --trace replays a measured one")
+            raise PrimeError(
+                "--chip-seed forms a random chip and --trace replays a measured one: pass one"
+            )
         config.trace = None
         reform_chip(model, chip_seed)
     return model, config, load_data(config)
