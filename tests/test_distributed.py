@@ -13,37 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_data import TINY, load_tiny
 
 import prime.checkpoint
 from prime.checkpoint import load_checkpoint
 from prime.cli import main
-from prime.data import DATASETS, DatasetSpec, DataSplits, FrameDataset
 from prime.distributed import Ranks, launch, process_group
 from prime.errors import PrimeError
 from prime.models import get_model
 from prime.train import TrainConfig, _epoch_batches, train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = "tiny-events"
-
-
-def load_tiny(timesteps: int = 10, seed: int = 0, train_size: int = 7) -> DataSplits:
-    """Random sparse frames [T, 2, 34, 34] whose label sets a bright row: learnable, fast."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(train_size + 10) % 10
-    frames = (torch.rand(len(labels), timesteps, 2, 34, 34, generator=g) < 0.05).to(torch.uint8)
-    frames[torch.arange(len(labels)), :, :, 3 * labels] = 1
-    return DataSplits(
-        train=FrameDataset(frames[:train_size], labels[:train_size]),
-        test=FrameDataset(frames[train_size:], labels[train_size:]),
-        input_shape=(2, 34, 34),
-        num_classes=10,
-        timesteps=timesteps,
-    )
-
-
-if TINY not in DATASETS:
-    DATASETS.register(TINY)(DatasetSpec(load_tiny, "nmnist-conv", "test data"))
 
 
 def _train_rank(config: TrainConfig, out: Path) -> list[str]:
@@ -110,7 +90,7 @@ def test_stalled_rank_stops_the_job_and_resume_finishes(tmp_path):
     argv += ["8", "--save-every", "2", "--quiet", "--threads", "1"]
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
     env.update(WORLD_SIZE="2", PRIME_DIST_TIMEOUT_S="3", PYTHONPATH=str(ROOT / "tests"))
-    code = f"import sys, test_distributed; from prime.cli import main; sys.exit(main({argv!r}))"
+    code = f"import sys, tiny_data; from prime.cli import main; sys.exit(main({argv!r}))"
     ranks = [
         subprocess.Popen(
             [sys.executable, "-c", code],
