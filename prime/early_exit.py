@@ -197,7 +197,7 @@ def exit_from_trajectory(
     _check_exit_args(threshold, min_steps, T)
     counts = torch.arange(1, T + 1, dtype=step_outputs.dtype).view(T, 1, 1)
     means = step_outputs.cumsum(0) / counts
-    done = torch.stack([policy.done(m, threshold) for m in means])  # [T, B]
+    done = policy.done(means.flatten(0, 1), threshold).view(T, B)
     done[: min_steps - 1] = False
     done[-1] = True
     steps = done.int().argmax(0) + 1  # first step that is done
@@ -369,30 +369,30 @@ def early_exit_run(
     read_noise: float = 0.0,
     noise_seed: int = 0,
     chip_seed: int | None = None,
+    replay: dict[str, Any] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """:func:`early_exit_report` for a trained run (``out_dir`` defaults to
-    ``RUN_DIR/early-exit``), optionally under read noise or on another chip."""
-    from prime.evaluate import reform_chip
-    from prime.train import TrainConfig, load_data, load_run
+    ``RUN_DIR/early-exit``), optionally under read noise, on another chip or on a chip
+    trace (``replay`` as :func:`prime.evaluate.evaluate_run`)."""
+    from prime.evaluate import prepare_run
+    from prime.replay import open_replay
 
-    model, payload = load_run(run_dir)
-    config = TrainConfig(**payload["train_config"])
-    if getattr(config, "trace", None):
-        raise PrimeError(
-            f"{run_dir} runs on a chip trace; early exit does not replay traces yet "
-            "(evaluate it without --early-exit)"
-        )
-    if chip_seed is not None:
-        reform_chip(model, chip_seed)
+    model, config, data = prepare_run(run_dir, chip_seed, replay)
     model.set_read_noise(read_noise, seed=noise_seed)
-    out_dir = Path(run_dir) / "early-exit" if out_dir is None else out_dir
-    report = early_exit_report(model, load_data(config), out_dir, val_seed=config.seed, **options)
+    out_dir = Path(run_dir) / "early-exit" if out_dir is None else Path(out_dir)
+    trace = open_replay(model, config)
+    try:
+        report = early_exit_report(model, data, out_dir, val_seed=config.seed, **options)
+    finally:
+        if trace:
+            trace.close()
+    chip = f"trace {config.trace}" if config.trace else f"chip seed {model.config.chip_seed}"
     return {
         "model": config.model_name,
         "dataset": config.dataset,
+        "chip": chip,
         "read_noise": read_noise,
-        "chip_seed": model.config.chip_seed,
         "out_dir": str(out_dir),
         **report,
     }

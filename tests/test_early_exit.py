@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -86,9 +87,9 @@ def test_steps_stay_between_min_steps_and_T(model, x, policy):
     assert len(seen) >= 3  # the threshold really splits the batch at several steps
 
 
-def _run_alone(model, frames):
+def _run_alone(model, frames, weights):
     """Mean output of one sample run for len(frames) steps on its own: frames [t, ...]."""
-    weights, state, outputs = model.weights(), model.initial_state(), []
+    state, outputs = model.initial_state(), []
     with torch.no_grad():
         for frame in frames:
             out, state = model.step(frame[None], state, weights)
@@ -100,8 +101,10 @@ def test_compaction_equals_each_sample_run_alone_to_its_exit(model, x):
     threshold = _median_confidence(model, x)
     result = run_early_exit(model, x, "prime", threshold, min_steps=2)
     assert 2 < len(set(result.steps.tolist()))
+    weights = model.weights()
     for i, steps in enumerate(result.steps.tolist()):
-        assert torch.allclose(result.outputs[i], _run_alone(model, x[:steps, i]), atol=1e-5)
+        alone = _run_alone(model, x[:steps, i], weights)
+        assert torch.allclose(result.outputs[i], alone, atol=1e-5)
     offline = exit_from_trajectory(model(x, mode="single"), "prime", threshold, min_steps=2)
     assert torch.equal(offline.steps, result.steps)
     assert torch.allclose(offline.outputs, result.outputs, atol=1e-5)
@@ -172,3 +175,35 @@ def test_evaluate_sweep_and_calibration_agree(model, x):
     assert loose["load_saved"] > 0
     with pytest.raises(PrimeError, match="target drop"):
         calibrate_threshold(model, dataset, target_drop_pp=-1)
+
+
+def test_eval_early_exit_command_reports_and_writes_files(tmp_path, capsys):
+    from prime.cli import main
+    from prime.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    data_path = tmp_path / "tiny.npz"
+    np.savez(data_path, features=0.2 * rng.random((60, 2, 34, 34)), labels=np.arange(60) % 10)
+    data = {"data_path": str(data_path), "data_root": str(tmp_path), "val_fraction": 0.25}
+    run = tmp_path / "run"
+    config = TrainConfig(dataset="npz", model="nmnist-mlp", epochs=1, timesteps=T, data=data)
+    train(config, run, progress=False)
+    out = tmp_path / "report"
+    assert main(["eval", str(run), "--early-exit", "--target-drop", "5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "calibrated on 15 validation samples for a 5-point drop" in printed
+    assert "load saved" in printed and "mean steps per class: 0:" in printed
+    names = {"sweep.csv", "accuracy_vs_steps.png", "steps_histogram.png", "early_exit.json"}
+    assert {p.name for p in out.iterdir()} == names
+    report = json.loads((out / "early_exit.json").read_text())
+    assert report["samples"] == 12 and sum(report["steps_histogram"]) == 12
+    assert report["load_saved"] == pytest.approx(1 - report["mean_steps"] / T)
+    assert 100 * (report["calibration"]["full_accuracy"] - report["calibration"]["accuracy"]) <= 5
+    rows = (out / "sweep.csv").read_text().splitlines()
+    assert rows[0] == "policy,threshold,accuracy,mean_steps,load_saved,samples"
+    assert len(rows) == 1 + len(report["sweep"]) and rows[-1].startswith("prime,1.0,")
+    with pytest.raises(SystemExit):
+        main(["eval", str(run), "--early-exit", "--threshold", "0.5", "--target-drop", "1"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["eval", str(run), "--early-exit", "--threshold", "0.5", "--min-steps", "0"]) == 1
+    assert f"min_steps must be a whole number from 1 to T = {T}" in capsys.readouterr().err
