@@ -164,7 +164,33 @@ def format_report(report: dict[str, Any]) -> str:
             for s in report["sensitivity"]
         ),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + layer_table(report["counts"]["full"])) + "\n"
+
+
+def layer_table(counts: dict[str, Any]) -> list[str]:
+    """Per-layer counts per inference (a dict from :meth:`OperationCounts.to_dict`)."""
+    samples = max(counts["samples"], 1)
+    lines = [
+        "",
+        "Per layer, per inference (full T):",
+        "",
+        "| layer | crossbar | kept cells | input events | synaptic ops | dense MACs "
+        "| evaluations | row drives | neuron outputs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for layer in counts["layers"]:
+        c = {k: sum(v) / samples for k, v in layer["counts"].items()}
+        if layer["kind"] == "synapse":
+            shape = f"{layer['crossbar_rows']}x{layer['crossbar_columns']}"
+            lines.append(
+                f"| {layer['name']} | {shape} | {layer['kept_cells']} / {layer['cells']} "
+                f"| {c['input_events']:.4g} | {c['acs'] + c['macs']:.4g} | {c['dense_ops']:.4g} "
+                f"| {c['evaluations']:.4g} | {c['row_activations']:.4g} | |"
+            )
+        else:
+            outputs = f"{c['output_events']:.4g} of {c['neuron_updates']:.4g}"
+            lines.append(f"| {layer['name']} | | | | | | | | {outputs} |")
+    return lines
 
 
 def plot_report(report: dict[str, Any], path: Path) -> None:

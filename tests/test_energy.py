@@ -320,6 +320,7 @@ def test_bench_energy_command(tmp_path, capsys):
     assert main(bench) == 0
     printed = capsys.readouterr().out
     assert "| + early exit |" in printed and "adc_pj x 10" in printed
+    assert "| 7: MemristorLinear | 2304x20 | 23040 / 46080 |" in printed
     report = json.loads((run / "bench" / "energy.json").read_text())
     assert [r["name"] for r in report["rows"]] == [
         "digital dense",
