@@ -16,7 +16,7 @@ from prime.cli import main
 from prime.data.digits import EVENT_DTYPE, make_events, split_indices
 from prime.train import TrainConfig, load_run, train
 
-TINY = dict(epochs=2, batch_size=32, limit_train=192, save_every=2)
+TINY = dict(epochs=2, batch_size=32, limit_train=96, save_every=2)
 
 
 def test_digits_events_are_deterministic_tonic_arrays():
@@ -55,13 +55,23 @@ def test_run_directory_and_reload(tmp_path):
 
 
 def test_resume_after_kill_continues_where_it_stopped(tmp_path):
+    # one thread everywhere: results are then bit-reproducible across processes
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _kill_and_resume(tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _kill_and_resume(tmp_path):
     reference = tmp_path / "uninterrupted"
     train(TrainConfig(**TINY), reference, progress=False)
 
     killed = tmp_path / "killed"
     args = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prime", "train", *args, "--out", str(killed), "--quiet"],
+        [sys.executable, "-m", "prime", "train", *args, "--threads=1", "--out", str(killed)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
