@@ -125,8 +125,8 @@ class TraceReplay:
             raise PrimeError(f"unknown replay mode {mode!r}; known: {', '.join(REPLAY_MODES)}")
         if pruned not in PRUNED_MODES:
             raise PrimeError(f"unknown --pruned {pruned!r}; known: {', '.join(PRUNED_MODES)}")
-        if pruned == "reset" and trace.reset is None:
-            trace.read(0, reset=True)  # raises the missing-reset-reads error
+        if pruned == "reset":
+            trace.require_reset()
         self.model, self.trace, self.mode, self.pruned = model, trace, mode, pruned
         self.layers = model.memristor_layers()
         self.placement = place([tuple(m.scores.shape) for m in self.layers], trace.shape, tile)

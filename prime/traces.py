@@ -225,18 +225,22 @@ class Trace:
     def read(self, index: int, reset: bool = False) -> np.ndarray:
         """Read ``index`` (reset state: ``index`` modulo the reset reads), float32 [rows, cols]
         µS; ``PrimeError`` if it holds NaN, infinite or negative values."""
-        dataset = self.reset if reset else self.reads
-        if dataset is None:
-            raise PrimeError(
-                f"{self.path} has no /reset_conductance_us; --pruned reset needs reset-state "
-                "reads (use --pruned zero, or import them with --reset)"
-            )
+        dataset = self.require_reset() if reset else self.reads
         index = index % dataset.shape[0]
         values = np.asarray(dataset[index], dtype=np.float32)
         problem = value_problem(values)
         if problem:
             raise PrimeError(f"{self.path}:{dataset.name} read {index} {problem}")
         return values
+
+    def require_reset(self) -> h5py.Dataset:
+        """The reset-state reads; ``PrimeError`` if the trace has none."""
+        if self.reset is None:
+            raise PrimeError(
+                f"{self.path} has no /reset_conductance_us; --pruned reset needs reset-state "
+                "reads (use --pruned zero, or import them with --reset)"
+            )
+        return self.reset
 
     def iter_reads(self, reset: bool = False) -> Iterator[np.ndarray]:
         """Every read in order, one at a time."""

@@ -4,7 +4,8 @@ Writes the trace read by read (uncompressed, so it is the full 1 GiB on disk) in
 folder, binds digits-conv to it with per-batch replay and runs a few hundred batches. Prints
 the peak resident memory (ru_maxrss) before and after the replay against the file size: the
 replay reads one read at a time, so the peak must stay far below the file size. Times are
-medians per batch, with a baseline (the same forward without replay) in the same process.
+medians per batch against a baseline in the same process: the same network without replay,
+the two alternating batch by batch.
 
     python scripts/bench_trace_replay.py [--reads 1000] [--batches 300] [--batch-size 4]
 """
@@ -30,13 +31,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def median_ms(run, x: torch.Tensor, batches: int) -> float:
-    times = []
+def interleaved_medians_ms(runs: list, x: torch.Tensor, batches: int) -> list[float]:
+    """Median ms per call of each run, the runs alternating batch by batch (fair under load)."""
+    times = [[] for _ in runs]
     for _ in range(batches):
-        start = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        for run, spent in zip(runs, times, strict=True):
+            start = time.perf_counter()
+            run(x)
+            spent.append(time.perf_counter() - start)
+    return [1000 * statistics.median(spent) for spent in times]
 
 
 def main() -> None:
@@ -54,19 +57,17 @@ def main() -> None:
         info = TraceInfo(provenance_kind="synthetic", provenance="bench_trace_replay.py")
         write_trace(path, reads, info, compress=False)
         size_mb = path.stat().st_size / 2**20
-        print(f"wrote {args.reads} reads of 512x512 in {time.perf_counter() - start:.1f} s: ")
+        print(f"wrote {args.reads} reads of 512x512 in {time.perf_counter() - start:.1f} s")
         print(f"  file size {size_mb:.0f} MiB, peak RSS so far {peak_rss_mb():.0f} MiB")
 
-        model = get_model("digits-conv").eval()
+        plain, bound = get_model("digits-conv").eval(), get_model("digits-conv").eval()
         x = torch.rand(10, args.batch_size, 2, 34, 34).round()
-        with torch.no_grad():
-            baseline = median_ms(model.logits, x, args.batches)
-            before = peak_rss_mb()
-            with Trace(path) as trace:
-                replay = TraceReplay(model, trace, "per-batch")
-                replayed = median_ms(model.logits, x, args.batches)
-                reads_seen, placement = replay.position, replay.placement.report()
-                replay.detach()
+        before = peak_rss_mb()
+        with torch.no_grad(), Trace(path) as trace:
+            replay = TraceReplay(bound, trace, "per-batch")
+            runs = [plain.logits, bound.logits]
+            baseline, replayed = interleaved_medians_ms(runs, x, args.batches)
+            reads_seen, placement = replay.position, replay.placement.report()
         after = peak_rss_mb()
     print(f"per-batch replay of {reads_seen} reads ({placement})")
     print(

@@ -218,6 +218,8 @@ def test_per_batch_and_per_step_replay_advance_reads(tmp_path):
             model(x)
             seen.append(replay.current_read)
         assert seen == [0, 1, 2, 3, 0] and replay.position == 5
+        with pytest.raises(PrimeError, match="no /reset_conductance_us"):
+            TraceReplay(model, trace, "static", "reset", tile=(8, 12))
         replay.detach()
         replay = TraceReplay(model, trace, "per-step", tile=(8, 12))
         varying = model(x)
