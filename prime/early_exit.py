@@ -152,9 +152,9 @@ def run_early_exit(
     hook = model.step_weights  # per-step chip reads (prime.replay), else one read for all
     step_weights = hook(T) if hook is not None else [model.weights()] * T
     state = model.initial_state()
-    outputs = torch.empty(B, model.num_classes)
-    steps = torch.full((B,), T, dtype=torch.int64)
-    running = torch.arange(B)  # original indices of the samples still in the batch
+    outputs = x.new_empty(B, model.num_classes, dtype=torch.get_default_dtype())
+    steps = torch.full((B,), T, dtype=torch.int64, device=x.device)
+    running = torch.arange(B, device=x.device)  # original indices of the running samples
     total = None
     start = 0  # x holds the frames of timesteps start..T-1 of the running samples
     for t in range(T):
