@@ -272,14 +272,28 @@ def value_problem(values: np.ndarray) -> str | None:
 
 
 def validate_trace(path: str | os.PathLike) -> list[str]:
-    """Every problem of a trace file (empty if valid): structure, units, values of every
-    read (one read in memory at a time), monotonic timestamps."""
+    """Every problem of a trace file (empty if valid): structure, units, attributes, values
+    of every read (one read in memory at a time), monotonic timestamps."""
     try:
         trace = Trace(path)
     except PrimeError as exc:
         return [str(exc)]
     problems = []
     with trace:
+        attrs = trace.attrs
+        missing = [f.name for f in dataclasses.fields(TraceInfo) if f.name not in attrs]
+        if missing:
+            problems.append(f"missing attributes: {', '.join(missing)}")
+        elif attrs["provenance_kind"] not in PROVENANCE_KINDS:
+            problems.append(
+                f"provenance_kind is {attrs['provenance_kind']!r}, not one of "
+                f"{', '.join(PROVENANCE_KINDS)}"
+            )
+        if (attrs.get("rows"), attrs.get("cols")) != trace.shape:
+            problems.append(
+                f"attributes rows, cols = {attrs.get('rows')}, {attrs.get('cols')} do not match "
+                f"the {trace.shape[0]}x{trace.shape[1]} reads"
+            )
         for reset in (False, True):
             dataset = trace.reset if reset else trace.reads
             for index in range(0 if dataset is None else dataset.shape[0]):

@@ -135,6 +135,9 @@ def _corrupt(path: Path, how: str) -> None:
             f.attrs["format_version"] = 99
         elif how == "timestamps":
             f["timestamp_s"][2] = -5.0
+        elif how == "attributes":
+            del f.attrs["chip_id"]
+            f.attrs["rows"] = 5
 
 
 @pytest.mark.parametrize(
@@ -148,6 +151,7 @@ def _corrupt(path: Path, how: str) -> None:
         ("negative", "read 0 holds 1 negative"),
         ("version", "format_version 99"),
         ("timestamps", "not monotonic"),
+        ("attributes", "missing attributes: chip_id"),
     ],
 )
 def test_bad_files_fail_validation_with_a_precise_report(tmp_path, capsys, how, message):
@@ -162,7 +166,7 @@ def test_bad_files_fail_validation_with_a_precise_report(tmp_path, capsys, how, 
     assert main(["trace", "validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert "INVALID" in out and message in out
-    if how not in ("nan", "negative", "timestamps"):
+    if how not in ("nan", "negative", "timestamps", "attributes"):
         assert main(["trace", "info", str(path)]) == 1
         assert message in capsys.readouterr().err
 
