@@ -149,9 +149,10 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> dict[int, 
         rdzv_endpoint="localhost:0",
         max_restarts=0,
     )
-    threads = os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # as torchrun, do not oversubscribe the cores; an explicit OMP_NUM_THREADS wins
+    threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // nproc)
     try:
-        return elastic_launch(config, _run_rank)(int(threads), entrypoint, *args)
+        return elastic_launch(config, _run_rank)(threads, entrypoint, *args)
     except ChildFailedError as exc:
         failed = ", ".join(str(rank) for rank in sorted(exc.failures))
         raise PrimeError(

@@ -134,15 +134,15 @@ def _plot(path: Path, summary: dict[str, Any]) -> None:
     """Test accuracy per chip, with the mean and ± one standard deviation."""
     rows, stats = summary["per_chip"], summary["test_accuracy"]
     fig, ax = new_figure()
-    ax.bar([str(r["chip_seed"]) for r in rows], [100 * r["test_accuracy"] for r in rows])
+    ax.plot([str(r["chip_seed"]) for r in rows], [100 * r["test_accuracy"] for r in rows], "o")
     mean, std = 100 * stats["mean"], 100 * stats["std"]
     ax.axhline(mean, color="k", label=f"mean {mean:.2f} %")
     ax.axhspan(mean - std, mean + std, color="k", alpha=0.15, label=f"± std {std:.2f}")
-    ax.set_ylim(max(0.0, 100 * stats["min"] - 3 * max(std, 1.0)), 100)
+    ax.margins(y=0.5)
     ax.set(
         xlabel="chip seed",
         ylabel="test accuracy (%)",
         title=f"{summary['model']} on {summary['dataset']}: {summary['chips']} random chips",
     )
-    ax.legend(loc="lower right")
+    ax.legend()
     save_figure(fig, path)
