@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prime.allocator import keep_freed_memory
 from prime.checkpoint import write_json
 from prime.layers import MemristorConv2d, MemristorLayer
 from prime.masks import supermask
@@ -158,6 +159,7 @@ def peak_step_mib(step: Callable[[], None]) -> float:
     """
     gc.collect()
     libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-4, 65536)  # M_MMAP_MAX: glibc's default (undoes --keep-freed-memory)
     libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: big blocks mmap-ed, freed at once
     libc.malloc_trim(0)
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
@@ -174,10 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all)")
     parser.add_argument("--density", type=float, default=0.05, help="input spike density")
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per figure")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="let glibc reuse freed memory for all implementations (prime.allocator; "
+        "what `prime train` does)",
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.keep_freed_memory and not keep_freed_memory():
+        raise SystemExit("--keep-freed-memory needs glibc")
     torch.manual_seed(0)
 
     probe = get_model(args.model, timesteps=args.timesteps)
@@ -228,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.model}, B = {args.batch}, T = {args.timesteps}, input density {args.density}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"median of {args.repeats}"
+        f"median of {args.repeats}, keep freed memory: {args.keep_freed_memory}"
     )
     print(
         f"{'implementation':30} {'train/s':>9} {'vs (c)':>7} {'vs (d)':>7} "
