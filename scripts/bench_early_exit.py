@@ -13,7 +13,7 @@ Passes over the test set are timed round-robin (load from other processes hits a
 figures are medians over ``--repeats``. θ is ``--threshold`` or calibrated on the validation
 split for ``--target-drop`` percentage points (default 0.5).
 
-    python scripts/bench_early_exit.py runs/digits --threads 2 --json bench_early_exit.json
+    python scripts/bench_early_exit.py runs/digits --threads 1 --json bench_early_exit.json
 """
 
 from __future__ import annotations

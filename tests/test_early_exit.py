@@ -118,6 +118,20 @@ def test_threshold_one_is_full_T_inference(model, x, policy):
     assert torch.allclose(result.outputs, model.logits(x, mode="multi"), atol=1e-5)
 
 
+def test_per_step_weights_hook_is_followed(model, x):
+    base = model.weights()
+    model.step_weights = lambda steps: [
+        [w * (1 + 0.2 * t) if w is not None else None for w in base] for t in range(steps)
+    ]
+    try:
+        hooked = model(x, mode="single").mean(0)
+        result = run_early_exit(model, x, threshold=1.0)
+    finally:
+        model.step_weights = None
+    assert torch.allclose(result.outputs, hooked, atol=1e-6)
+    assert not torch.allclose(hooked, model.logits(x, mode="single"), atol=1e-3)
+
+
 def test_threshold_zero_exits_everyone_at_min_steps(model, x):
     result = run_early_exit(model, x, threshold=0.0, min_steps=3)
     assert (result.steps == 3).all()
