@@ -48,6 +48,7 @@ MAX_EPOCHS = 40
 PAPER_LOAD_SAVED = 0.77
 #: the PRIME paper's policy (max softmax, α = 2) at the thresholds of its reference code
 PAPER_THRESHOLDS = (0.8, 0.5, 0.3, 0.2)
+TIMESTEPS = 10  # T of PRIME's N-MNIST network
 REPORT_FILES = ("report.md", "reproduce.json", "early_exit_tradeoff.png")
 
 
@@ -76,6 +77,15 @@ class ReproduceConfig:
     resume: bool = False
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        """Reject bad settings before hours of training, not after."""
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise PrimeError(f"--repeats must be a whole number >= 1, got {self.repeats!r}")
+        if not 0 <= self.target_drop_pp < math.inf:
+            raise PrimeError(f"--target-drop must be >= 0 points, got {self.target_drop_pp!r}")
+        if not self.min_steps or not all(1 <= m <= TIMESTEPS for m in self.min_steps):
+            raise PrimeError(f"--min-steps must be from 1 to T = {TIMESTEPS}, got {self.min_steps}")
+
 
 def epochs_for(train_samples: int) -> int:
     """The epoch rule: ceil(SAMPLES_SEEN / training samples), within [1, MAX_EPOCHS]."""
@@ -101,7 +111,7 @@ def nmnist_folder(path: str | Path) -> Path:
 
 def load_splits(config: ReproduceConfig, split_mode: str) -> DataSplits:
     """Train/validation/test frames (T = 10) of the data, binned by time or by events."""
-    return load_nmnist(10, **_data_options(config, split_mode))
+    return load_nmnist(TIMESTEPS, **_data_options(config, split_mode))
 
 
 def _data_options(config: ReproduceConfig, split_mode: str = "time") -> dict[str, Any]:
@@ -139,16 +149,17 @@ def reproduce(config: ReproduceConfig) -> dict[str, Any]:
     started = time.perf_counter()
     out = Path(config.out)
     _check_out(out, config)
-    data = {"time": load_splits(config, "time")}
-    if data["time"].val is None:
-        raise PrimeError("the reproduction needs a validation split: --val-fraction > 0")
-    results: dict[str, Any] = {"data": describe_data(config, data["time"]), "models": {}}
     models: dict[str, SpikingNetwork] = {}
     if config.reference_checkpoint is not None:
         from prime.reference import load_prime_reference
 
+        models["authors"] = load_prime_reference(config.reference_checkpoint, TIMESTEPS)
+    data = {"time": load_splits(config, "time")}
+    if data["time"].val is None:
+        raise PrimeError("the reproduction needs a validation split: --val-fraction > 0")
+    results: dict[str, Any] = {"data": describe_data(config, data["time"]), "models": {}}
+    if "authors" in models:
         data["events"] = load_splits(config, "events")
-        models["authors"] = load_prime_reference(config.reference_checkpoint)
         results["models"]["authors"] = {
             "checkpoint": str(config.reference_checkpoint),
             "kept_fraction": models["authors"].kept_fraction(),
@@ -192,7 +203,7 @@ def _accuracy_both_binnings(
     """Test-split and all-recordings accuracy with time- and event-count-binned frames."""
     result = {}
     for mode, splits in data.items():
-        everything = ConcatDataset([s for s in (splits.train, splits.val, splits.test)])
+        everything = ConcatDataset([splits.train, splits.val, splits.test])
         result[f"{mode}_bins"] = {
             "test_accuracy": evaluate(model, splits.test, progress=config.progress)["accuracy"],
             "all_accuracy": evaluate(model, everything, progress=config.progress)["accuracy"],
@@ -215,7 +226,7 @@ def _train_own(
     from prime.train import TrainConfig, load_run, train
 
     run_dir = out / "run"
-    epochs = config.epochs or epochs_for(len(data.train))
+    epochs = epochs_for(len(data.train)) if config.epochs is None else config.epochs
     train_config = TrainConfig(
         dataset="nmnist",
         model="nmnist-conv",
@@ -336,7 +347,7 @@ def plot_tradeoff(path: Path, results: dict[str, Any]) -> None:
             ax.plot(steps, [100 * a for a in accuracy], style, lw=1, label=label)
         best = entry["early_exit"]["best"]
         ax.plot(best["mean_steps"], 100 * best["accuracy"], "k*", ms=10)
-    ax.axvline(10 * (1 - PAPER_LOAD_SAVED), color="gray", ls=":", label="77 % load saved")
+    ax.axvline(TIMESTEPS * (1 - PAPER_LOAD_SAVED), color="gray", ls=":", label="77 % load saved")
     ax.set(
         xlabel="mean timesteps (of T = 10)",
         ylabel="test accuracy (%)",

@@ -11,7 +11,7 @@ import torch
 from prime.cli import main
 from prime.data.fake import write_fake_nmnist
 from prime.errors import PrimeError
-from prime.reproduce import MAX_EPOCHS, epochs_for, nmnist_folder
+from prime.reproduce import MAX_EPOCHS, ReproduceConfig, epochs_for, nmnist_folder
 from tests.conftest import reference_file
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--repeats", "2", "--read-noise", "0,0.05"]
@@ -129,3 +129,17 @@ def test_data_folder_forms_and_bad_folders(tmp_path):
         nmnist_folder(tmp_path / "missing")
     with pytest.raises(PrimeError, match="holds no N-MNIST recordings"):
         nmnist_folder(folder / "Train" / "3")
+
+
+def test_bad_settings_fail_before_training(tmp_path, capsys):
+    with pytest.raises(PrimeError, match="--repeats"):
+        ReproduceConfig(data=tmp_path, repeats=0)
+    with pytest.raises(PrimeError, match="--min-steps"):
+        ReproduceConfig(data=tmp_path, min_steps=(1, 11))
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    args = ["reproduce", "nmnist", str(tmp_path), "--out", str(tmp_path / "out")]
+    assert main([*args, "--reference-checkpoint", str(tmp_path / "other.pt")]) == 1
+    assert "is not a PRIME N-MNIST checkpoint" in capsys.readouterr().err
+    assert main(args) == 1  # no recordings
+    assert "holds no N-MNIST recordings" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "run").exists()
