@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import reference_file
-from torch.utils.data import Subset
+from tiny_data import TINY
 
-import prime.train
 from prime.cli import main
 from prime.commands.common import device_arg
 from prime.errors import PrimeError
@@ -24,7 +22,7 @@ from prime.network import SpikingNetwork
 from prime.neurons import LIF, Integrator
 from prime.replay import TraceReplay, place
 from prime.traces import FORMAT_VERSION, Trace, TraceInfo, validate_trace, write_trace
-from prime.train import TrainConfig, load_data, train
+from prime.train import TrainConfig, train
 
 SAMPLE = Path(__file__).resolve().parents[1] / "hw_traces" / "rram-lognormal-512x512.h5"
 
@@ -250,17 +248,14 @@ def test_training_on_a_trace_advances_every_batch_reproduces_and_resumes(tmp_pat
         original(self, index)
 
     monkeypatch.setattr(TraceReplay, "load", record)
-    splits = {}
-
-    def small_test_split(config):  # loaded once; the evaluation is not under test here
-        if not splits:
-            data = load_data(config)
-            splits["data"] = dataclasses.replace(data, test=Subset(data.test, range(16)))
-        return splits["data"]
-
-    monkeypatch.setattr(prime.train, "load_data", small_test_split)
     config = TrainConfig(
-        epochs=1, batch_size=16, limit_train=48, save_every=1, trace=str(SAMPLE), replay="per-batch"
+        dataset=TINY,
+        data={"train_size": 24},
+        epochs=1,
+        batch_size=8,
+        save_every=1,
+        trace=str(SAMPLE),
+        replay="per-batch",
     )
     train(config, tmp_path / "a", progress=False)
     assert loaded == [0, 1, 2, 3]  # three training batches, one evaluation batch
