@@ -145,9 +145,7 @@ def test_scores_learn_and_conductances_never_change():
     model = get_model("nmnist-conv")
     before = [layer.g_us.clone() for layer in model.memristor_layers()]
     assert all(not b.requires_grad for b in before)
-    assert {n for n, _ in model.named_parameters()} == {
-        f"layers.{i}.scores" for i in (0, 3, 7)
-    }
+    assert {n for n, _ in model.named_parameters()} == {f"layers.{i}.scores" for i in (0, 3, 7)}
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     x, y = random_frames(model, batch=4), torch.tensor([0, 1, 2, 3])
     masks_before = [m.clone() for m in model.masks()]
@@ -270,3 +268,22 @@ def test_unknown_model_lists_known():
     with pytest.raises(PrimeError, match="unknown model 'lenet'; known: .*nmnist-conv"):
         get_model("lenet")
     assert {"nmnist-conv", "nmnist-mlp", "digits-conv"} <= set(list_models())
+
+
+def test_atomic_write_replaces_whole_file_with_usual_mode(tmp_path):
+    import os
+
+    from prime.checkpoint import atomic_write
+
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        atomic_write(
+            target, lambda tmp: (tmp.write_text("half"), (_ for _ in ()).throw(RuntimeError()))
+        )
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    atomic_write(target, lambda tmp: tmp.write_text("new"))
+    assert target.read_text() == "new"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
