@@ -275,12 +275,14 @@ def test_atomic_write_replaces_whole_file_with_usual_mode(tmp_path):
 
     from prime.checkpoint import atomic_write
 
+    def killed_halfway(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+
     target = tmp_path / "out.txt"
     target.write_text("old")
     with pytest.raises(RuntimeError):
-        atomic_write(
-            target, lambda tmp: (tmp.write_text("half"), (_ for _ in ()).throw(RuntimeError()))
-        )
+        atomic_write(target, killed_halfway)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
     atomic_write(target, lambda tmp: tmp.write_text("new"))
     assert target.read_text() == "new"
