@@ -29,7 +29,8 @@ def test_same_seed_same_chip_and_mask_other_seed_other_chip():
     a = get_model("nmnist-conv", chip_seed=7, score_seed=1)
     b = get_model("nmnist-conv", chip_seed=7, score_seed=1)
     c = get_model("nmnist-conv", chip_seed=8, score_seed=1)
-    for la, lb, lc in zip(a.memristor_layers(), b.memristor_layers(), c.memristor_layers()):
+    layers = zip(a.memristor_layers(), b.memristor_layers(), c.memristor_layers(), strict=True)
+    for la, lb, lc in layers:
         assert torch.equal(la.g_us, lb.g_us)
         assert torch.equal(la.export_mask(), lb.export_mask())
         assert not torch.equal(la.g_us, lc.g_us)
