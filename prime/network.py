@@ -22,7 +22,7 @@ from torch import nn
 from prime.errors import PrimeError
 from prime.layers import MemristorLayer
 from prime.masks import check_keep, global_supermasks
-from prime.neurons import NeuronLayer
+from prime.neurons import LIF, NeuronLayer, spikes_saved_as_bool
 
 MODES = ("multi", "single")
 
@@ -130,13 +130,16 @@ class SpikingNetwork(nn.Module):
     def _forward_multi(self, x: torch.Tensor, weights: list[torch.Tensor | None]) -> torch.Tensor:
         T, B = x.shape[:2]
         h = x
-        for layer, weight in zip(self.layers, weights, strict=True):
-            if isinstance(layer, NeuronLayer):
-                h = layer.scan(h)
-            else:
-                frames = h.flatten(0, 1)
-                frames = layer.apply(frames, weight) if weight is not None else layer(frames)
-                h = frames.unflatten(0, (T, B))
+        with spikes_saved_as_bool() as mark_spikes:
+            for layer, weight in zip(self.layers, weights, strict=True):
+                if isinstance(layer, NeuronLayer):
+                    h = layer.scan(h)
+                    if isinstance(layer, LIF):
+                        mark_spikes(h)
+                else:
+                    frames = h.flatten(0, 1)
+                    frames = layer.apply(frames, weight) if weight is not None else layer(frames)
+                    h = frames.unflatten(0, (T, B))
         return h
 
     def initial_state(self) -> list[torch.Tensor | None]:

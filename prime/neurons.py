@@ -14,6 +14,9 @@ currents [T, B, ...] and returns spikes [T, B, ...]. Both give identical results
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -68,56 +71,94 @@ def lif_scan(currents: torch.Tensor, params: LIFParams) -> torch.Tensor:
     return LIFScan.apply(currents, params)
 
 
-class LIFScan(torch.autograd.Function):
-    """LIF over T in place, saving for backward only what the gradient needs.
+#: Bits of the state byte :class:`LIFScan` keeps per element and step.
+FIRED, IN_WINDOW, POSITIVE = 1, 2, 4
 
-    Per element and step the backward keeps the spike (the float output, which the next layer
-    keeps anyway), the surrogate window ``|U - th| < w`` and the LeakyReLU side ``U > 0``
-    (bool [T, B, ...] each); never the membranes. Values and gradients equal those of a
-    :func:`lif_step` loop bit for bit. Every kernel stays float32 or reads bools as uint8:
-    PyTorch's CPU kernels that mix bool and float (``where``, ``masked_fill``) are ~20x slower.
+
+class LIFScan(torch.autograd.Function):
+    """LIF over T in place, saving for backward one byte per element and step.
+
+    The byte holds three bits (:data:`FIRED`, :data:`IN_WINDOW`, :data:`POSITIVE`): the spike,
+    the surrogate window ``|U - th| < w`` and the LeakyReLU side ``U > 0``; never the
+    membranes nor the float spikes. Values and gradients equal those of a :func:`lif_step`
+    loop bit for bit. Kernels run on float32 or uint8 only: PyTorch's CPU kernels that mix
+    bool with float (``where``, ``masked_fill``, bool casts) are up to 20x slower.
     """
 
     @staticmethod
     def forward(ctx, currents: torch.Tensor, params: LIFParams) -> torch.Tensor:
         spikes = torch.empty_like(currents)
-        window = torch.empty_like(currents, dtype=torch.bool)
-        positive = torch.empty_like(currents, dtype=torch.bool)
+        state = torch.empty_like(currents, dtype=torch.uint8)
         mem = torch.zeros_like(currents[0])
         not_fired = torch.ones_like(mem)
         distance = torch.empty_like(mem)
+        bit = torch.empty_like(mem, dtype=torch.bool)
         for t in range(currents.shape[0]):
             mem.mul_(not_fired)  # reset to 0 where the previous step fired
             mem.mul_(1.0 - params.decay).add_(currents[t])
             F.leaky_relu_(mem, params.leak_slope)
             torch.gt(mem, params.threshold, out=spikes[t])
             torch.le(mem, params.threshold, out=not_fired)
-            torch.gt(mem, 0.0, out=positive[t])
+            torch.gt(mem, params.threshold, out=bit)
+            state[t].copy_(bit.view(torch.uint8))  # FIRED
             torch.sub(mem, params.threshold, out=distance).abs_()
-            torch.lt(distance, params.surrogate_width, out=window[t])
-        ctx.save_for_backward(spikes, window, positive)
+            torch.lt(distance, params.surrogate_width, out=bit)
+            state[t].add_(bit.view(torch.uint8), alpha=IN_WINDOW)
+            torch.gt(mem, 0.0, out=bit)
+            state[t].add_(bit.view(torch.uint8), alpha=POSITIVE)
+        ctx.save_for_backward(state)
         ctx.params = params
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor) -> tuple[torch.Tensor, None]:
-        spikes, window, positive = ctx.saved_tensors
+        (state,) = ctx.saved_tensors
         p: LIFParams = ctx.params
-        grad = torch.empty_like(spikes)
-        g, carry, flag = (torch.empty_like(spikes[0]) for _ in range(3))  # flag: a mask as 0/1
-        for t in reversed(range(spikes.shape[0])):
+        grad = torch.empty_like(grad_spikes)
+        g, carry, flag = (torch.empty_like(grad[0]) for _ in range(3))  # flag: one bit as 0/1
+        bits = torch.empty_like(state[0])
+
+        def read(t: int, shift: int) -> torch.Tensor:
+            torch.bitwise_right_shift(state[t], shift, out=bits).bitwise_and_(1)
+            return flag.copy_(bits)
+
+        for t in reversed(range(state.shape[0])):
             # d loss / d U_t: through the spike (surrogate window) ...
-            torch.mul(grad_spikes[t], flag.copy_(window[t].view(torch.uint8)), out=g)
+            torch.mul(grad_spikes[t], read(t, 1), out=g)
             g.div_(2 * p.surrogate_width)
-            if t + 1 < spikes.shape[0]:  # ... and through U_{t+1}, unless U_t fired (reset)
+            if t + 1 < state.shape[0]:  # ... and through U_{t+1}, unless U_t fired (reset)
                 torch.mul(grad[t + 1], 1.0 - p.decay, out=carry)
-                g.add_(carry.mul_(flag.copy_(spikes[t]).neg_().add_(1.0)))
+                g.add_(carry.mul_(read(t, 0).neg_().add_(1.0)))
             # through the LeakyReLU: d U_t / d current_t is 1 where U_t > 0, else the slope
-            flag.copy_(positive[t].view(torch.uint8))
             torch.ops.aten.leaky_relu_backward.grad_input(
-                g, flag, p.leak_slope, False, grad_input=grad[t]
+                g, read(t, 2), p.leak_slope, False, grad_input=grad[t]
             )
         return grad, None
+
+
+@contextmanager
+def spikes_saved_as_bool() -> Iterator[Callable[[torch.Tensor], None]]:
+    """Within, spike tensors passed to the yielded ``mark`` are saved for backward as bool.
+
+    Layers after a spiking layer save its float spikes (pooling keeps its whole input, a linear
+    layer its input); as bool they take a quarter of the memory. ``mark`` keeps only a weak
+    reference, and only the marked tensor and its views are packed.
+    """
+    marked: list[weakref.ref] = []
+
+    def is_marked(t: torch.Tensor) -> bool:
+        spikes = marked[-1]() if marked else None
+        return spikes is not None and (t is spikes or t._base is spikes)
+
+    def pack(t: torch.Tensor) -> tuple[torch.dtype | None, torch.Tensor]:
+        return (t.dtype, t.to(torch.bool)) if is_marked(t) else (None, t)
+
+    def unpack(packed: tuple[torch.dtype | None, torch.Tensor]) -> torch.Tensor:
+        dtype, t = packed
+        return t if dtype is None else t.view(torch.uint8).to(dtype)  # fast bool -> float
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        yield lambda spikes: marked.append(weakref.ref(spikes))
 
 
 def integrator_step(current: torch.Tensor, mem: torch.Tensor, leak_slope: float) -> torch.Tensor:

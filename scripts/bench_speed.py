@@ -4,7 +4,7 @@ Measures, in one process and on the same random inputs (frames of 5 % density):
 
 * training samples/s: forward + backward + Adam step on the mean output over T,
 * inference samples/s: the mean output over all T steps, no gradients,
-* peak memory of one training step (rise of the process's resident set, MiB),
+* peak memory of a training step (rise of the process's resident set, MiB, median of 3),
 
 for four implementations of the same network (``--model``, default ``nmnist-conv``):
 
@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in IMPLEMENTATIONS:
             figures[name][f"{kind}_samples_per_s"] = args.batch / statistics.median(times[name])
     for name in IMPLEMENTATIONS:  # last: it changes how the process allocates memory
-        figures[name]["train_peak_mib"] = peak_step_mib(lambda name=name: train_step(name))
+        peaks = [peak_step_mib(lambda name=name: train_step(name)) for _ in range(3)]
+        figures[name]["train_peak_mib"] = statistics.median(peaks)
 
     print(
         f"{args.model}, B = {args.batch}, T = {args.timesteps}, input density {args.density}, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import platform
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from prime.allocator import keep_freed_memory
 from prime.models import get_model
-from prime.neurons import LIFParams, LIFScan, lif_scan, lif_step
+from prime.neurons import LIFParams, LIFScan, lif_scan, lif_step, spikes_saved_as_bool
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = [
@@ -69,9 +70,8 @@ def test_fused_scan_keeps_channels_last_and_matches():
     torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-6)
 
 
-def test_fused_scan_saves_no_membranes():
-    """Backward keeps the float spikes (the output itself) and two bool masks, nothing else."""
-    currents = torch.randn(4, 3, 5, requires_grad=True)
+def saved_by(fn):
+    """(result of ``fn()``, the tensors autograd saved while running it)."""
     saved = []
 
     def pack(tensor):
@@ -79,9 +79,34 @@ def test_fused_scan_saves_no_membranes():
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        spikes = LIFScan.apply(currents, PARAMS[0])
-    assert [t.dtype for t in saved] == [torch.float32, torch.bool, torch.bool]
-    assert saved[0].data_ptr() == spikes.data_ptr()
+        return fn(), saved
+
+
+def test_fused_scan_saves_one_byte_per_element_and_step():
+    currents = torch.randn(4, 3, 5, requires_grad=True)
+    _, saved = saved_by(lambda: LIFScan.apply(currents, PARAMS[0]))
+    assert [(t.dtype, t.shape) for t in saved] == [(torch.uint8, currents.shape)]
+
+
+def test_marked_spikes_saved_as_bool_give_the_same_gradients():
+    """Pooling and a linear layer save marked spikes (as bool) and unmarked halves (as is)."""
+    g = torch.Generator().manual_seed(0)
+    spikes = (torch.randn(2, 3, 2, 4, 4, generator=g) > 0).float()
+    halves = torch.full((6, 8), 0.5)
+    weight = torch.randn(5, 8, generator=g, requires_grad=True)
+    scale = torch.ones(1, requires_grad=True)
+    grads = []
+    for compact in (False, True):
+        weight.grad = scale.grad = None
+        with spikes_saved_as_bool() if compact else nullcontext(lambda t: None) as mark:
+            marked = spikes * scale
+            mark(marked)
+            pooled = F.avg_pool2d(marked.flatten(0, 1), 2).flatten(1)
+            outputs = [F.linear(halves, weight), F.linear(marked.view(-1, 8), weight), pooled]
+            sum(out.square().sum() for out in outputs).backward()
+        grads.append((weight.grad.clone(), scale.grad.clone()))
+    assert grads[0][0].abs().max() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
 
 
 def test_conv_channels_last_matches_default_layout():
