@@ -140,9 +140,9 @@ def run_early_exit(
     """Single-step inference of x [T, B, ...] with per-sample early exit and compaction.
 
     Weights are read once (per step where ``model.step_weights`` is set). Retired samples
-    are dropped from the state and the input frames (``index_select``), so each step computes
-    only for the samples still running. ``alpha`` is used when ``policy`` is a name. Puts
-    the model in eval mode.
+    are dropped from the state (``index_select``) and each step gathers only the running
+    samples' frames, so each step computes only for the samples still running. ``alpha`` is
+    used when ``policy`` is a name. Puts the model in eval mode.
     """
     model.check_input(x)
     policy = get_policy(policy, alpha=alpha)
@@ -156,9 +156,9 @@ def run_early_exit(
     steps = torch.full((B,), T, dtype=torch.int64, device=x.device)
     running = torch.arange(B, device=x.device)  # original indices of the running samples
     total = None
-    start = 0  # x holds the frames of timesteps start..T-1 of the running samples
     for t in range(T):
-        out, state = model.step(x[t - start], state, step_weights[t])
+        frame = x[t] if len(running) == B else x[t].index_select(0, running)
+        out, state = model.step(frame, state, step_weights[t])
         total = out if total is None else total + out
         mean = total / (t + 1)
         if t + 1 == T:
@@ -176,7 +176,6 @@ def run_early_exit(
             break
         running, total = running[keep], total[keep]
         state = [s.index_select(0, keep) if s is not None else None for s in state]
-        x, start = x[t + 1 - start :].index_select(1, keep), t + 1
     return EarlyExitResult(outputs, steps, T)
 
 
