@@ -422,7 +422,7 @@ def format_report(results: dict[str, Any]) -> str:
     g = results["goals"]
     if "accuracy_gap_pp" in g:
         lines.append(
-            f"- prime within 2 points of the authors' checkpoint: gap "
+            f"- prime at most 2 points below the authors' checkpoint: gap "
             f"{g['accuracy_gap_pp']:+.2f} pt, **{'met' if g['accuracy_met'] else 'NOT met'}**"
         )
     lines += [
@@ -481,7 +481,7 @@ def _own_section(own: dict[str, Any]) -> list[str]:
         "## prime's own run",
         "",
         f"`nmnist-conv` trained from scratch in `{own['run']}`: Adam lr {own['lr']:g}, cosine "
-        f"schedule, batch {own['batch_size']}, 50 % kept per layer, {own['epochs']} epochs "
+        f"schedule, batch {own['batch_size']}, 50 % kept per layer, epochs: {own['epochs']} "
         f"({rule if own['epoch_rule'] else 'set by --epochs'}); {own['train_seconds']:.0f} s. "
         f"Kept fraction {own['kept_fraction']:.4f}; conductances unchanged by training: "
         f"{own['conductances_unchanged']}. Test accuracy **{_pct(own['test_accuracy'])}**.",
@@ -544,7 +544,8 @@ def _energy_section(energy: dict[str, Any]) -> list[str]:
     return [
         "## Energy (prime bench energy of the run)",
         "",
-        "| configuration | energy (nJ) | steps | accuracy | × energy efficiency | load saved |",
+        "| configuration | energy (nJ) | steps | accuracy | × energy efficiency "
+        "| synaptic ops saved vs digital dense |",
         "|---|---|---|---|---|---|",
         *(
             f"| {r['name']} | {r['energy_pj'] / 1e3:.4g} | {r['steps_per_sample']:.2f} "
