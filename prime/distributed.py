@@ -101,7 +101,7 @@ def process_group() -> Iterator[Ranks]:
 
 
 @contextlib.contextmanager
-def collectives(ranks: Ranks, checkpoint: str) -> Iterator[None]:
+def collectives(ranks: Ranks, checkpoint: str | os.PathLike) -> Iterator[None]:
     """Turn a failed collective (a rank died, or none answered in time) into a PrimeError."""
     try:
         yield
