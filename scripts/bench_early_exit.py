@@ -9,9 +9,10 @@ Measures, in one process, on the same model and the same test samples (preloaded
 * the cost of one single-step call per batch size (ms), which bounds what compaction can
   save: when few samples remain, the per-step overhead dominates.
 
-Passes over the test set are timed round-robin (load from other processes hits all alike);
-figures are medians over ``--repeats``. θ is ``--threshold`` or calibrated on the validation
-split for ``--target-drop`` percentage points (default 0.5).
+Implementations are timed round-robin, batch by batch (load from other processes hits all
+alike); figures are medians over ``--repeats`` passes over the test set. θ is
+``--threshold`` or calibrated on the validation split for ``--target-drop`` percentage
+points (default 0.5).
 
     python scripts/bench_early_exit.py runs/digits --threads 1 --json bench_early_exit.json
 """
@@ -85,30 +86,33 @@ def main(argv: list[str] | None = None) -> int:
     samples = sum(x.shape[1] for x in batches)
     T = model.timesteps
 
-    steps = []
+    steps: dict[int, torch.Tensor] = {}  # batch index -> steps used per sample
 
-    def early_exit() -> None:
-        steps.clear()
-        for x in batches:
-            steps.append(run_early_exit(model, x, args.policy, threshold, args.min_steps).steps)
+    def early_exit(i: int) -> None:
+        result = run_early_exit(model, batches[i], args.policy, threshold, args.min_steps)
+        steps[i] = result.steps
 
     runs = {
-        "full-single": lambda: [model.logits(x, "single") for x in batches],
-        "full-multi": lambda: [model.logits(x, "multi") for x in batches],
+        "full-single": lambda i: model.logits(batches[i], "single"),
+        "full-multi": lambda i: model.logits(batches[i], "multi"),
         "early-exit": early_exit,
     }
     times: dict[str, list[float]] = {name: [] for name in runs}
     with torch.no_grad():
         for fn in runs.values():  # warm-up
-            fn()
-        for _ in range(args.repeats):
-            for name, fn in runs.items():
-                times[name].append(timed(fn))
+            fn(0)
+        for _ in range(args.repeats):  # one pass over the test set per implementation
+            spent = dict.fromkeys(runs, 0.0)
+            for i in range(len(batches)):  # interleaved batch by batch
+                for name, fn in runs.items():
+                    spent[name] += timed(lambda fn=fn, i=i: fn(i))
+            for name in runs:
+                times[name].append(spent[name])
         sizes = [s for s in (128, 64, 32, 16, 8, 4, 2, 1) if s <= batches[0].shape[1]]
         per_step = step_ms(model, batches[0], sizes, args.repeats)
 
     rate = {name: samples / statistics.median(t) for name, t in times.items()}
-    mean_steps = torch.cat(steps).double().mean().item()
+    mean_steps = torch.cat(list(steps.values())).double().mean().item()
     ideal = T / mean_steps
     speedup = rate["early-exit"] / rate["full-single"]
     figures = {
