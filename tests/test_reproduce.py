@@ -67,6 +67,8 @@ def test_end_to_end_on_fake_recordings(tmp_path, capsys):
             assert r["load_saved"] == pytest.approx(1 - r["mean_steps"] / 10)
             assert r["validation"]["drop_pp"] <= 1.0 + 1e-9
         assert entry["early_exit"]["best"] in runs
+        within = [r["mean_steps"] for r in runs if r["drop_pp"] <= 1.0 + 1e-9]
+        assert entry["early_exit"]["test_bound"]["mean_steps"] <= min(within, default=10)
         noise = entry["read_noise"]
         assert [(r["read_noise"], r["repeats"]) for r in noise] == [(0.0, 1), (0.05, 2)]
     assert set(authors["time_bins"]) == {"test_accuracy", "all_accuracy", "all_samples"}
@@ -92,6 +94,8 @@ def test_end_to_end_on_fake_recordings(tmp_path, capsys):
     again = json.loads((out / "reproduce.json").read_text())
     assert again["models"]["prime"]["test_accuracy"] == own["test_accuracy"]
     assert "energy" not in again
+    assert main([*args, "--resume", "--split-seed", "1"]) == 1  # another split: no reuse
+    assert "trained on other data or another split" in capsys.readouterr().err
 
 
 def test_real_recordings_with_the_authors_checkpoint(tmp_path):
