@@ -4,7 +4,9 @@ Measures, in one process and on the same random inputs (frames of 5 % density):
 
 * training samples/s: forward + backward + Adam step on the mean output over T,
 * inference samples/s: the mean output over all T steps, no gradients,
-* peak memory of a training step (rise of the process's resident set, MiB, median of 3),
+* peak memory of a training step, MiB: live tensors (from torch.profiler's memory timeline,
+  above what was live before the step) and the rise of the process's resident set (median of
+  3; includes allocator overhead and is noisier),
 
 for four implementations of the same network (``--model``, default ``nmnist-conv``):
 
@@ -23,9 +25,12 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import json
 import statistics
 import sys
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -143,6 +148,19 @@ def build(name: str, model_name: str, timesteps: int) -> tuple[nn.Module, Callab
     return net, net
 
 
+def peak_tensor_mib(step: Callable[[], None]) -> float:
+    """Peak of live tensor memory during one call of ``step``, above the start, MiB."""
+    with torch.profiler.profile(profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated for CUDA; CPU has no other
+        path = Path(tmp) / "timeline.json"
+        prof.export_memory_timeline(str(path), device="cpu")
+        _, sizes = json.loads(path.read_text())
+    totals = [sum(category) for category in sizes]
+    return (max(totals) - totals[0]) / 2**20
+
+
 def rss_mib(field: str) -> float:
     """VmRSS (current) or VmHWM (peak since the last reset) of this process, MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -151,7 +169,7 @@ def rss_mib(field: str) -> float:
     return float("nan")
 
 
-def peak_step_mib(step: Callable[[], None]) -> float:
+def peak_rss_mib(step: Callable[[], None]) -> float:
     """Rise of the resident set during one call of ``step`` (Linux), MiB.
 
     Makes glibc map big blocks (tensors) separately, so a freed tensor leaves the resident
@@ -232,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
                 times[name].append(time.perf_counter() - start)
         for name in IMPLEMENTATIONS:
             figures[name][f"{kind}_samples_per_s"] = args.batch / statistics.median(times[name])
+    for name in IMPLEMENTATIONS:
+        figures[name]["train_peak_mib"] = peak_tensor_mib(lambda name=name: train_step(name))
     for name in IMPLEMENTATIONS:  # last: it changes how the process allocates memory
-        peaks = [peak_step_mib(lambda name=name: train_step(name)) for _ in range(3)]
-        figures[name]["train_peak_mib"] = statistics.median(peaks)
+        peaks = [peak_rss_mib(lambda name=name: train_step(name)) for _ in range(3)]
+        figures[name]["train_peak_rss_mib"] = statistics.median(peaks)
 
     print(
         f"{args.model}, B = {args.batch}, T = {args.timesteps}, input density {args.density}, "
@@ -243,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'implementation':30} {'train/s':>9} {'vs (c)':>7} {'vs (d)':>7} "
-        f"{'infer/s':>9} {'vs (c)':>7} {'vs (d)':>7} {'peak MiB':>9} {'vs (c)':>7}"
+        f"{'infer/s':>9} {'vs (c)':>7} {'vs (d)':>7} {'peak MiB':>9} {'vs (c)':>7} "
+        f"{'RSS MiB':>8} {'vs (c)':>7}"
     )
     base, floor = figures["snntorch"], figures["dense-floor"]
     for name, label in IMPLEMENTATIONS.items():
@@ -252,12 +273,14 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{kind}_samples_per_s"
             f[f"{kind}_vs_snntorch"] = f[key] / base[key]
             f[f"{kind}_vs_dense_floor"] = f[key] / floor[key]
-        f["train_peak_vs_snntorch"] = f["train_peak_mib"] / base["train_peak_mib"]
+        for key in ("train_peak", "train_peak_rss"):
+            f[f"{key}_vs_snntorch"] = f[f"{key}_mib"] / base[f"{key}_mib"]
         print(
             f"{label:30} {f['train_samples_per_s']:9.1f} {f['train_vs_snntorch']:6.2f}x "
             f"{f['train_vs_dense_floor']:6.2f}x {f['infer_samples_per_s']:9.1f} "
             f"{f['infer_vs_snntorch']:6.2f}x {f['infer_vs_dense_floor']:6.2f}x "
-            f"{f['train_peak_mib']:9.1f} {f['train_peak_vs_snntorch']:6.2f}x"
+            f"{f['train_peak_mib']:9.1f} {f['train_peak_vs_snntorch']:6.2f}x "
+            f"{f['train_peak_rss_mib']:8.1f} {f['train_peak_rss_vs_snntorch']:6.2f}x"
         )
     if args.json:
         settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

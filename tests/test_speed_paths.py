@@ -160,7 +160,7 @@ def test_benchmark_runs_and_writes_every_figure(tmp_path, capsys):
     assert set(figures) == set(bench.IMPLEMENTATIONS)
     for f in figures.values():
         assert f["train_samples_per_s"] > 0 and f["infer_samples_per_s"] > 0
-        assert f["train_peak_mib"] >= 0
+        assert f["train_peak_mib"] > 0 and f["train_peak_rss_mib"] >= 0
     assert figures["snntorch"]["train_vs_snntorch"] == 1.0
     assert "(c) plain snnTorch" in capsys.readouterr().out
 
