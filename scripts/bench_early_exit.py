@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     mean_steps = torch.cat(list(steps.values())).double().mean().item()
     ideal = T / mean_steps
     speedup = rate["early-exit"] / rate["full-single"]
+    paired = sorted(f / e for f, e in zip(times["full-single"], times["early-exit"], strict=True))
     figures = {
         "run": str(args.run_dir),
         "samples": samples,
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_pass": times,
         "ideal_speedup": ideal,
         "speedup_vs_full_single": speedup,
+        "speedup_per_pass": paired,
         "speedup_vs_full_multi": rate["early-exit"] / rate["full-multi"],
         "speedup_over_ideal": speedup / ideal,
         "goal_met": speedup >= 0.8 * ideal,
@@ -147,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio {speedup / ideal:.2f} (goal >= 0.8: {'met' if figures['goal_met'] else 'missed'})"
         f"; over full-T multi-step {figures['speedup_vs_full_multi']:.2f}x"
     )
+    print(f"  speedup per pass (same pass, sorted): {', '.join(f'{r:.2f}' for r in paired)}")
     print(
         "  one step, ms per batch size: "
         + ", ".join(f"{s}: {ms:.2f}" for s, ms in per_step.items())
