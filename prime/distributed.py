@@ -134,6 +134,8 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> dict[int, 
 
     Each process finds torchrun's environment variables set; a :class:`PrimeError` in any of
     them is printed by that process and stops the job. Returns the return values by rank.
+    The processes are spawned: ``entrypoint`` must be importable, and a script calling
+    ``launch`` needs the usual ``if __name__ == "__main__":`` guard.
     """
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
