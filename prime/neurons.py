@@ -68,7 +68,38 @@ def lif_scan(currents: torch.Tensor, params: LIFParams) -> torch.Tensor:
     The fused kernel of :class:`LIFScan`: the same values as looping :func:`lif_step`, and the
     same gradients, with a fraction of the memory and time.
     """
-    return LIFScan.apply(currents, params)
+    if torch.is_grad_enabled() and currents.requires_grad:
+        return LIFScan.apply(currents, params)
+    return lif_scan_forward(currents, params)
+
+
+def lif_scan_forward(
+    currents: torch.Tensor, params: LIFParams, state: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The fused scan's forward: spikes [T, B, ...]; fills ``state`` (uint8, currents' shape)
+    with the bits backward needs (:data:`FIRED`, :data:`IN_WINDOW`, :data:`POSITIVE`) if given.
+    """
+    spikes = torch.empty_like(currents)
+    mem = torch.zeros_like(currents[0])
+    not_fired = torch.ones_like(mem)
+    distance = torch.empty_like(mem)
+    bit = torch.empty_like(mem, dtype=torch.bool)
+    for t in range(currents.shape[0]):
+        mem.mul_(not_fired)  # reset to 0 where the previous step fired
+        mem.mul_(1.0 - params.decay).add_(currents[t])
+        F.leaky_relu_(mem, params.leak_slope)
+        torch.gt(mem, params.threshold, out=spikes[t])
+        torch.le(mem, params.threshold, out=not_fired)
+        if state is None:
+            continue
+        torch.gt(mem, params.threshold, out=bit)
+        state[t].copy_(bit.view(torch.uint8))  # FIRED
+        torch.sub(mem, params.threshold, out=distance).abs_()
+        torch.lt(distance, params.surrogate_width, out=bit)
+        state[t].add_(bit.view(torch.uint8), alpha=IN_WINDOW)
+        torch.gt(mem, 0.0, out=bit)
+        state[t].add_(bit.view(torch.uint8), alpha=POSITIVE)
+    return spikes
 
 
 #: Bits of the state byte :class:`LIFScan` keeps per element and step.
@@ -87,25 +118,8 @@ class LIFScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, currents: torch.Tensor, params: LIFParams) -> torch.Tensor:
-        spikes = torch.empty_like(currents)
         state = torch.empty_like(currents, dtype=torch.uint8)
-        mem = torch.zeros_like(currents[0])
-        not_fired = torch.ones_like(mem)
-        distance = torch.empty_like(mem)
-        bit = torch.empty_like(mem, dtype=torch.bool)
-        for t in range(currents.shape[0]):
-            mem.mul_(not_fired)  # reset to 0 where the previous step fired
-            mem.mul_(1.0 - params.decay).add_(currents[t])
-            F.leaky_relu_(mem, params.leak_slope)
-            torch.gt(mem, params.threshold, out=spikes[t])
-            torch.le(mem, params.threshold, out=not_fired)
-            torch.gt(mem, params.threshold, out=bit)
-            state[t].copy_(bit.view(torch.uint8))  # FIRED
-            torch.sub(mem, params.threshold, out=distance).abs_()
-            torch.lt(distance, params.surrogate_width, out=bit)
-            state[t].add_(bit.view(torch.uint8), alpha=IN_WINDOW)
-            torch.gt(mem, 0.0, out=bit)
-            state[t].add_(bit.view(torch.uint8), alpha=POSITIVE)
+        spikes = lif_scan_forward(currents, params, state)
         ctx.save_for_backward(state)
         ctx.params = params
         return spikes

@@ -56,6 +56,8 @@ def test_fused_scan_matches_step_loop(params, shape):
     assert (ref_grad != 0).any()
     torch.testing.assert_close(spikes, ref_spikes, rtol=0, atol=0)
     torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-6)
+    with torch.no_grad():  # the forward-only kernel (no state bits)
+        torch.testing.assert_close(lif_scan(currents, params), ref_spikes, rtol=0, atol=0)
 
 
 def test_fused_scan_keeps_channels_last_and_matches():
