@@ -11,6 +11,7 @@ message instead of hanging it forever.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import uuid
@@ -153,13 +154,26 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> dict[int, 
     )
     # as torchrun, do not oversubscribe the cores; an explicit OMP_NUM_THREADS wins
     threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // nproc)
+    agent_log = logging.getLogger("torch.distributed.elastic")
+    level = agent_log.level
+    agent_log.setLevel(logging.CRITICAL)  # its tracebacks repeat what the ranks printed
     try:
         return elastic_launch(config, _run_rank)(threads, entrypoint, *args)
     except ChildFailedError as exc:
-        failed = ", ".join(str(rank) for rank in sorted(exc.failures))
-        raise PrimeError(
-            f"rank {failed} of {nproc} failed (see its message above); the job stopped"
-        ) from None
+        failed = ", ".join(
+            f"rank {rank} ({_ending(failure)})" for rank, failure in sorted(exc.failures.items())
+        )
+        stopped = "the job stopped (--resume continues it)"
+        raise PrimeError(f"{failed} of {nproc} failed; {stopped}") from None
+    finally:
+        agent_log.setLevel(level)
+
+
+def _ending(failure: Any) -> str:
+    """How a failed process ended: its exit code, or the signal that killed it."""
+    if failure.exitcode < 0:
+        return f"killed by {failure.signal_name()}"
+    return f"exit code {failure.exitcode}, see its message above"
 
 
 def _run_rank(threads: int, entrypoint: Callable[..., Any], *args: Any) -> Any:
