@@ -257,7 +257,9 @@ def evaluate_early_exit(
 
 
 def policy_name(policy: ExitPolicy) -> str:
-    return next(name for name in POLICIES if type(policy) is POLICIES.get(name))
+    """The registered name of ``policy``'s class (its class name if unregistered)."""
+    names = (name for name in POLICIES if type(policy) is POLICIES.get(name))
+    return next(names, type(policy).__name__)
 
 
 @torch.no_grad()
