@@ -18,7 +18,6 @@ The load saved is 1 - mean steps / T: the fraction of timesteps not simulated.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,12 @@ import torch
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
-from prime.checkpoint import atomic_path, write_json
+from prime.checkpoint import write_json
 from prime.data import DataSplits, iterate_batches
 from prime.errors import PrimeError
 from prime.network import SpikingNetwork
 from prime.registry import Registry
+from prime.tables import new_figure, save_figure, write_csv
 
 
 @dataclass(frozen=True)
@@ -449,32 +449,12 @@ SWEEP_COLUMNS = ("policy", "threshold", "accuracy", "mean_steps", "load_saved", 
 
 def write_sweep_csv(path: Path, sweep: list[dict[str, Any]]) -> None:
     """One row per threshold: policy, threshold, accuracy, mean_steps, load_saved, samples."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, SWEEP_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(sweep)
-
-
-def _figure() -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(5, 3.5))
-
-
-def _save_figure(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    write_csv(path, sweep, SWEEP_COLUMNS)
 
 
 def plot_sweep(path: Path, sweep: list[dict[str, Any]], chosen: dict[str, Any]) -> None:
     """Accuracy (%) against mean timesteps over the sweep, the chosen threshold marked."""
-    fig, ax = _figure()
+    fig, ax = new_figure()
     ax.plot([r["mean_steps"] for r in sweep], [100 * r["accuracy"] for r in sweep], ".-")
     ax.axhline(100 * chosen["full_accuracy"], color="gray", ls="--", label="full T")
     ax.plot(
@@ -491,12 +471,12 @@ def plot_sweep(path: Path, sweep: list[dict[str, Any]], chosen: dict[str, Any]) 
         title=f"early exit, {chosen['policy']} policy: threshold sweep",
     )
     ax.grid(alpha=0.3)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_steps_histogram(path: Path, result: dict[str, Any]) -> None:
     """Number of samples per exit step at the chosen threshold."""
-    fig, ax = _figure()
+    fig, ax = new_figure()
     ax.bar(range(1, result["timesteps"] + 1), result["steps_histogram"])
     ax.set(
         xlabel="timesteps used",
@@ -504,4 +484,4 @@ def plot_steps_histogram(path: Path, result: dict[str, Any]) -> None:
         title=f"{result['policy']} policy, θ = {result['threshold']:g}: "
         f"load saved {100 * result['load_saved']:.1f} %",
     )
-    _save_figure(fig, path)
+    save_figure(fig, path)

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
-from prime.checkpoint import atomic_path, atomic_write, write_json
+from prime.checkpoint import atomic_write, write_json
 from prime.data import iterate_batches
 from prime.energy import (
     AnalogMacro,
@@ -32,6 +32,7 @@ from prime.energy import (
 )
 from prime.errors import PrimeError
 from prime.network import SpikingNetwork
+from prime.tables import new_figure, save_figure
 
 #: (constant, factor) pairs of the sensitivity table
 SENSITIVITY = (("adc_pj", 0.1), ("adc_pj", 10.0), ("cell_read_pj", 0.1), ("cell_read_pj", 10.0))
@@ -195,14 +196,9 @@ def layer_table(counts: dict[str, Any]) -> list[str]:
 
 def plot_report(report: dict[str, Any], path: Path) -> None:
     """Bar chart (PNG) of energy and latency per inference of every row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = report["rows"]
     names = [r["name"] for r in rows][::-1]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.6 * len(rows) + 1.6), sharey=True)
+    fig, axes = new_figure(11, 0.6 * len(rows) + 1.6, ncols=2, sharey=True)
     colors = ["#c33", "#e96"] + ["#888"] * (len(rows) - 3) + ["#2a7"]  # digital, ..., best
     for ax, key, unit, scale in (
         (axes[0], "energy_pj", "energy per inference (nJ, log scale)", "log"),
@@ -216,9 +212,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
         ax.margins(x=0.25)
     fig.suptitle(f"{report['model']} on {report['dataset']}: {report['run']}", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def bench_energy(

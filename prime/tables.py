@@ -35,20 +35,20 @@ def write_csv(path: str | Path, rows: Iterable[dict[str, Any]], columns: Sequenc
         writer.writerows(rows)
 
 
-def new_figure(width: float = 5.0, height: float = 3.5) -> tuple[Any, Any]:
-    """A matplotlib (figure, axes) drawn off screen."""
+def new_figure(width: float = 5.0, height: float = 3.5, **subplots: Any) -> tuple[Any, Any]:
+    """A matplotlib (figure, axes) drawn off screen; ``subplots`` go to ``plt.subplots``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height))
+    return plt.subplots(figsize=(width, height), **subplots)
 
 
-def save_figure(fig: Any, path: str | Path) -> None:
-    """Write ``fig`` as a PNG and release it."""
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> None:
+    """Write ``fig`` as a PNG (atomically) and release it."""
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)

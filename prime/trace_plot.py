@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from prime.checkpoint import atomic_path
 from prime.fitting import cell_statistics, fit_cells
+from prime.tables import new_figure, save_figure
 from prime.traces import Trace
 
 
@@ -20,16 +20,11 @@ def plot_trace(
 ) -> None:
     """Left: histogram of formed cells' mean conductance (µS) with the normal and lognormal
     fits; right: each formed cell's per-read deviation from its mean (%)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     mean, _ = cell_statistics(trace, max_reads)
     fit = fit_cells(mean, unformed_below_us)
     formed = mean >= unformed_below_us
     g = mean[formed]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = new_figure(11, 4, ncols=2)
     left.hist(g, bins=60, density=True, color="0.75", label=f"{fit.n_formed} formed cells")
     x = np.linspace(g.min(), g.max(), 400)
     normal = np.exp(-0.5 * ((x - fit.normal_mean_us) / fit.normal_std_us) ** 2)
@@ -58,6 +53,4 @@ def plot_trace(
         right.set_axis_off()
     fig.suptitle(str(trace.path.name))
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out, dpi=100)
