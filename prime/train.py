@@ -163,7 +163,9 @@ def train(
         optimizer.load_state_dict(payload["optimizer_state"])
         scheduler.load_state_dict(payload["scheduler_state"])
         state = payload["progress"]
-        if ranks.is_main:
+        if ranks.is_main and state["epoch"] >= config.epochs:
+            print(f"{out_dir} finished all {config.epochs} epochs; nothing left to train")
+        elif ranks.is_main:
             print(
                 f"resuming {out_dir} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}"
             )
