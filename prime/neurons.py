@@ -132,31 +132,32 @@ class LIFScan(torch.autograd.Function):
         g, carry, flag = (torch.empty_like(grad[0]) for _ in range(3))  # flag: one bit as 0/1
         bits = torch.empty_like(state[0])
 
-        def read(t: int, shift: int) -> torch.Tensor:
-            torch.bitwise_right_shift(state[t], shift, out=bits).bitwise_and_(1)
+        def read(t: int, bit: int) -> torch.Tensor:
+            """One bit of step t's state as float 0/1."""
+            torch.bitwise_right_shift(state[t], bit.bit_length() - 1, out=bits).bitwise_and_(1)
             return flag.copy_(bits)
 
         for t in reversed(range(state.shape[0])):
             # d loss / d U_t: through the spike (surrogate window) ...
-            torch.mul(grad_spikes[t], read(t, 1), out=g)
+            torch.mul(grad_spikes[t], read(t, IN_WINDOW), out=g)
             g.div_(2 * p.surrogate_width)
             if t + 1 < state.shape[0]:  # ... and through U_{t+1}, unless U_t fired (reset)
                 torch.mul(grad[t + 1], 1.0 - p.decay, out=carry)
-                g.add_(carry.mul_(read(t, 0).neg_().add_(1.0)))
+                g.add_(carry.mul_(read(t, FIRED).neg_().add_(1.0)))
             # through the LeakyReLU: d U_t / d current_t is 1 where U_t > 0, else the slope
             torch.ops.aten.leaky_relu_backward.grad_input(
-                g, read(t, 2), p.leak_slope, False, grad_input=grad[t]
+                g, read(t, POSITIVE), p.leak_slope, False, grad_input=grad[t]
             )
         return grad, None
 
 
 @contextmanager
 def spikes_saved_as_bool() -> Iterator[Callable[[torch.Tensor], None]]:
-    """Within, spike tensors passed to the yielded ``mark`` are saved for backward as bool.
+    """Within, the spike tensor last passed to the yielded ``mark`` is saved for backward as bool.
 
     Layers after a spiking layer save its float spikes (pooling keeps its whole input, a linear
-    layer its input); as bool they take a quarter of the memory. ``mark`` keeps only a weak
-    reference, and only the marked tensor and its views are packed.
+    layer its input); as bool they take a quarter of the memory. Only that tensor and its views
+    are packed; ``mark`` keeps a weak reference.
     """
     marked: list[weakref.ref] = []
 
