@@ -58,7 +58,10 @@ def lif_step(
     """One LIF step: returns (spikes, membrane). ``mem`` is the previous step's membrane."""
     mem = torch.where(mem > params.threshold, torch.zeros((), dtype=mem.dtype), mem)
     mem = F.leaky_relu(mem * (1.0 - params.decay) + current, params.leak_slope)
-    spikes = RectangularSpike.apply(mem - params.threshold, params.surrogate_width)
+    if torch.is_grad_enabled() and mem.requires_grad:
+        spikes = RectangularSpike.apply(mem - params.threshold, params.surrogate_width)
+    else:  # inference: no surrogate window to save
+        spikes = (mem > params.threshold).to(mem.dtype)
     return spikes, mem
 
 
