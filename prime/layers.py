@@ -164,3 +164,38 @@ class MemristorConv2d(MemristorLayer):
     def apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, weight, stride=self.stride, padding=self.padding)
+
+
+class _AvgPool2dSavingShape(torch.autograd.Function):
+    """``F.avg_pool2d`` whose backward keeps only the input's shape, not the input.
+
+    Average pooling's gradient does not depend on the input's values, but autograd saves the
+    input anyway (for the T*B spike frames of a multi-step forward, the largest tensor of a
+    training step). The backward runs the same kernel with a zero-stride stand-in.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, pool: nn.AvgPool2d) -> torch.Tensor:
+        ctx.shape, ctx.pool = x.shape, pool
+        return pool(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        p, pair = ctx.pool, nn.modules.utils._pair
+        stand_in = grad.new_zeros(()).expand(ctx.shape)
+        grad_input = torch.ops.aten.avg_pool2d_backward(
+            grad,
+            stand_in,
+            pair(p.kernel_size),
+            pair(p.stride if p.stride is not None else p.kernel_size),
+            pair(p.padding),
+            p.ceil_mode,
+            p.count_include_pad,
+            p.divisor_override,
+        )
+        return grad_input, None
+
+
+def avg_pool2d_saving_shape(x: torch.Tensor, pool: nn.AvgPool2d) -> torch.Tensor:
+    """``pool(x)`` for x [N, C, H, W], saving no activations for backward (same gradients)."""
+    return _AvgPool2dSavingShape.apply(x, pool)

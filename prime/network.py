@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from prime.errors import PrimeError
-from prime.layers import MemristorLayer
+from prime.layers import MemristorLayer, avg_pool2d_saving_shape
 from prime.masks import check_keep, global_supermasks
 from prime.neurons import LIF, NeuronLayer, spikes_saved_as_bool
 
@@ -138,7 +138,12 @@ class SpikingNetwork(nn.Module):
                         mark_spikes(h)
                 else:
                     frames = h.flatten(0, 1)
-                    frames = layer.apply(frames, weight) if weight is not None else layer(frames)
+                    if weight is not None:
+                        frames = layer.apply(frames, weight)
+                    elif isinstance(layer, nn.AvgPool2d):
+                        frames = avg_pool2d_saving_shape(frames, layer)
+                    else:
+                        frames = layer(frames)
                     h = frames.unflatten(0, (T, B))
         return h
 

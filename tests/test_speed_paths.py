@@ -179,3 +179,26 @@ def test_keep_freed_memory_keeps_a_freed_block_resident():
     before = rss_mib()
     del block  # glibc's default would unmap it: the resident set would drop by 40 MiB
     assert before - rss_mib() < 1
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        torch.nn.AvgPool2d(2),
+        torch.nn.AvgPool2d(3, stride=1, padding=1),
+        torch.nn.AvgPool2d(3, stride=2, ceil_mode=True, count_include_pad=False),
+    ],
+)
+def test_avg_pool_saving_shape_has_the_same_gradient_and_saves_no_input(pool):
+    from prime.layers import avg_pool2d_saving_shape
+
+    x = torch.rand(4, 3, 11, 11).to(memory_format=torch.channels_last).requires_grad_()
+    grad = torch.randn_like(pool(x))
+    pool(x).backward(grad)
+    expected, x.grad = x.grad, None
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = avg_pool2d_saving_shape(x, pool)
+    out.backward(grad)
+    assert torch.equal(out, pool(x)) and torch.equal(x.grad, expected)
+    assert saved == []
