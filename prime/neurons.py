@@ -95,8 +95,7 @@ def lif_scan_forward(
         torch.le(mem, params.threshold, out=not_fired)
         if state is None:
             continue
-        torch.gt(mem, params.threshold, out=bit)
-        state[t].copy_(bit.view(torch.uint8))  # FIRED
+        state[t].copy_(spikes[t])  # FIRED: this step's spike, 0 or 1
         torch.sub(mem, params.threshold, out=distance).abs_()
         torch.lt(distance, params.surrogate_width, out=bit)
         state[t].add_(bit.view(torch.uint8), alpha=IN_WINDOW)
