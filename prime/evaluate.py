@@ -40,7 +40,7 @@ def reform_chip(model: SpikingNetwork, chip_seed: int) -> None:
     """Form new conductances with ``chip_seed`` (same device model), keeping the scores."""
     from prime.models import build_model
 
-    config = model.config.__class__(**{**model.config.to_dict(), "chip_seed": chip_seed})
+    config = dataclasses.replace(model.config, chip_seed=chip_seed)
     fresh = build_model(config)
     for layer, new in zip(model.memristor_layers(), fresh.memristor_layers(), strict=True):
         layer.load_conductances(new.g_us)

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 import prime
-from prime.checkpoint import load_checkpoint, save_checkpoint, write_json
+from prime.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
 from prime.data import DataSplits, dataset_spec, iterate_batches, load_dataset
 from prime.distributed import Ranks, all_sum, collectives, current, shard
 from prime.errors import PrimeError
@@ -335,8 +335,6 @@ def _check_data_fits(model: SpikingNetwork, data: DataSplits, config: TrainConfi
 
 
 def _write_summary(path: Path, metrics: dict[str, Any], model: SpikingNetwork) -> None:
-    from prime.checkpoint import atomic_write
-
     lines = [
         f"# {metrics['model']} on {metrics['dataset']}",
         "",
