@@ -440,7 +440,8 @@ def early_exit_report(
     write_sweep_csv(out_dir / "sweep.csv", sweep)
     plot_sweep(out_dir / "accuracy_vs_steps.png", sweep, report)
     plot_steps_histogram(out_dir / "steps_histogram.png", report)
-    write_json(out_dir / "early_exit.json", {**report, "sweep": sweep})
+    report["sweep"] = sweep
+    write_json(out_dir / "early_exit.json", report)
     return report
 
 

@@ -18,7 +18,6 @@ on the labels and ``split_seed``; a folder with ``Test/`` keeps it as the test s
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import platform
 import shutil
@@ -299,14 +298,13 @@ def _early_exit(
                 min_steps=min_steps,
                 progress=config.progress,
             )
-            sweep = json.loads((folder / "early_exit.json").read_text())["sweep"]
             runs.append(
                 {
                     **{k: report[k] for k in EXIT_KEYS},
                     "drop_pp": 100 * (report["full_accuracy"] - report["accuracy"]),
                     "validation": report["calibration"],
                     "folder": str(folder),
-                    "sweep": [(r["mean_steps"], r["accuracy"]) for r in sweep],
+                    "sweep": [(r["mean_steps"], r["accuracy"]) for r in report["sweep"]],
                 }
             )
     best = min(runs, key=lambda r: (r["validation"]["mean_steps"], -r["validation"]["accuracy"]))
