@@ -286,7 +286,9 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
 
         return run
 
+    fused = model.fuse_pooling
     try:
+        model.fuse_pooling = False  # count the spikes between LIF and pooling layers
         patch(model, "forward", wrap_forward(model.forward))
         patch(model, "step", wrap_step(model.step))
         for counter in counters:
@@ -300,6 +302,7 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     finally:
         for obj, name in patched:
             object.__delattr__(obj, name)
+        model.fuse_pooling = fused
     if recorder.samples and not any(c.counts.any() for c in counters):
         raise PrimeError(
             "inference ran but no layer was counted: the network no longer calls its layers' "

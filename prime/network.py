@@ -22,7 +22,7 @@ from torch import nn
 from prime.errors import PrimeError
 from prime.layers import MemristorLayer, avg_pool2d_saving_shape
 from prime.masks import check_keep, global_supermasks
-from prime.neurons import LIF, NeuronLayer, spikes_saved_as_bool
+from prime.neurons import LIF, NeuronLayer, lif_pool_scan, spikes_saved_as_bool
 
 MODES = ("multi", "single")
 
@@ -62,6 +62,9 @@ class SpikingNetwork(nn.Module):
         #: optional hook ``T -> T weight lists``, one per timestep (e.g. one chip read per step,
         #: prime.replay); when set, every forward takes the single-step path with them
         self.step_weights: Callable[[int], list[list[torch.Tensor | None]]] | None = None
+        #: multi-step: run a LIF layer and the average pooling after it as one native kernel
+        #: (same results; off while prime.energy counts the spikes between them)
+        self.fuse_pooling = True
 
     def memristor_layers(self) -> list[MemristorLayer]:
         return [m for m in self.layers if isinstance(m, MemristorLayer)]
@@ -130,9 +133,18 @@ class SpikingNetwork(nn.Module):
     def _forward_multi(self, x: torch.Tensor, weights: list[torch.Tensor | None]) -> torch.Tensor:
         T, B = x.shape[:2]
         h = x
+        pooled_already = False  # the layer is average pooling, fused into the LIF scan before it
         with spikes_saved_as_bool() as mark_spikes:
-            for layer, weight in zip(self.layers, weights, strict=True):
+            for i, (layer, weight) in enumerate(zip(self.layers, weights, strict=True)):
+                if pooled_already:
+                    pooled_already = False
+                    continue
                 if isinstance(layer, NeuronLayer):
+                    following = self.layers[i + 1] if i + 1 < len(self.layers) else None
+                    pooled = self._fused_pooling(layer, h, following)
+                    if pooled is not None:
+                        h, pooled_already = pooled, True
+                        continue
                     h = layer.scan(h)
                     if isinstance(layer, LIF):
                         mark_spikes(h)
@@ -146,6 +158,18 @@ class SpikingNetwork(nn.Module):
                         frames = layer(frames)
                     h = frames.unflatten(0, (T, B))
         return h
+
+    def _fused_pooling(
+        self, layer: nn.Module, h: torch.Tensor, following: nn.Module | None
+    ) -> torch.Tensor | None:
+        """A LIF layer and the non-overlapping average pooling after it in one native scan
+        (:func:`prime.neurons.lif_pool_scan`), or None where that does not apply."""
+        if not (
+            self.fuse_pooling and isinstance(layer, LIF) and isinstance(following, nn.AvgPool2d)
+        ):
+            return None
+        kernel = _non_overlapping_pool_kernel(following)
+        return None if kernel is None else lif_pool_scan(h, layer.params, kernel)
 
     def initial_state(self) -> list[torch.Tensor | None]:
         """Fresh state for single-step inference: ``None`` per layer, zeros on first use."""
@@ -186,3 +210,11 @@ class SpikingNetwork(nn.Module):
         with torch.no_grad():
             masks = self.masks()
             return sum(m.sum().item() for m in masks) / sum(m.numel() for m in masks)
+
+
+def _non_overlapping_pool_kernel(pool: nn.AvgPool2d) -> int | None:
+    """k for a k x k average pooling with stride k and no padding (square, plain), else None."""
+    pair = nn.modules.utils._pair
+    kernel, stride = pair(pool.kernel_size), pair(pool.stride or pool.kernel_size)
+    plain = pair(pool.padding) == (0, 0) and not pool.ceil_mode and pool.divisor_override is None
+    return kernel[0] if plain and kernel == stride and kernel[0] == kernel[1] else None

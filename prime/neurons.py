@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prime.native import channels_last_frames, lif_kernels, step_major
+
 
 @dataclass(frozen=True)
 class LIFParams:
@@ -81,8 +83,26 @@ def lif_scan_forward(
 ) -> torch.Tensor:
     """The fused scan's forward: spikes [T, B, ...]; fills ``state`` (uint8, currents' shape)
     with the bits backward needs (:data:`FIRED`, :data:`IN_WINDOW`, :data:`POSITIVE`) if given.
+
+    Runs the native kernel (:mod:`prime.native`) where it is built, else PyTorch ops; both
+    give the same bits.
     """
     spikes = torch.empty_like(currents)
+    kernels = lif_kernels()
+    if kernels is not None and step_major(currents):
+        T, n = currents.shape[0], currents[0].numel()
+        kernels.lif_scan_forward(
+            currents.data_ptr(),
+            spikes.data_ptr(),
+            None if state is None else state.data_ptr(),
+            T,
+            n,
+            1.0 - params.decay,
+            params.leak_slope,
+            params.threshold,
+            params.surrogate_width,
+        )
+        return spikes
     mem = torch.zeros_like(currents[0])
     not_fired = torch.ones_like(mem)
     distance = torch.empty_like(mem)
@@ -102,6 +122,50 @@ def lif_scan_forward(
         torch.gt(mem, 0.0, out=bit)
         state[t].add_(bit.view(torch.uint8), alpha=POSITIVE)
     return spikes
+
+
+def lif_scan_backward(
+    grad_spikes: torch.Tensor, state: torch.Tensor, params: LIFParams
+) -> torch.Tensor:
+    """The fused scan's backward: d loss / d currents [T, B, ...] from d loss / d spikes and
+    the forward's state bytes (native kernel where built, else PyTorch ops)."""
+    grad = torch.empty_like(state, dtype=grad_spikes.dtype)
+    kernels = lif_kernels()
+    if kernels is not None and step_major(grad):
+        if grad_spikes.stride() != grad.stride():
+            grad_spikes = torch.empty_like(grad).copy_(grad_spikes)  # both read alike
+        T, n = state.shape[0], state[0].numel()
+        kernels.lif_scan_backward(
+            grad_spikes.data_ptr(),
+            state.data_ptr(),
+            grad.data_ptr(),
+            T,
+            n,
+            1.0 - params.decay,
+            params.leak_slope,
+            params.surrogate_width,
+        )
+        return grad
+    g, carry, flag = (torch.empty_like(grad[0]) for _ in range(3))  # flag: one bit as 0/1
+    bits = torch.empty_like(state[0])
+
+    def read(t: int, bit: int) -> torch.Tensor:
+        """One bit of step t's state as float 0/1."""
+        torch.bitwise_right_shift(state[t], bit.bit_length() - 1, out=bits).bitwise_and_(1)
+        return flag.copy_(bits)
+
+    for t in reversed(range(state.shape[0])):
+        # d loss / d U_t: through the spike (surrogate window) ...
+        torch.mul(grad_spikes[t], read(t, IN_WINDOW), out=g)
+        g.div_(2 * params.surrogate_width)
+        if t + 1 < state.shape[0]:  # ... and through U_{t+1}, unless U_t fired (reset)
+            torch.mul(grad[t + 1], 1.0 - params.decay, out=carry)
+            g.add_(carry.mul_(read(t, FIRED).neg_().add_(1.0)))
+        # through the LeakyReLU: d U_t / d current_t is 1 where U_t > 0, else the slope
+        torch.ops.aten.leaky_relu_backward.grad_input(
+            g, read(t, POSITIVE), params.leak_slope, False, grad_input=grad[t]
+        )
+    return grad
 
 
 #: Bits of the state byte :class:`LIFScan` keeps per element and step.
@@ -129,28 +193,100 @@ class LIFScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor) -> tuple[torch.Tensor, None]:
         (state,) = ctx.saved_tensors
+        return lif_scan_backward(grad_spikes, state, ctx.params), None
+
+
+def lif_pool_scan(currents: torch.Tensor, params: LIFParams, kernel: int) -> torch.Tensor | None:
+    """LIF over T fused with ``kernel`` x ``kernel`` average pooling (stride ``kernel``) of its
+    spikes: currents [T, B, C, H, W] -> pooled spikes [T, B, C, H/k, W/k], both channels-last.
+
+    The same values and gradients as :func:`lif_scan` then ``F.avg_pool2d``, without ever
+    storing the spikes (backward keeps the state bytes only). Returns None where it cannot
+    run: native kernels not built, frames not channels-last, or H, W not divisible by k.
+    """
+    T, B, C, H, W = currents.shape if currents.dim() == 5 else (0,) * 5
+    if (
+        lif_kernels() is None
+        or not channels_last_frames(currents)
+        or H % kernel
+        or W % kernel
+        or kernel * W * C > POOL_ROW_LIMIT
+    ):
+        return None
+    if torch.is_grad_enabled() and currents.requires_grad:
+        return LIFPoolScan.apply(currents, params, kernel)
+    return lif_pool_scan_forward(currents, params, kernel)
+
+
+def lif_pool_scan_forward(
+    currents: torch.Tensor, params: LIFParams, kernel: int, state: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`lif_pool_scan`'s forward (native kernel; checked input): pooled spikes, and
+    ``state`` filled as :func:`lif_scan_forward` fills it, if given."""
+    T, B, C, H, W = currents.shape
+    pooled = torch.empty(
+        T * B, C, H // kernel, W // kernel, memory_format=torch.channels_last
+    ).unflatten(0, (T, B))
+    lif_kernels().lif_pool_scan_forward(
+        currents.data_ptr(),
+        pooled.data_ptr(),
+        None if state is None else state.data_ptr(),
+        T,
+        B,
+        H,
+        W,
+        C,
+        kernel,
+        1.0 - params.decay,
+        params.leak_slope,
+        params.threshold,
+        params.surrogate_width,
+    )
+    return pooled
+
+
+#: the fused kernel's limit on k * W * C (elements of the input rows of one pooled row)
+POOL_ROW_LIMIT = 1 << 14
+
+
+class LIFPoolScan(torch.autograd.Function):
+    """:func:`lif_pool_scan`'s native kernels; saves one state byte per element and step."""
+
+    @staticmethod
+    def forward(ctx, currents: torch.Tensor, params: LIFParams, kernel: int) -> torch.Tensor:
+        state = torch.empty_like(currents, dtype=torch.uint8)
+        pooled = lif_pool_scan_forward(currents, params, kernel, state)
+        ctx.save_for_backward(state)
+        ctx.params, ctx.kernel = params, kernel
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad_pooled: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (state,) = ctx.saved_tensors
         p: LIFParams = ctx.params
-        grad = torch.empty_like(grad_spikes)
-        g, carry, flag = (torch.empty_like(grad[0]) for _ in range(3))  # flag: one bit as 0/1
-        bits = torch.empty_like(state[0])
-
-        def read(t: int, bit: int) -> torch.Tensor:
-            """One bit of step t's state as float 0/1."""
-            torch.bitwise_right_shift(state[t], bit.bit_length() - 1, out=bits).bitwise_and_(1)
-            return flag.copy_(bits)
-
-        for t in reversed(range(state.shape[0])):
-            # d loss / d U_t: through the spike (surrogate window) ...
-            torch.mul(grad_spikes[t], read(t, IN_WINDOW), out=g)
-            g.div_(2 * p.surrogate_width)
-            if t + 1 < state.shape[0]:  # ... and through U_{t+1}, unless U_t fired (reset)
-                torch.mul(grad[t + 1], 1.0 - p.decay, out=carry)
-                g.add_(carry.mul_(read(t, FIRED).neg_().add_(1.0)))
-            # through the LeakyReLU: d U_t / d current_t is 1 where U_t > 0, else the slope
-            torch.ops.aten.leaky_relu_backward.grad_input(
-                g, read(t, POSITIVE), p.leak_slope, False, grad_input=grad[t]
+        if not channels_last_frames(grad_pooled):
+            grad_pooled = (
+                grad_pooled.flatten(0, 1)
+                .contiguous(memory_format=torch.channels_last)
+                .unflatten(0, grad_pooled.shape[:2])
             )
-        return grad, None
+        T, B, C, H, W = state.shape
+        grad = torch.empty(T * B, C, H, W, memory_format=torch.channels_last).unflatten(0, (T, B))
+        lif_kernels().lif_pool_scan_backward(
+            grad_pooled.data_ptr(),
+            state.data_ptr(),
+            grad.data_ptr(),
+            T,
+            B,
+            H,
+            W,
+            C,
+            ctx.kernel,
+            1.0 - p.decay,
+            p.leak_slope,
+            p.surrogate_width,
+        )
+        return grad, None, None
 
 
 @contextmanager

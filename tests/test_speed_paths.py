@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from prime import native
 from prime.allocator import keep_freed_memory
 from prime.models import get_model
 from prime.neurons import LIFParams, LIFScan, lif_scan, lif_step, spikes_saved_as_bool
@@ -202,3 +203,59 @@ def test_avg_pool_saving_shape_has_the_same_gradient_and_saves_no_input(pool):
     out.backward(grad)
     assert torch.equal(out, pool(x)) and torch.equal(x.grad, expected)
     assert saved == []
+
+
+def torch_ops_only(monkeypatch) -> None:
+    """Make the LIF scan run PyTorch ops instead of the native kernels."""
+    monkeypatch.setattr("prime.neurons.lif_kernels", lambda: None)
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=repr)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_native_scan_equals_torch_ops_bit_for_bit(params, channels_last, monkeypatch):
+    if native.lif_kernels() is None:
+        pytest.skip("the native LIF kernels could not be built here (no C compiler?)")
+    g = torch.Generator().manual_seed(1)
+    frames = torch.randn(9 * 6, 5, 20, 30, generator=g) * params.threshold * 1.5
+    if channels_last:
+        frames = frames.contiguous(memory_format=torch.channels_last)
+    currents = frames.unflatten(0, (9, 6))
+    assert native.step_major(currents)
+    grad_out = torch.randn(currents.shape, generator=g).transpose(-1, -2).contiguous()
+    grad_out = grad_out.transpose(-1, -2)  # other strides than the currents: copied first
+    native_spikes, native_grad = values_and_grads(lif_scan, currents, grad_out, params)
+    with torch.no_grad():
+        native_inference = lif_scan(currents, params)
+    torch_ops_only(monkeypatch)
+    spikes, grad = values_and_grads(lif_scan, currents, grad_out, params)
+    assert 0.05 < spikes.mean() < 0.95
+    assert torch.equal(native_spikes, spikes) and torch.equal(native_inference, spikes)
+    assert torch.equal(native_grad, grad)
+    assert native_spikes.stride() == currents.stride()
+
+
+def test_native_kernels_fall_back_to_torch_ops_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRIME_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    native.lif_kernels.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="could not build the native LIF kernels"):
+            assert native.lif_kernels() is None
+        assert not list((tmp_path / "native").glob("*.so"))  # no half-built library left
+        monkeypatch.setenv("PRIME_NATIVE", "0")
+        native.lif_kernels.cache_clear()
+        assert native.lif_kernels() is None
+    finally:
+        native.lif_kernels.cache_clear()
+    currents = torch.randn(3, 2, 4, requires_grad=True)
+    values_and_grads(lif_scan, currents, torch.ones(3, 2, 4), PARAMS[0])  # PyTorch ops run
+
+
+def test_step_major_layouts():
+    x = torch.zeros(4, 3, 5, 6, 7)
+    assert native.step_major(x)
+    frames = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+    assert native.step_major(frames.unflatten(0, (4, 3)))
+    assert not native.step_major(x[:, :2])  # gaps between steps
+    assert not native.step_major(x.transpose(0, 1))  # T not outermost
+    assert not native.step_major(x.double())
