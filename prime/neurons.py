@@ -246,7 +246,7 @@ def lif_pool_scan_forward(
 
 
 #: the fused kernel's limit on k * W * C (elements of the input rows of one pooled row)
-POOL_ROW_LIMIT = 1 << 14
+POOL_ROW_LIMIT = 8192
 
 
 class LIFPoolScan(torch.autograd.Function):

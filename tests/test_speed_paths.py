@@ -18,7 +18,14 @@ import torch.nn.functional as F
 from prime import native
 from prime.allocator import keep_freed_memory
 from prime.models import get_model
-from prime.neurons import LIFParams, LIFScan, lif_scan, lif_step, spikes_saved_as_bool
+from prime.neurons import (
+    LIFParams,
+    LIFScan,
+    lif_pool_scan,
+    lif_scan,
+    lif_step,
+    spikes_saved_as_bool,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = [
@@ -234,21 +241,28 @@ def test_native_scan_equals_torch_ops_bit_for_bit(params, channels_last, monkeyp
     assert native_spikes.stride() == currents.stride()
 
 
-def test_native_kernels_fall_back_to_torch_ops_with_a_warning(tmp_path, monkeypatch):
+@pytest.fixture
+def rebuilt_native(monkeypatch):
+    """``prime.native.lif_kernels`` looked up afresh in the test, and again after it."""
+    native.lif_kernels.cache_clear()
+    yield
+    monkeypatch.undo()
+    native.lif_kernels.cache_clear()
+
+
+def test_native_kernels_fall_back_to_torch_ops_with_a_warning(
+    tmp_path, monkeypatch, rebuilt_native
+):
     monkeypatch.setenv("PRIME_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
-    native.lif_kernels.cache_clear()
-    try:
-        with pytest.warns(RuntimeWarning, match="could not build the native LIF kernels"):
-            assert native.lif_kernels() is None
-        assert not list((tmp_path / "native").glob("*.so"))  # no half-built library left
-        monkeypatch.setenv("PRIME_NATIVE", "0")
-        native.lif_kernels.cache_clear()
+    with pytest.warns(RuntimeWarning, match="could not build the native LIF kernels"):
         assert native.lif_kernels() is None
-    finally:
-        native.lif_kernels.cache_clear()
+    assert not list((tmp_path / "native").glob("*"))  # no half-built library left
     currents = torch.randn(3, 2, 4, requires_grad=True)
     values_and_grads(lif_scan, currents, torch.ones(3, 2, 4), PARAMS[0])  # PyTorch ops run
+    monkeypatch.setenv("PRIME_NATIVE", "0")
+    native.lif_kernels.cache_clear()
+    assert native.lif_kernels() is None
 
 
 def test_step_major_layouts():
@@ -259,3 +273,60 @@ def test_step_major_layouts():
     assert not native.step_major(x[:, :2])  # gaps between steps
     assert not native.step_major(x.transpose(0, 1))  # T not outermost
     assert not native.step_major(x.double())
+
+
+def needs_native() -> None:
+    if native.lif_kernels() is None:
+        pytest.skip("the native LIF kernels could not be built here (no C compiler?)")
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=repr)
+@pytest.mark.parametrize("shape", [(10, 8, 12, 32, 32, 2), (5, 3, 4, 9, 9, 3), (4, 2, 5, 8, 12, 4)])
+def test_fused_lif_pooling_equals_scan_then_pool_bit_for_bit(params, shape):
+    needs_native()
+    T, B, C, H, W, k = shape
+    g = torch.Generator().manual_seed(k)
+    frames = torch.randn(T * B, C, H, W, generator=g) * params.threshold * 1.5
+    currents = frames.contiguous(memory_format=torch.channels_last).unflatten(0, (T, B))
+    grad_out = torch.randn(T, B, C, H // k, W // k, generator=g)
+
+    def scan_then_pool(x, p):
+        return F.avg_pool2d(lif_scan(x, p).flatten(0, 1), k).unflatten(0, (T, B))
+
+    ref, ref_grad = values_and_grads(scan_then_pool, currents, grad_out, params)
+    fused, grad = values_and_grads(lambda x, p: lif_pool_scan(x, p, k), currents, grad_out, params)
+    with torch.no_grad():
+        inference = lif_pool_scan(currents, params, k)
+    assert 0.05 < ref.mean() < 0.95
+    assert torch.equal(fused, ref) and torch.equal(inference, ref) and torch.equal(grad, ref_grad)
+    assert fused.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    assert grad.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fused_lif_pooling_declines_what_it_cannot_run():
+    needs_native()
+    p = PARAMS[0]
+    channels_last = torch.zeros(12, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    assert lif_pool_scan(channels_last.unflatten(0, (4, 3)), p, 2) is not None
+    assert lif_pool_scan(torch.zeros(4, 3, 3, 8, 8), p, 2) is None  # not channels-last
+    assert lif_pool_scan(channels_last.unflatten(0, (4, 3)), p, 3) is None  # 8 % 3 != 0
+
+
+def test_network_with_and_without_fused_pooling_agree():
+    needs_native()
+    model = get_model("nmnist-conv", chip_seed=3)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(10, 6, 2, 34, 34, generator=g) < 0.1).float()
+    results = []
+    for fused in (True, False):
+        model.fuse_pooling = fused
+        model.zero_grad()
+        out = model(x, "multi")
+        out.square().sum().backward()
+        results.append(
+            (out.detach(), [layer.scores.grad.clone() for layer in model.memristor_layers()])
+        )
+    (out_fused, grads_fused), (out_plain, grads_plain) = results
+    assert torch.equal(out_fused, out_plain)
+    for a, b in zip(grads_fused, grads_plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

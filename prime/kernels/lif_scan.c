@@ -14,7 +14,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { FIRED = 1, IN_WINDOW = 2, POSITIVE = 4, BLOCK = 2048, MAX_ROW = 1 << 14 };
+/* BLOCK: elements a work item scans (its membranes stay in L1/L2 cache over all T steps) */
+enum { FIRED = 1, IN_WINDOW = 2, POSITIVE = 4, BLOCK = 8192, MAX_ROW = BLOCK };
+
+/* x86-64 with GCC: a copy of each kernel for AVX-512, AVX2 and baseline SSE2, picked at load
+ * time for this CPU (same arithmetic, wider vectors) */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
 
 /* below this many elements per step, one thread */
 #define PARALLEL_MIN 65536
@@ -71,6 +80,31 @@ static inline void backward_row(const float *restrict grad_spike, const uint8_t 
     }
 }
 
+/* One pooled row: spikes of k input rows [k][W][C] -> averages [W/k][C]. Sums are spike
+ * counts, exact in any order: rows first (long contiguous runs), then columns. */
+static inline void pool_row(const float *restrict spikes, float *restrict out, int64_t W,
+                            int64_t C, int64_t k, float area)
+{
+    float sum[BLOCK];
+    const int64_t n = W * C;
+    for (int64_t j = 0; j < n; j++)
+        sum[j] = spikes[j];
+    for (int64_t dh = 1; dh < k; dh++)
+        for (int64_t j = 0; j < n; j++)
+            sum[j] += spikes[dh * n + j];
+    for (int64_t wo = 0; wo < W / k; wo++) {
+        const float *s = sum + wo * k * C;
+        float *o = out + wo * C;
+        for (int64_t c = 0; c < C; c++)
+            o[c] = s[c];
+        for (int64_t dw = 1; dw < k; dw++)
+            for (int64_t c = 0; c < C; c++)
+                o[c] += s[dw * C + c];
+        for (int64_t c = 0; c < C; c++)
+            o[c] = o[c] / area;
+    }
+}
+
 static lif_params params(float keep, float slope, float threshold, float width)
 {
     lif_params p = {keep, slope, threshold, width};
@@ -78,7 +112,7 @@ static lif_params params(float keep, float slope, float threshold, float width)
 }
 
 /* currents [T][n] -> spikes [T][n], and the state bytes if state is not NULL. */
-void lif_scan_forward(const float *currents, float *spikes, uint8_t *state, int64_t T,
+VECTOR_CLONES void lif_scan_forward(const float *currents, float *spikes, uint8_t *state, int64_t T,
                       int64_t n, float keep, float slope, float threshold, float width)
 {
     const lif_params p = params(keep, slope, threshold, width);
@@ -94,7 +128,7 @@ void lif_scan_forward(const float *currents, float *spikes, uint8_t *state, int6
 }
 
 /* d loss / d spikes [T][n] and state [T][n] -> d loss / d currents [T][n] (grad). */
-void lif_scan_backward(const float *grad_spikes, const uint8_t *state, float *grad, int64_t T,
+VECTOR_CLONES void lif_scan_backward(const float *grad_spikes, const uint8_t *state, float *grad, int64_t T,
                        int64_t n, float keep, float slope, float width)
 {
     const lif_params p = params(keep, slope, 0.0f, width);
@@ -109,65 +143,65 @@ void lif_scan_backward(const float *grad_spikes, const uint8_t *state, float *gr
     }
 }
 
-/* Fused scan + k x k average pooling. A work item is one pooled row (b, ho): the k input
- * rows it covers are k * W * C contiguous elements of every frame. Returns -1 (nothing done)
- * if such a row is longer than MAX_ROW. */
-int lif_pool_scan_forward(const float *currents, float *pooled, uint8_t *state, int64_t T,
-                          int64_t B, int64_t H, int64_t W, int64_t C, int64_t k, float keep,
-                          float slope, float threshold, float width)
+/* Fused scan + k x k average pooling. A pooled row (b, ho) covers k input rows, k * W * C
+ * contiguous elements of each frame; a work item is a run of consecutive pooled rows (over
+ * ho, then b) of at most BLOCK elements. Returns -1 (nothing done) if one row is longer. */
+VECTOR_CLONES int lif_pool_scan_forward(const float *currents, float *pooled, uint8_t *state,
+                                        int64_t T, int64_t B, int64_t H, int64_t W, int64_t C,
+                                        int64_t k, float keep, float slope, float threshold,
+                                        float width)
 {
     const lif_params p = params(keep, slope, threshold, width);
-    const int64_t Ho = H / k, Wo = W / k, row = k * W * C, frame = H * W * C;
+    const int64_t Wo = W / k, rows = B * (H / k), row = k * W * C, step = B * H * W * C;
     const float area = (float)(k * k);
-    if (row > MAX_ROW)
+    if (row > BLOCK)
         return -1;
-#pragma omp parallel for schedule(static) if (T * B * frame >= PARALLEL_MIN)
-    for (int64_t item = 0; item < B * Ho; item++) {
-        const int64_t b = item / Ho, ho = item % Ho;
-        float mem[MAX_ROW], spike[MAX_ROW];
-        for (int64_t i = 0; i < row; i++)
-            mem[i] = 0.0f;
+    const int64_t per_item = BLOCK / row;
+#pragma omp parallel for schedule(static) if (T * step >= PARALLEL_MIN)
+    for (int64_t first = 0; first < rows; first += per_item) {
+        const int64_t count = rows - first < per_item ? rows - first : per_item;
+        float mem[BLOCK] = {0}, spike[BLOCK];
         for (int64_t t = 0; t < T; t++) {
-            const int64_t at = (t * B + b) * frame + ho * row;
-            step_row(mem, currents + at, spike, state ? state + at : NULL, row, p);
-            float *out = pooled + ((t * B + b) * Ho + ho) * Wo * C;
-            for (int64_t wo = 0; wo < Wo; wo++)
-                for (int64_t c = 0; c < C; c++) {
-                    float sum = 0.0f; /* spike counts: exact in any order */
-                    for (int64_t dh = 0; dh < k; dh++)
-                        for (int64_t dw = 0; dw < k; dw++)
-                            sum += spike[(dh * W + wo * k + dw) * C + c];
-                    out[wo * C + c] = sum / area;
-                }
+            const int64_t at = t * step + first * row;
+            step_row(mem, currents + at, spike, state ? state + at : NULL, count * row, p);
+            for (int64_t r = 0; r < count; r++) /* pool: sum the k rows, then k columns */
+                pool_row(spike + r * row, pooled + (t * rows + first + r) * Wo * C, W, C, k,
+                         area);
         }
     }
     return 0;
 }
 
 /* d loss / d pooled [T][B][H/k][W/k][C] and state -> d loss / d currents [T][B][H][W][C]. */
-int lif_pool_scan_backward(const float *grad_pooled, const uint8_t *state, float *grad,
-                           int64_t T, int64_t B, int64_t H, int64_t W, int64_t C, int64_t k,
-                           float keep, float slope, float width)
+VECTOR_CLONES int lif_pool_scan_backward(const float *grad_pooled, const uint8_t *state,
+                                         float *grad, int64_t T, int64_t B, int64_t H, int64_t W,
+                                         int64_t C, int64_t k, float keep, float slope,
+                                         float width)
 {
     const lif_params p = params(keep, slope, 0.0f, width);
-    const int64_t Ho = H / k, Wo = W / k, row = k * W * C, frame = H * W * C;
+    const int64_t Wo = W / k, rows = B * (H / k), row = k * W * C, step = B * H * W * C;
     const float area = (float)(k * k);
-    if (row > MAX_ROW)
+    if (row > BLOCK)
         return -1;
-#pragma omp parallel for schedule(static) if (T * B * frame >= PARALLEL_MIN)
-    for (int64_t item = 0; item < B * Ho; item++) {
-        const int64_t b = item / Ho, ho = item % Ho;
-        float grad_spike[MAX_ROW];
+    const int64_t per_item = BLOCK / row;
+#pragma omp parallel for schedule(static) if (T * step >= PARALLEL_MIN)
+    for (int64_t first = 0; first < rows; first += per_item) {
+        const int64_t count = rows - first < per_item ? rows - first : per_item;
+        float grad_spike[BLOCK];
         for (int64_t t = T - 1; t >= 0; t--) {
-            const float *g = grad_pooled + ((t * B + b) * Ho + ho) * Wo * C;
-            for (int64_t dh = 0; dh < k; dh++) /* average pooling's gradient: g / k^2 */
-                for (int64_t w = 0; w < W; w++)
-                    for (int64_t c = 0; c < C; c++)
-                        grad_spike[(dh * W + w) * C + c] = g[(w / k) * C + c] / area;
-            const int64_t at = (t * B + b) * frame + ho * row;
-            const int64_t next = at + B * frame;
-            backward_row(grad_spike, state + at, t + 1 < T ? grad + next : NULL, grad + at,
-                         row, p);
+            for (int64_t r = 0; r < count; r++) {
+                const float *g = grad_pooled + (t * rows + first + r) * Wo * C;
+                for (int64_t dh = 0; dh < k; dh++) /* average pooling's gradient: g / k^2 */
+                    for (int64_t w = 0; w < W; w++) {
+                        const float *from = g + (w / k) * C;
+                        float *to = grad_spike + r * row + (dh * W + w) * C;
+                        for (int64_t c = 0; c < C; c++)
+                            to[c] = from[c] / area;
+                    }
+            }
+            const int64_t at = t * step + first * row;
+            backward_row(grad_spike, state + at, t + 1 < T ? grad + at + step : NULL, grad + at,
+                         count * row, p);
         }
     }
     return 0;
