@@ -227,7 +227,7 @@ def lif_pool_scan_forward(
     pooled = torch.empty(
         T * B, C, H // kernel, W // kernel, memory_format=torch.channels_last
     ).unflatten(0, (T, B))
-    lif_kernels().lif_pool_scan_forward(
+    status = lif_kernels().lif_pool_scan_forward(
         currents.data_ptr(),
         pooled.data_ptr(),
         None if state is None else state.data_ptr(),
@@ -242,10 +242,17 @@ def lif_pool_scan_forward(
         params.threshold,
         params.surrogate_width,
     )
+    _check_row_limit(status)
     return pooled
 
 
-#: the fused kernel's limit on k * W * C (elements of the input rows of one pooled row)
+def _check_row_limit(status: int) -> None:
+    if status != 0:  # the C kernel's own guard; lif_pool_scan checks POOL_ROW_LIMIT first
+        raise RuntimeError(f"fused LIF pooling refused rows over {POOL_ROW_LIMIT} elements")
+
+
+#: the fused kernel's limit on k * W * C (elements of the input rows of one pooled row; its
+#: BLOCK in prime/kernels/lif_scan.c)
 POOL_ROW_LIMIT = 8192
 
 
@@ -272,7 +279,7 @@ class LIFPoolScan(torch.autograd.Function):
             )
         T, B, C, H, W = state.shape
         grad = torch.empty(T * B, C, H, W, memory_format=torch.channels_last).unflatten(0, (T, B))
-        lif_kernels().lif_pool_scan_backward(
+        status = lif_kernels().lif_pool_scan_backward(
             grad_pooled.data_ptr(),
             state.data_ptr(),
             grad.data_ptr(),
@@ -286,6 +293,7 @@ class LIFPoolScan(torch.autograd.Function):
             p.leak_slope,
             p.surrogate_width,
         )
+        _check_row_limit(status)
         return grad, None, None
 
 

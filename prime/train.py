@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 import prime
 from prime.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
 from prime.data import DataSplits, dataset_spec, iterate_batches, load_dataset
+from prime.data.augment import FrameAugmentation
 from prime.distributed import Ranks, all_sum, collectives, current, shard
 from prime.errors import PrimeError
 from prime.evaluate import evaluate
@@ -59,6 +60,8 @@ class TrainConfig:
     replay: str = "static"
     pruned: str = "zero"
     tile: tuple[int, int] = DEFAULT_TILE
+    augment: dict[str, Any] = field(default_factory=dict)  # FrameAugmentation fields
+    exit_loss: float = 0.0  # weight of the per-step loss (training_loss)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "save_every", "limit_train"):
@@ -69,10 +72,29 @@ class TrainConfig:
                 raise PrimeError(f"{name} must be a whole number >= 1, got {value!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise PrimeError(f"lr must be a number > 0, got {self.lr!r}")
+        if not (isinstance(self.exit_loss, int | float) and 0 <= self.exit_loss <= 1):
+            raise PrimeError(f"exit loss weight must be in [0, 1], got {self.exit_loss!r}")
+        FrameAugmentation.from_config(self.augment)  # bad settings fail before training
 
     @property
     def model_name(self) -> str:
         return self.model or dataset_spec(self.dataset).default_model
+
+
+def training_loss(outputs: torch.Tensor, labels: torch.Tensor, exit_loss: float) -> torch.Tensor:
+    """Cross-entropy of the mean output over T (outputs [T, B, C], labels [B]).
+
+    With ``exit_loss`` w > 0: (1 - w) times that plus w times the mean over t of the
+    cross-entropy of the running mean output after step t, the quantity early exit reads
+    (:mod:`prime.early_exit`), so that the first steps are trained to be right as well.
+    """
+    loss = F.cross_entropy(outputs.mean(0), labels)
+    if not exit_loss:
+        return loss
+    steps = torch.arange(1, len(outputs) + 1, dtype=outputs.dtype).view(-1, 1, 1)
+    running = outputs.cumsum(0) / steps
+    per_step = F.cross_entropy(running.flatten(0, 1), labels.repeat(len(outputs)))
+    return (1 - exit_loss) * loss + exit_loss * per_step
 
 
 def versions() -> dict[str, str]:
@@ -151,6 +173,12 @@ def train(
     data = load_data(config)
     model = build_model(_model_config(config))
     _check_data_fits(model, data, config)
+    augment = FrameAugmentation.from_config(config.augment)
+    if augment.active and data.train[0][0].dim() != 4:
+        raise PrimeError(
+            f"frame augmentation moves image frames [T, C, H, W]; {config.dataset} samples "
+            f"are {tuple(data.train[0][0].shape)}: drop --shift-px/--rotate-deg/--zoom"
+        )
     _check_shards(len(data.train), config.batch_size, ranks)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
@@ -216,11 +244,16 @@ def train(
             if step < state["step_in_epoch"]:
                 continue
             global_n = min(config.batch_size, len(data.train) - step * config.batch_size)
+            if augment.active:  # the global batch's draws, this rank's share of them
+                draws = torch.Generator().manual_seed(_draw_seed(config.seed, epoch, step))
+                x = augment.apply(x, augment.draw(global_n, draws)[ranks.rank :: ranks.world_size])
             with collectives(ranks, checkpoint_path):
-                logits = net(x, config.mode).mean(0)
+                outputs = net(x, config.mode)
+                logits = outputs.mean(0)
                 # local mean x (share of the global batch) x ranks: DDP's average over ranks
                 # is then exactly the mean loss over the global batch
-                loss = F.cross_entropy(logits, y) * (len(y) * ranks.world_size / global_n)
+                loss = training_loss(outputs, y, config.exit_loss)
+                loss = loss * (len(y) * ranks.world_size / global_n)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -285,6 +318,11 @@ def train(
         write_json(out_dir / "metrics.json", metrics)
         _write_summary(out_dir / "summary.md", metrics, model)
     return metrics
+
+
+def _draw_seed(seed: int, epoch: int, step: int) -> int:
+    """Seed of a step's augmentation draws: fixed by (seed, epoch, step), so resumes redraw."""
+    return int(np.random.SeedSequence([seed, epoch, step]).generate_state(1)[0])
 
 
 def _epoch_batches(

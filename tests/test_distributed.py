@@ -48,7 +48,15 @@ def _scores(run: Path) -> list[torch.Tensor]:
 
 def test_two_gloo_ranks_step_like_one_process_and_only_rank_0_writes(tmp_path):
     # one global batch of 7 samples: the ranks take 4 and 3, the loss must still be the mean
-    config = TrainConfig(dataset=TINY, epochs=1, batch_size=8, lr=0.05)
+    # with augmentation and the per-step loss: each rank moves its share of the batch alike
+    config = TrainConfig(
+        dataset=TINY,
+        epochs=1,
+        batch_size=8,
+        lr=0.05,
+        augment={"shift_px": 2, "rotate_deg": 10.0},
+        exit_loss=0.3,
+    )
     train(config, tmp_path / "one", progress=False)
     written = launch(2, _train_rank, config, tmp_path / "two")
 

@@ -83,6 +83,8 @@ def test_end_to_end_on_fake_recordings(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "a SUBSET of N-MNIST" in report and "18 train / 6 validation / 6 test" in report
     assert "| paper claim | prime (this data) | authors' checkpoint (this data) |" in report
+    assert own["augment"] == {"shift_px": 3, "rotate_deg": 12.0, "zoom": 0.1}
+    assert "shifts up to 3 px" in report and "per-step loss weight 0.5" in report
     assert report in capsys.readouterr().out
 
     # nothing is overwritten without --force; --resume reuses the finished run
@@ -117,8 +119,8 @@ def test_real_recordings_with_the_authors_checkpoint(tmp_path):
 
 
 def test_epoch_rule_scales_with_the_data():
-    assert epochs_for(600) == 30
-    assert epochs_for(60_000) == 1
+    assert epochs_for(600) == 80
+    assert epochs_for(48_000) == 1 and epochs_for(60_000) == 1
     assert epochs_for(10) == MAX_EPOCHS
     assert epochs_for(300) <= MAX_EPOCHS
 

@@ -65,11 +65,14 @@ def test_resume_after_kill_continues_where_it_stopped(tmp_path):
 
 
 def _kill_and_resume(tmp_path):
+    # with augmentation and the per-step loss: a resumed run draws the same moves
+    moved = dict(augment={"shift_px": 2, "rotate_deg": 10.0}, exit_loss=0.3)
     reference = tmp_path / "uninterrupted"
-    train(TrainConfig(**TINY), reference, progress=False)
+    train(TrainConfig(**TINY, **moved), reference, progress=False)
 
     killed = tmp_path / "killed"
     args = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    args += ["--shift-px=2", "--rotate-deg=10", "--exit-loss=0.3"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "prime", "train", *args, "--threads=1", "--out", str(killed)],
         stdout=subprocess.DEVNULL,

@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_nmnist(sub: argparse._SubParsersAction) -> None:
-    from prime.reproduce import MAX_EPOCHS, SAMPLES_SEEN
+    from prime.commands.train import add_augment_arguments
+    from prime.reproduce import EXIT_LOSS, MAX_EPOCHS, RECIPE_AUGMENT, SAMPLES_SEEN
 
     p = sub.add_parser(
         "nmnist",
@@ -46,6 +47,14 @@ def add_nmnist(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
+    add_augment_arguments(p, **RECIPE_AUGMENT)
+    p.add_argument(
+        "--exit-loss",
+        type=float,
+        default=EXIT_LOSS,
+        help=f"weight of the per-step loss that trains early exit (default {EXIT_LOSS}; "
+        "0 with --shift-px 0 --rotate-deg 0 --zoom 0 is the plain reference recipe)",
+    )
     p.add_argument("--seed", type=int, default=0, help="training, chip and noise seed")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the data split")
     p.add_argument("--test-fraction", type=float, default=0.2, help="without Test/ only")
@@ -67,6 +76,7 @@ def add_nmnist(sub: argparse._SubParsersAction) -> None:
 
 
 def run_nmnist(args: argparse.Namespace) -> int:
+    from prime.commands.train import augment_options
     from prime.reproduce import ReproduceConfig, reproduce
 
     apply_threads(args)
@@ -77,6 +87,8 @@ def run_nmnist(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        augment=augment_options(args),
+        exit_loss=args.exit_loss,
         seed=args.seed,
         split_seed=args.split_seed,
         test_fraction=args.test_fraction,

@@ -57,8 +57,41 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     p.add_argument("--limit-train", type=int, help="train on a seeded subset of N samples")
+    p.add_argument(
+        "--exit-loss",
+        type=float,
+        default=0.0,
+        help="weight in [0, 1] of the per-step loss that trains early steps for early exit",
+    )
+    add_augment_arguments(p)
     add_replay_arguments(p)
     add_data_arguments(p)
+
+
+def add_augment_arguments(
+    p: argparse.ArgumentParser, shift_px: int = 0, rotate_deg: float = 0.0, zoom: float = 0.0
+) -> None:
+    """Frame augmentation options (prime.data.augment.FrameAugmentation); image frames only."""
+    p.add_argument(
+        "--shift-px",
+        type=int,
+        default=shift_px,
+        help=f"augment: random shifts up to N px (default {shift_px})",
+    )
+    p.add_argument(
+        "--rotate-deg",
+        type=float,
+        default=rotate_deg,
+        help=f"augment: random rotations up to N degrees (default {rotate_deg})",
+    )
+    p.add_argument(
+        "--zoom", type=float, default=zoom, help=f"augment: random scale 1 +- Z (default {zoom})"
+    )
+
+
+def augment_options(args: argparse.Namespace) -> dict[str, float]:
+    options = {"shift_px": args.shift_px, "rotate_deg": args.rotate_deg, "zoom": args.zoom}
+    return {name: value for name, value in options.items() if value}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -85,6 +118,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         pruned=args.pruned,
         tile=args.tile,
         data=data_options(args),
+        augment=augment_options(args),
+        exit_loss=args.exit_loss,
     )
 
 
