@@ -58,6 +58,22 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
 
 
+def library_path(cc: str) -> Path:
+    """Where the kernels built by compiler ``cc`` are cached: named by source and flags."""
+    build = " ".join((Path(cc).name, *FLAGS)).encode()
+    key = hashlib.sha256(SOURCE.read_bytes() + build).hexdigest()[:16]
+    return cache_dir() / f"lif_scan-{key}.so"
+
+
+def _fall_back(reason: str) -> None:
+    warnings.warn(
+        f"prime: {reason}; the LIF scans run as PyTorch ops instead (same results, slower; "
+        "PRIME_NATIVE=0 silences this)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 @functools.cache
 def lif_kernels() -> ctypes.CDLL | None:
     """The compiled LIF scan kernels, or None (then PyTorch ops run; warned once on failure)."""
@@ -65,10 +81,9 @@ def lif_kernels() -> ctypes.CDLL | None:
         return None
     cc = compiler()
     if cc is None:
+        _fall_back("no C compiler found (cc or gcc on PATH, or $CC)")
         return None
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join((Path(cc).name, *FLAGS)).encode()).hexdigest()[:16]
-    library = cache_dir() / f"lif_scan-{key}.so"
+    library = library_path(cc)
     if not library.exists():
         try:
             with atomic_path(library) as tmp:
@@ -79,15 +94,15 @@ def lif_kernels() -> ctypes.CDLL | None:
                     check=True,
                 )
         except (OSError, subprocess.CalledProcessError) as error:
-            detail = getattr(error, "stderr", None) or str(error)
-            warnings.warn(
-                f"prime: could not build the native LIF kernels with {cc} into {library}, "
-                f"using PyTorch ops (slower; PRIME_NATIVE=0 silences this): {detail.strip()[:500]}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            detail = (getattr(error, "stderr", None) or str(error)).strip()[:500]
+            _fall_back(f"could not build the native LIF kernels with {cc} into {library}: {detail}")
             return None
-    lib = ctypes.CDLL(str(library))
+    try:
+        lib = ctypes.CDLL(str(library))
+    except OSError as error:  # e.g. a damaged cache file: removed, so the next run rebuilds it
+        library.unlink(missing_ok=True)
+        _fall_back(f"could not load {library} ({error}); removed, rebuilt on the next run")
+        return None
     for name, (argtypes, restype) in _SIGNATURES.items():
         getattr(lib, name).argtypes = argtypes
         getattr(lib, name).restype = restype

@@ -265,6 +265,19 @@ def test_native_kernels_fall_back_to_torch_ops_with_a_warning(
     assert native.lif_kernels() is None
 
 
+def test_a_damaged_cached_library_is_removed_and_rebuilt(tmp_path, monkeypatch, rebuilt_native):
+    if native.compiler() is None:
+        pytest.skip("no C compiler here")
+    monkeypatch.setenv("PRIME_CACHE", str(tmp_path))
+    library = native.library_path(native.compiler())
+    library.parent.mkdir(parents=True)
+    library.write_bytes(b"not a shared library")  # e.g. a disk error
+    with pytest.warns(RuntimeWarning, match="removed, rebuilt on the next run"):
+        assert native.lif_kernels() is None
+    native.lif_kernels.cache_clear()
+    assert native.lif_kernels() is not None and library.exists()
+
+
 def test_step_major_layouts():
     x = torch.zeros(4, 3, 5, 6, 7)
     assert native.step_major(x)
