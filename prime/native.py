@@ -45,8 +45,8 @@ _f32, _i64, _ptr = ctypes.c_float, ctypes.c_int64, ctypes.c_void_p
 _SIGNATURES = {
     "lif_scan_forward": ([_ptr] * 3 + [_i64] * 2 + [_f32] * 4, None),
     "lif_scan_backward": ([_ptr] * 3 + [_i64] * 2 + [_f32] * 3, None),
-    "lif_pool_scan_forward": ([_ptr] * 3 + [_i64] * 6 + [_f32] * 4, ctypes.c_int),
-    "lif_pool_scan_backward": ([_ptr] * 3 + [_i64] * 6 + [_f32] * 3, ctypes.c_int),
+    "lif_pool_scan_forward": ([_ptr] * 3 + [_i64] * 7 + [_f32] * 4, ctypes.c_int),
+    "lif_pool_scan_backward": ([_ptr] * 3 + [_i64] * 7 + [_f32] * 3, ctypes.c_int),
 }
 
 

@@ -140,8 +140,7 @@ class SpikingNetwork(nn.Module):
                     pooled_already = False
                     continue
                 if isinstance(layer, NeuronLayer):
-                    following = self.layers[i + 1] if i + 1 < len(self.layers) else None
-                    pooled = self._fused_pooling(layer, h, following)
+                    pooled = self._fused_pooling(layer, h, self.layers[i + 1 : i + 3])
                     if pooled is not None:
                         h, pooled_already = pooled, True
                         continue
@@ -160,16 +159,19 @@ class SpikingNetwork(nn.Module):
         return h
 
     def _fused_pooling(
-        self, layer: nn.Module, h: torch.Tensor, following: nn.Module | None
+        self, layer: nn.Module, h: torch.Tensor, following: Sequence[nn.Module]
     ) -> torch.Tensor | None:
         """A LIF layer and the non-overlapping average pooling after it in one native scan
-        (:func:`prime.neurons.lif_pool_scan`), or None where that does not apply."""
-        if not (
-            self.fuse_pooling and isinstance(layer, LIF) and isinstance(following, nn.AvgPool2d)
-        ):
+        (:func:`prime.neurons.lif_pool_scan`), or None where that does not apply. The pooled
+        frames are channels-last for a convolution, contiguous for a flatten after them."""
+        pool = following[0] if following else None
+        if not (self.fuse_pooling and isinstance(layer, LIF) and isinstance(pool, nn.AvgPool2d)):
             return None
-        kernel = _non_overlapping_pool_kernel(following)
-        return None if kernel is None else lif_pool_scan(h, layer.params, kernel)
+        kernel = _non_overlapping_pool_kernel(pool)
+        flatten_next = len(following) > 1 and isinstance(following[1], nn.Flatten)
+        if kernel is None:
+            return None
+        return lif_pool_scan(h, layer.params, kernel, channels_last=not flatten_next)
 
     def initial_state(self) -> list[torch.Tensor | None]:
         """Fresh state for single-step inference: ``None`` per layer, zeros on first use."""

@@ -196,9 +196,13 @@ class LIFScan(torch.autograd.Function):
         return lif_scan_backward(grad_spikes, state, ctx.params), None
 
 
-def lif_pool_scan(currents: torch.Tensor, params: LIFParams, kernel: int) -> torch.Tensor | None:
+def lif_pool_scan(
+    currents: torch.Tensor, params: LIFParams, kernel: int, channels_last: bool = True
+) -> torch.Tensor | None:
     """LIF over T fused with ``kernel`` x ``kernel`` average pooling (stride ``kernel``) of its
-    spikes: currents [T, B, C, H, W] -> pooled spikes [T, B, C, H/k, W/k], both channels-last.
+    spikes: currents [T, B, C, H, W] (channels-last frames) -> pooled spikes
+    [T, B, C, H/k, W/k], channels-last frames too, or contiguous with ``channels_last=False``
+    (what a flatten before a linear layer wants).
 
     The same values and gradients as :func:`lif_scan` then ``F.avg_pool2d``, without ever
     storing the spikes (backward keeps the state bytes only). Returns None where it cannot
@@ -214,19 +218,32 @@ def lif_pool_scan(currents: torch.Tensor, params: LIFParams, kernel: int) -> tor
     ):
         return None
     if torch.is_grad_enabled() and currents.requires_grad:
-        return LIFPoolScan.apply(currents, params, kernel)
-    return lif_pool_scan_forward(currents, params, kernel)
+        return LIFPoolScan.apply(currents, params, kernel, channels_last)
+    return lif_pool_scan_forward(currents, params, kernel, channels_last)
+
+
+def _pooled_frames(T: int, B: int, C: int, H: int, W: int, channels_last: bool) -> torch.Tensor:
+    """An empty [T, B, C, H, W]: channels-last frames, or contiguous."""
+    if not channels_last:
+        return torch.empty(T, B, C, H, W)
+    return torch.empty(T * B, C, H, W, memory_format=torch.channels_last).unflatten(0, (T, B))
+
+
+def _is_pooled_layout(t: torch.Tensor, channels_last: bool) -> bool:
+    return channels_last_frames(t) if channels_last else t.is_contiguous()
 
 
 def lif_pool_scan_forward(
-    currents: torch.Tensor, params: LIFParams, kernel: int, state: torch.Tensor | None = None
+    currents: torch.Tensor,
+    params: LIFParams,
+    kernel: int,
+    channels_last: bool = True,
+    state: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`lif_pool_scan`'s forward (native kernel; checked input): pooled spikes, and
     ``state`` filled as :func:`lif_scan_forward` fills it, if given."""
     T, B, C, H, W = currents.shape
-    pooled = torch.empty(
-        T * B, C, H // kernel, W // kernel, memory_format=torch.channels_last
-    ).unflatten(0, (T, B))
+    pooled = _pooled_frames(T, B, C, H // kernel, W // kernel, channels_last)
     status = lif_kernels().lif_pool_scan_forward(
         currents.data_ptr(),
         pooled.data_ptr(),
@@ -237,6 +254,7 @@ def lif_pool_scan_forward(
         W,
         C,
         kernel,
+        channels_last,
         1.0 - params.decay,
         params.leak_slope,
         params.threshold,
@@ -260,23 +278,21 @@ class LIFPoolScan(torch.autograd.Function):
     """:func:`lif_pool_scan`'s native kernels; saves one state byte per element and step."""
 
     @staticmethod
-    def forward(ctx, currents: torch.Tensor, params: LIFParams, kernel: int) -> torch.Tensor:
+    def forward(
+        ctx, currents: torch.Tensor, params: LIFParams, kernel: int, channels_last: bool
+    ) -> torch.Tensor:
         state = torch.empty_like(currents, dtype=torch.uint8)
-        pooled = lif_pool_scan_forward(currents, params, kernel, state)
+        pooled = lif_pool_scan_forward(currents, params, kernel, channels_last, state)
         ctx.save_for_backward(state)
-        ctx.params, ctx.kernel = params, kernel
+        ctx.params, ctx.kernel, ctx.channels_last = params, kernel, channels_last
         return pooled
 
     @staticmethod
-    def backward(ctx, grad_pooled: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx, grad_pooled: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         (state,) = ctx.saved_tensors
         p: LIFParams = ctx.params
-        if not channels_last_frames(grad_pooled):
-            grad_pooled = (
-                grad_pooled.flatten(0, 1)
-                .contiguous(memory_format=torch.channels_last)
-                .unflatten(0, grad_pooled.shape[:2])
-            )
+        if not _is_pooled_layout(grad_pooled, ctx.channels_last):
+            grad_pooled = _pooled_frames(*grad_pooled.shape, ctx.channels_last).copy_(grad_pooled)
         T, B, C, H, W = state.shape
         grad = torch.empty(T * B, C, H, W, memory_format=torch.channels_last).unflatten(0, (T, B))
         status = lif_kernels().lif_pool_scan_backward(
@@ -289,12 +305,13 @@ class LIFPoolScan(torch.autograd.Function):
             W,
             C,
             ctx.kernel,
+            ctx.channels_last,
             1.0 - p.decay,
             p.leak_slope,
             p.surrogate_width,
         )
         _check_row_limit(status)
-        return grad, None, None
+        return grad, None, None, None
 
 
 @contextmanager

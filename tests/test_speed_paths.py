@@ -295,7 +295,8 @@ def needs_native() -> None:
 
 @pytest.mark.parametrize("params", PARAMS, ids=repr)
 @pytest.mark.parametrize("shape", [(10, 8, 12, 32, 32, 2), (5, 3, 4, 9, 9, 3), (4, 2, 5, 8, 12, 4)])
-def test_fused_lif_pooling_equals_scan_then_pool_bit_for_bit(params, shape):
+@pytest.mark.parametrize("channels_last", [True, False], ids=["cl-out", "contiguous-out"])
+def test_fused_lif_pooling_equals_scan_then_pool_bit_for_bit(params, shape, channels_last):
     needs_native()
     T, B, C, H, W, k = shape
     g = torch.Generator().manual_seed(k)
@@ -307,12 +308,19 @@ def test_fused_lif_pooling_equals_scan_then_pool_bit_for_bit(params, shape):
         return F.avg_pool2d(lif_scan(x, p).flatten(0, 1), k).unflatten(0, (T, B))
 
     ref, ref_grad = values_and_grads(scan_then_pool, currents, grad_out, params)
-    fused, grad = values_and_grads(lambda x, p: lif_pool_scan(x, p, k), currents, grad_out, params)
+
+    def fused_scan(x, p):
+        return lif_pool_scan(x, p, k, channels_last=channels_last)
+
+    fused, grad = values_and_grads(fused_scan, currents, grad_out, params)
     with torch.no_grad():
-        inference = lif_pool_scan(currents, params, k)
+        inference = fused_scan(currents, params)
     assert 0.05 < ref.mean() < 0.95
     assert torch.equal(fused, ref) and torch.equal(inference, ref) and torch.equal(grad, ref_grad)
-    assert fused.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    if channels_last:
+        assert fused.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    else:
+        assert fused.is_contiguous()
     assert grad.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
 
 

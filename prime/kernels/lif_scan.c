@@ -80,8 +80,8 @@ static inline void backward_row(const float *restrict grad_spike, const uint8_t 
     }
 }
 
-/* One pooled row: spikes of k input rows [k][W][C] -> averages [W/k][C]. Sums are spike
- * counts, exact in any order: rows first (long contiguous runs), then columns. */
+/* One pooled row: spikes of k input rows [k][W][C] -> averages [W/k][C] (out). Sums are
+ * spike counts, exact in any order: rows first (long contiguous runs), then columns. */
 static inline void pool_row(const float *restrict spikes, float *restrict out, int64_t W,
                             int64_t C, int64_t k, float area)
 {
@@ -103,6 +103,24 @@ static inline void pool_row(const float *restrict spikes, float *restrict out, i
         for (int64_t c = 0; c < C; c++)
             o[c] = o[c] / area;
     }
+}
+
+/* Where pooled row q of frame f starts, and the strides of its (wo, c) elements, for pooled
+ * frames [T*B][Ho][Wo][C] (channels_last) or [T*B][C][Ho][Wo]. */
+typedef struct {
+    int64_t start, wo_stride, c_stride;
+} pooled_row;
+
+static inline pooled_row pooled_at(int64_t frame, int64_t ho, int64_t Ho, int64_t Wo, int64_t C,
+                                   int channels_last)
+{
+    pooled_row r;
+    if (channels_last) {
+        r.start = (frame * Ho + ho) * Wo * C, r.wo_stride = C, r.c_stride = 1;
+    } else {
+        r.start = frame * C * Ho * Wo + ho * Wo, r.wo_stride = 1, r.c_stride = Ho * Wo;
+    }
+    return r;
 }
 
 static lif_params params(float keep, float slope, float threshold, float width)
@@ -145,14 +163,15 @@ VECTOR_CLONES void lif_scan_backward(const float *grad_spikes, const uint8_t *st
 
 /* Fused scan + k x k average pooling. A pooled row (b, ho) covers k input rows, k * W * C
  * contiguous elements of each frame; a work item is a run of consecutive pooled rows (over
- * ho, then b) of at most BLOCK elements. Returns -1 (nothing done) if one row is longer. */
+ * ho, then b) of at most BLOCK elements. The pooled frames are channels-last or, with
+ * channels_last 0, [T*B][C][Ho][Wo]. Returns -1 (nothing done) if one row is longer. */
 VECTOR_CLONES int lif_pool_scan_forward(const float *currents, float *pooled, uint8_t *state,
                                         int64_t T, int64_t B, int64_t H, int64_t W, int64_t C,
-                                        int64_t k, float keep, float slope, float threshold,
-                                        float width)
+                                        int64_t k, int64_t channels_last, float keep,
+                                        float slope, float threshold, float width)
 {
     const lif_params p = params(keep, slope, threshold, width);
-    const int64_t Wo = W / k, rows = B * (H / k), row = k * W * C, step = B * H * W * C;
+    const int64_t Ho = H / k, Wo = W / k, rows = B * Ho, row = k * W * C, step = B * H * W * C;
     const float area = (float)(k * k);
     if (row > BLOCK)
         return -1;
@@ -160,26 +179,33 @@ VECTOR_CLONES int lif_pool_scan_forward(const float *currents, float *pooled, ui
 #pragma omp parallel for schedule(static) if (T * step >= PARALLEL_MIN)
     for (int64_t first = 0; first < rows; first += per_item) {
         const int64_t count = rows - first < per_item ? rows - first : per_item;
-        float mem[BLOCK] = {0}, spike[BLOCK];
+        float mem[BLOCK] = {0}, spike[BLOCK], averages[BLOCK];
         for (int64_t t = 0; t < T; t++) {
             const int64_t at = t * step + first * row;
             step_row(mem, currents + at, spike, state ? state + at : NULL, count * row, p);
-            for (int64_t r = 0; r < count; r++) /* pool: sum the k rows, then k columns */
-                pool_row(spike + r * row, pooled + (t * rows + first + r) * Wo * C, W, C, k,
-                         area);
+            for (int64_t r = 0; r < count; r++) {
+                const int64_t q = first + r; /* pooled row (b, ho) */
+                const pooled_row out = pooled_at(t * B + q / Ho, q % Ho, Ho, Wo, C, channels_last);
+                pool_row(spike + r * row, averages, W, C, k, area);
+                for (int64_t wo = 0; wo < Wo; wo++)
+                    for (int64_t c = 0; c < C; c++)
+                        pooled[out.start + wo * out.wo_stride + c * out.c_stride] =
+                            averages[wo * C + c];
+            }
         }
     }
     return 0;
 }
 
-/* d loss / d pooled [T][B][H/k][W/k][C] and state -> d loss / d currents [T][B][H][W][C]. */
+/* d loss / d pooled (layout as the forward's) and state -> d loss / d currents
+ * [T][B][H][W][C]. */
 VECTOR_CLONES int lif_pool_scan_backward(const float *grad_pooled, const uint8_t *state,
                                          float *grad, int64_t T, int64_t B, int64_t H, int64_t W,
-                                         int64_t C, int64_t k, float keep, float slope,
-                                         float width)
+                                         int64_t C, int64_t k, int64_t channels_last, float keep,
+                                         float slope, float width)
 {
     const lif_params p = params(keep, slope, 0.0f, width);
-    const int64_t Wo = W / k, rows = B * (H / k), row = k * W * C, step = B * H * W * C;
+    const int64_t Ho = H / k, Wo = W / k, rows = B * Ho, row = k * W * C, step = B * H * W * C;
     const float area = (float)(k * k);
     if (row > BLOCK)
         return -1;
@@ -190,7 +216,12 @@ VECTOR_CLONES int lif_pool_scan_backward(const float *grad_pooled, const uint8_t
         float grad_spike[BLOCK];
         for (int64_t t = T - 1; t >= 0; t--) {
             for (int64_t r = 0; r < count; r++) {
-                const float *g = grad_pooled + (t * rows + first + r) * Wo * C;
+                const int64_t q = first + r;
+                const pooled_row in = pooled_at(t * B + q / Ho, q % Ho, Ho, Wo, C, channels_last);
+                float g[BLOCK];
+                for (int64_t wo = 0; wo < Wo; wo++)
+                    for (int64_t c = 0; c < C; c++)
+                        g[wo * C + c] = grad_pooled[in.start + wo * in.wo_stride + c * in.c_stride];
                 for (int64_t dh = 0; dh < k; dh++) /* average pooling's gradient: g / k^2 */
                     for (int64_t w = 0; w < W; w++) {
                         const float *from = g + (w / k) * C;
