@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* BLOCK: elements a work item scans (its membranes stay in L1/L2 cache over all T steps) */
 enum { FIRED = 1, IN_WINDOW = 2, POSITIVE = 4, BLOCK = 8192, MAX_ROW = BLOCK };
@@ -186,11 +187,14 @@ VECTOR_CLONES int lif_pool_scan_forward(const float *currents, float *pooled, ui
             for (int64_t r = 0; r < count; r++) {
                 const int64_t q = first + r; /* pooled row (b, ho) */
                 const pooled_row out = pooled_at(t * B + q / Ho, q % Ho, Ho, Wo, C, channels_last);
+                if (channels_last) { /* the pooled row is [Wo][C] in place */
+                    pool_row(spike + r * row, pooled + out.start, W, C, k, area);
+                    continue;
+                }
                 pool_row(spike + r * row, averages, W, C, k, area);
-                for (int64_t wo = 0; wo < Wo; wo++)
-                    for (int64_t c = 0; c < C; c++)
-                        pooled[out.start + wo * out.wo_stride + c * out.c_stride] =
-                            averages[wo * C + c];
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t wo = 0; wo < Wo; wo++)
+                        pooled[out.start + c * out.c_stride + wo] = averages[wo * C + c];
             }
         }
     }
@@ -218,17 +222,19 @@ VECTOR_CLONES int lif_pool_scan_backward(const float *grad_pooled, const uint8_t
             for (int64_t r = 0; r < count; r++) {
                 const int64_t q = first + r;
                 const pooled_row in = pooled_at(t * B + q / Ho, q % Ho, Ho, Wo, C, channels_last);
-                float g[BLOCK];
-                for (int64_t wo = 0; wo < Wo; wo++)
-                    for (int64_t c = 0; c < C; c++)
-                        g[wo * C + c] = grad_pooled[in.start + wo * in.wo_stride + c * in.c_stride];
-                for (int64_t dh = 0; dh < k; dh++) /* average pooling's gradient: g / k^2 */
-                    for (int64_t w = 0; w < W; w++) {
-                        const float *from = g + (w / k) * C;
-                        float *to = grad_spike + r * row + (dh * W + w) * C;
+                float g[BLOCK]; /* d loss / d spikes of one pooled output: g / k^2 */
+                if (channels_last)
+                    for (int64_t j = 0; j < Wo * C; j++)
+                        g[j] = grad_pooled[in.start + j] / area;
+                else
+                    for (int64_t wo = 0; wo < Wo; wo++)
                         for (int64_t c = 0; c < C; c++)
-                            to[c] = from[c] / area;
-                    }
+                            g[wo * C + c] = grad_pooled[in.start + c * in.c_stride + wo] / area;
+                float *to = grad_spike + r * row; /* un-pooled: k x k copies */
+                for (int64_t dh = 0; dh < k; dh++)
+                    for (int64_t wo = 0; wo < Wo; wo++)
+                        for (int64_t dw = 0; dw < k; dw++, to += C)
+                            memcpy(to, g + wo * C, sizeof(float) * C);
             }
             const int64_t at = t * step + first * row;
             backward_row(grad_spike, state + at, t + 1 < T ? grad + at + step : NULL, grad + at,
