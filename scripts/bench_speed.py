@@ -15,7 +15,10 @@ for four implementations of the same network (``--model``, default ``nmnist-conv
 with every supermask recomputed at every step, as PRIME's reference code does, and
 (d) the dense floor: the same convolutions and linear layers at batch T*B, channels-last,
 without neurons or masks. Steps are timed round-robin over the implementations (so load from
-other processes hits all alike); figures are medians, ratios are against (c) and (d).
+other processes hits all alike), or with ``--sequential`` each implementation alone after
+``--warmup`` steps (its steady state; on a quiet machine the fairer figure: interleaving
+slows the snnTorch loop's many small kernels more than the others). Figures are medians,
+ratios are against (c) and (d).
 
     python scripts/bench_speed.py --batch 128 --timesteps 10 --json bench.json
 """
@@ -195,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--density", type=float, default=0.05, help="input spike density")
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per figure")
     parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="time each implementation alone after --warmup steps (steady state) instead of "
+        "round-robin",
+    )
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps, --sequential")
+    parser.add_argument(
         "--keep-freed-memory",
         action="store_true",
         help="let glibc reuse freed memory for all implementations (prime.allocator; "
@@ -241,13 +251,23 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, dict[str, float]] = {name: {} for name in IMPLEMENTATIONS}
     for name in IMPLEMENTATIONS:
         train_step(name)  # warm-up: one-time allocations and optimizer state
+
+    def timed(run: Callable[[str], None], name: str) -> float:
+        start = time.perf_counter()
+        run(name)
+        return time.perf_counter() - start
+
     for kind, run in (("train", train_step), ("infer", infer)):
         times: dict[str, list[float]] = {name: [] for name in IMPLEMENTATIONS}
-        for _ in range(args.repeats):
+        if args.sequential:  # each alone: warm-up steps, then its timed steps
             for name in IMPLEMENTATIONS:
-                start = time.perf_counter()
-                run(name)
-                times[name].append(time.perf_counter() - start)
+                for _ in range(args.warmup):
+                    run(name)
+                times[name] = [timed(run, name) for _ in range(args.repeats)]
+        else:
+            for _ in range(args.repeats):
+                for name in IMPLEMENTATIONS:
+                    times[name].append(timed(run, name))
         for name in IMPLEMENTATIONS:
             figures[name][f"{kind}_samples_per_s"] = args.batch / statistics.median(times[name])
     for name in IMPLEMENTATIONS:
@@ -259,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.model}, B = {args.batch}, T = {args.timesteps}, input density {args.density}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"median of {args.repeats}, keep freed memory: {args.keep_freed_memory}"
+        f"median of {args.repeats}, keep freed memory: {args.keep_freed_memory}, "
+        f"{'sequential' if args.sequential else 'round-robin'}"
     )
     print(
         f"{'implementation':30} {'train/s':>9} {'vs (c)':>7} {'vs (d)':>7} "

@@ -174,6 +174,11 @@ def test_benchmark_runs_and_writes_every_figure(tmp_path, capsys):
         assert f["train_peak_mib"] > 0 and f["train_peak_rss_mib"] >= 0
     assert figures["snntorch"]["train_vs_snntorch"] == 1.0
     assert "(c) plain snnTorch" in capsys.readouterr().out
+    try:  # each implementation alone, after its warm-up steps
+        assert bench.main([*argv, "--sequential", "--warmup", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert "sequential" in capsys.readouterr().out
 
 
 def rss_mib() -> float:
