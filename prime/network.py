@@ -168,9 +168,9 @@ class SpikingNetwork(nn.Module):
         if not (self.fuse_pooling and isinstance(layer, LIF) and isinstance(pool, nn.AvgPool2d)):
             return None
         kernel = _non_overlapping_pool_kernel(pool)
-        flatten_next = len(following) > 1 and isinstance(following[1], nn.Flatten)
         if kernel is None:
             return None
+        flatten_next = len(following) > 1 and isinstance(following[1], nn.Flatten)
         return lif_pool_scan(h, layer.params, kernel, channels_last=not flatten_next)
 
     def initial_state(self) -> list[torch.Tensor | None]:
