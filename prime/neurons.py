@@ -208,14 +208,10 @@ def lif_pool_scan(
     storing the spikes (backward keeps the state bytes only). Returns None where it cannot
     run: native kernels not built, frames not channels-last, or H, W not divisible by k.
     """
-    T, B, C, H, W = currents.shape if currents.dim() == 5 else (0,) * 5
-    if (
-        lif_kernels() is None
-        or not channels_last_frames(currents)
-        or H % kernel
-        or W % kernel
-        or kernel * W * C > POOL_ROW_LIMIT
-    ):
+    if lif_kernels() is None or not channels_last_frames(currents):
+        return None
+    *_, C, H, W = currents.shape
+    if H % kernel or W % kernel or kernel * W * C > POOL_ROW_LIMIT:
         return None
     if torch.is_grad_enabled() and currents.requires_grad:
         return LIFPoolScan.apply(currents, params, kernel, channels_last)

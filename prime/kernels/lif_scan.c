@@ -106,22 +106,30 @@ static inline void pool_row(const float *restrict spikes, float *restrict out, i
     }
 }
 
-/* Where pooled row q of frame f starts, and the strides of its (wo, c) elements, for pooled
- * frames [T*B][Ho][Wo][C] (channels_last) or [T*B][C][Ho][Wo]. */
+/* The shape of a fused scan + k x k pooling: pooled rows (b, ho) over the batch, each
+ * covering k input rows (`row` contiguous elements per frame); a work item is a run of at
+ * most `per_item` consecutive pooled rows. per_item is 0 if one row exceeds BLOCK. */
 typedef struct {
-    int64_t start, wo_stride, c_stride;
-} pooled_row;
+    int64_t Ho, Wo, rows, row, step, per_item, channels_last;
+    float area;
+} pool_shape;
 
-static inline pooled_row pooled_at(int64_t frame, int64_t ho, int64_t Ho, int64_t Wo, int64_t C,
-                                   int channels_last)
+static pool_shape pooling(int64_t B, int64_t H, int64_t W, int64_t C, int64_t k,
+                          int64_t channels_last)
 {
-    pooled_row r;
-    if (channels_last) {
-        r.start = (frame * Ho + ho) * Wo * C, r.wo_stride = C, r.c_stride = 1;
-    } else {
-        r.start = frame * C * Ho * Wo + ho * Wo, r.wo_stride = 1, r.c_stride = Ho * Wo;
-    }
-    return r;
+    pool_shape g = {H / k, W / k, B * (H / k), k * W * C, B * H * W * C, 0, channels_last,
+                    (float)(k * k)};
+    g.per_item = BLOCK / g.row;
+    return g;
+}
+
+/* Where pooled row q (over b, then ho) of step t starts in pooled frames [T*B][Ho][Wo][C]
+ * (channels-last) or [T*B][C][Ho][Wo]; in the latter its channels are Ho * Wo apart. */
+static inline int64_t pooled_at(const pool_shape *g, int64_t t, int64_t q, int64_t C)
+{
+    const int64_t B = g->rows / g->Ho, frame = t * B + q / g->Ho, ho = q % g->Ho;
+    return g->channels_last ? (frame * g->Ho + ho) * g->Wo * C
+                            : frame * C * g->Ho * g->Wo + ho * g->Wo;
 }
 
 static lif_params params(float keep, float slope, float threshold, float width)
@@ -131,8 +139,9 @@ static lif_params params(float keep, float slope, float threshold, float width)
 }
 
 /* currents [T][n] -> spikes [T][n], and the state bytes if state is not NULL. */
-VECTOR_CLONES void lif_scan_forward(const float *currents, float *spikes, uint8_t *state, int64_t T,
-                      int64_t n, float keep, float slope, float threshold, float width)
+VECTOR_CLONES void lif_scan_forward(const float *currents, float *spikes, uint8_t *state,
+                                    int64_t T, int64_t n, float keep, float slope, float threshold,
+                                    float width)
 {
     const lif_params p = params(keep, slope, threshold, width);
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
@@ -147,8 +156,8 @@ VECTOR_CLONES void lif_scan_forward(const float *currents, float *spikes, uint8_
 }
 
 /* d loss / d spikes [T][n] and state [T][n] -> d loss / d currents [T][n] (grad). */
-VECTOR_CLONES void lif_scan_backward(const float *grad_spikes, const uint8_t *state, float *grad, int64_t T,
-                       int64_t n, float keep, float slope, float width)
+VECTOR_CLONES void lif_scan_backward(const float *grad_spikes, const uint8_t *state, float *grad,
+                                     int64_t T, int64_t n, float keep, float slope, float width)
 {
     const lif_params p = params(keep, slope, 0.0f, width);
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
@@ -164,37 +173,36 @@ VECTOR_CLONES void lif_scan_backward(const float *grad_spikes, const uint8_t *st
 
 /* Fused scan + k x k average pooling. A pooled row (b, ho) covers k input rows, k * W * C
  * contiguous elements of each frame; a work item is a run of consecutive pooled rows (over
- * ho, then b) of at most BLOCK elements. The pooled frames are channels-last or, with
- * channels_last 0, [T*B][C][Ho][Wo]. Returns -1 (nothing done) if one row is longer. */
+ * ho, then b) of at most BLOCK elements (pooling()). The pooled frames are channels-last
+ * or, with channels_last 0, [T*B][C][Ho][Wo]. Returns -1 (nothing done) if one pooled
+ * row's input exceeds BLOCK. */
 VECTOR_CLONES int lif_pool_scan_forward(const float *currents, float *pooled, uint8_t *state,
                                         int64_t T, int64_t B, int64_t H, int64_t W, int64_t C,
                                         int64_t k, int64_t channels_last, float keep,
                                         float slope, float threshold, float width)
 {
     const lif_params p = params(keep, slope, threshold, width);
-    const int64_t Ho = H / k, Wo = W / k, rows = B * Ho, row = k * W * C, step = B * H * W * C;
-    const float area = (float)(k * k);
-    if (row > BLOCK)
+    const pool_shape g = pooling(B, H, W, C, k, channels_last);
+    const int64_t row = g.row, step = g.step, per_item = g.per_item, Wo = g.Wo;
+    if (per_item == 0)
         return -1;
-    const int64_t per_item = BLOCK / row;
 #pragma omp parallel for schedule(static) if (T * step >= PARALLEL_MIN)
-    for (int64_t first = 0; first < rows; first += per_item) {
-        const int64_t count = rows - first < per_item ? rows - first : per_item;
+    for (int64_t first = 0; first < g.rows; first += per_item) {
+        const int64_t count = g.rows - first < per_item ? g.rows - first : per_item;
         float mem[BLOCK] = {0}, spike[BLOCK], averages[BLOCK];
         for (int64_t t = 0; t < T; t++) {
             const int64_t at = t * step + first * row;
             step_row(mem, currents + at, spike, state ? state + at : NULL, count * row, p);
             for (int64_t r = 0; r < count; r++) {
-                const int64_t q = first + r; /* pooled row (b, ho) */
-                const pooled_row out = pooled_at(t * B + q / Ho, q % Ho, Ho, Wo, C, channels_last);
+                float *out = pooled + pooled_at(&g, t, first + r, C);
                 if (channels_last) { /* the pooled row is [Wo][C] in place */
-                    pool_row(spike + r * row, pooled + out.start, W, C, k, area);
+                    pool_row(spike + r * row, out, W, C, k, g.area);
                     continue;
                 }
-                pool_row(spike + r * row, averages, W, C, k, area);
+                pool_row(spike + r * row, averages, W, C, k, g.area);
                 for (int64_t c = 0; c < C; c++)
                     for (int64_t wo = 0; wo < Wo; wo++)
-                        pooled[out.start + c * out.c_stride + wo] = averages[wo * C + c];
+                        out[c * g.Ho * Wo + wo] = averages[wo * C + c];
             }
         }
     }
@@ -209,32 +217,30 @@ VECTOR_CLONES int lif_pool_scan_backward(const float *grad_pooled, const uint8_t
                                          float slope, float width)
 {
     const lif_params p = params(keep, slope, 0.0f, width);
-    const int64_t Ho = H / k, Wo = W / k, rows = B * Ho, row = k * W * C, step = B * H * W * C;
-    const float area = (float)(k * k);
-    if (row > BLOCK)
+    const pool_shape g = pooling(B, H, W, C, k, channels_last);
+    const int64_t row = g.row, step = g.step, per_item = g.per_item, Wo = g.Wo;
+    if (per_item == 0)
         return -1;
-    const int64_t per_item = BLOCK / row;
 #pragma omp parallel for schedule(static) if (T * step >= PARALLEL_MIN)
-    for (int64_t first = 0; first < rows; first += per_item) {
-        const int64_t count = rows - first < per_item ? rows - first : per_item;
+    for (int64_t first = 0; first < g.rows; first += per_item) {
+        const int64_t count = g.rows - first < per_item ? g.rows - first : per_item;
         float grad_spike[BLOCK];
         for (int64_t t = T - 1; t >= 0; t--) {
             for (int64_t r = 0; r < count; r++) {
-                const int64_t q = first + r;
-                const pooled_row in = pooled_at(t * B + q / Ho, q % Ho, Ho, Wo, C, channels_last);
-                float g[BLOCK]; /* d loss / d spikes of one pooled output: g / k^2 */
+                const float *in = grad_pooled + pooled_at(&g, t, first + r, C);
+                float unit[BLOCK]; /* d loss / d spikes of one pooled output: g / k^2 */
                 if (channels_last)
                     for (int64_t j = 0; j < Wo * C; j++)
-                        g[j] = grad_pooled[in.start + j] / area;
+                        unit[j] = in[j] / g.area;
                 else
                     for (int64_t wo = 0; wo < Wo; wo++)
                         for (int64_t c = 0; c < C; c++)
-                            g[wo * C + c] = grad_pooled[in.start + c * in.c_stride + wo] / area;
+                            unit[wo * C + c] = in[c * g.Ho * Wo + wo] / g.area;
                 float *to = grad_spike + r * row; /* un-pooled: k x k copies */
                 for (int64_t dh = 0; dh < k; dh++)
                     for (int64_t wo = 0; wo < Wo; wo++)
                         for (int64_t dw = 0; dw < k; dw++, to += C)
-                            memcpy(to, g + wo * C, sizeof(float) * C);
+                            memcpy(to, unit + wo * C, sizeof(float) * C);
             }
             const int64_t at = t * step + first * row;
             backward_row(grad_spike, state + at, t + 1 < T ? grad + at + step : NULL, grad + at,
