@@ -16,9 +16,7 @@ with every supermask recomputed at every step, as PRIME's reference code does, a
 (d) the dense floor: the same convolutions and linear layers at batch T*B, channels-last,
 without neurons or masks. Steps are timed round-robin over the implementations (so load from
 other processes hits all alike), or with ``--sequential`` each implementation alone after
-``--warmup`` steps (its steady state; on a quiet machine the fairer figure: interleaving
-slows the snnTorch loop's many small kernels more than the others). Figures are medians,
-ratios are against (c) and (d).
+``--warmup`` steps (its steady state). Figures are medians, ratios are against (c) and (d).
 
     python scripts/bench_speed.py --batch 128 --timesteps 10 --json bench.json
 """

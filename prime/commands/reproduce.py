@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_nmnist(sub: argparse._SubParsersAction) -> None:
-    from prime.commands.train import add_augment_arguments
+    from prime.commands.train import add_recipe_arguments
     from prime.reproduce import EXIT_LOSS, MAX_EPOCHS, RECIPE_AUGMENT, SAMPLES_SEEN
 
     p = sub.add_parser(
@@ -30,7 +30,9 @@ def add_nmnist(sub: argparse._SubParsersAction) -> None:
         description="Reproduce the PRIME N-MNIST results on the recordings in DATA "
         "(tonic's layout: DATA/Train/<digit>/<id>.bin and/or DATA/Test/...; the full "
         "release or any subset). A folder without Test/ is split reproducibly into "
-        "train/validation/test. Writes OUT/report.md, OUT/reproduce.json and PNGs.",
+        "train/validation/test. Writes OUT/report.md, OUT/reproduce.json and PNGs. "
+        "Training adds augmentation and the per-step loss to the reference recipe; "
+        "--shift-px 0 --rotate-deg 0 --zoom 0 --exit-loss 0 gives the plain recipe.",
     )
     p.add_argument("data", type=Path, help="N-MNIST folder holding Train/ and/or Test/")
     p.add_argument(
@@ -47,14 +49,7 @@ def add_nmnist(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
-    add_augment_arguments(p, **RECIPE_AUGMENT)
-    p.add_argument(
-        "--exit-loss",
-        type=float,
-        default=EXIT_LOSS,
-        help=f"weight of the per-step loss that trains early exit (default {EXIT_LOSS}; "
-        "0 with --shift-px 0 --rotate-deg 0 --zoom 0 is the plain reference recipe)",
-    )
+    add_recipe_arguments(p, **RECIPE_AUGMENT, exit_loss=EXIT_LOSS)
     p.add_argument("--seed", type=int, default=0, help="training, chip and noise seed")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the data split")
     p.add_argument("--test-fraction", type=float, default=0.2, help="without Test/ only")

@@ -57,21 +57,20 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     p.add_argument("--limit-train", type=int, help="train on a seeded subset of N samples")
-    p.add_argument(
-        "--exit-loss",
-        type=float,
-        default=0.0,
-        help="weight in [0, 1] of the per-step loss that trains early steps for early exit",
-    )
-    add_augment_arguments(p)
+    add_recipe_arguments(p)
     add_replay_arguments(p)
     add_data_arguments(p)
 
 
-def add_augment_arguments(
-    p: argparse.ArgumentParser, shift_px: int = 0, rotate_deg: float = 0.0, zoom: float = 0.0
+def add_recipe_arguments(
+    p: argparse.ArgumentParser,
+    shift_px: int = 0,
+    rotate_deg: float = 0.0,
+    zoom: float = 0.0,
+    exit_loss: float = 0.0,
 ) -> None:
-    """Frame augmentation options (prime.data.augment.FrameAugmentation); image frames only."""
+    """Frame augmentation (prime.data.augment.FrameAugmentation; image frames only) and the
+    per-step loss weight (prime.train.training_loss), with these defaults."""
     p.add_argument(
         "--shift-px",
         type=int,
@@ -86,6 +85,13 @@ def add_augment_arguments(
     )
     p.add_argument(
         "--zoom", type=float, default=zoom, help=f"augment: random scale 1 +- Z (default {zoom})"
+    )
+    p.add_argument(
+        "--exit-loss",
+        type=float,
+        default=exit_loss,
+        help="weight in [0, 1] of the per-step loss that trains early steps for early exit "
+        f"(default {exit_loss})",
     )
 
 
