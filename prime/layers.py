@@ -16,6 +16,7 @@ from torch import nn
 from prime.devices import ConductanceModel, check_conductances, read_conductance
 from prime.errors import PrimeError
 from prime.masks import check_keep, supermask
+from prime.sparse_conv import conv2d
 
 #: PRIME's fixed conductance-to-weight scale (reference code ``software_scale``).
 PRIME_SCALE = 0.01
@@ -147,6 +148,7 @@ class MemristorConv2d(MemristorLayer):
 
     Runs channels-last (the fast layout of CPU convolutions); the output stays channels-last,
     which elementwise neurons and pooling keep, so only the first layer's input is converted.
+    Sparse spike input skips its zeros where that pays (:func:`prime.sparse_conv.conv2d`).
     """
 
     def __init__(
@@ -162,8 +164,7 @@ class MemristorConv2d(MemristorLayer):
         self.stride, self.padding = stride, padding
 
     def apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)
-        return F.conv2d(x, weight, stride=self.stride, padding=self.padding)
+        return conv2d(x, weight, stride=self.stride, padding=self.padding)
 
 
 class _AvgPool2dSavingShape(torch.autograd.Function):

@@ -1,10 +1,13 @@
 """Native (C) kernels, compiled on first use with the system's C compiler and cached.
 
-The fused LIF scan (``prime/kernels/lif_scan.c``) keeps each neuron's membrane in a register
-over all T steps: one pass over memory where the PyTorch version makes a dozen per step. The
-C code repeats the PyTorch kernels' float32 arithmetic operation by operation, so results are
-bit-identical (tests check it). Where no compiler is found, the build fails, or
-``PRIME_NATIVE=0`` is set, :func:`lif_kernels` returns None and callers use PyTorch ops.
+- ``prime/kernels/lif_scan.c``: the fused LIF scans. Each neuron's membrane stays in a
+  register over all T steps: one pass over memory where the PyTorch version makes a dozen per
+  step. The C code repeats the PyTorch kernels' float32 arithmetic operation by operation, so
+  results are bit-identical (tests check it).
+- ``prime/kernels/sparse_conv.c``: convolutions that skip zero inputs (:mod:`prime.sparse_conv`).
+
+Where no compiler is found, the build fails, or ``PRIME_NATIVE=0`` is set, :func:`kernels`
+returns None and callers use PyTorch ops.
 
 The shared library is cached under ``$PRIME_CACHE`` (default ``~/.cache/prime``), named by a
 hash of its source and build command, and written atomically. The kernels run on OpenMP
@@ -27,7 +30,9 @@ import torch
 
 from prime.checkpoint import atomic_path
 
-SOURCE = Path(__file__).with_name("kernels") / "lif_scan.c"
+SOURCES = tuple(
+    Path(__file__).with_name("kernels") / name for name in ("lif_scan.c", "sparse_conv.c")
+)
 #: -ffp-contract=off: no fused multiply-add, so every rounding is that of PyTorch's kernels;
 #: -fno-trapping-math lets branch-free selects vectorize (IEEE results unchanged); -fopenmp
 #: links libgomp, which resolves to the one PyTorch has loaded (one thread pool for both)
@@ -42,11 +47,23 @@ FLAGS = (
 )
 
 _f32, _i64, _ptr = ctypes.c_float, ctypes.c_int64, ctypes.c_void_p
+
+
+class ConvShape(ctypes.Structure):
+    """``conv_shape`` of sparse_conv.c: input H x W x Ci, Co outputs, kernel, padding, output."""
+
+    _fields_ = [(name, _i64) for name in ("H", "W", "Ci", "Co", "KH", "KW", "pad", "Ho", "Wo")]
+
+
 _SIGNATURES = {
     "lif_scan_forward": ([_ptr] * 3 + [_i64] * 2 + [_f32] * 4, None),
     "lif_scan_backward": ([_ptr] * 3 + [_i64] * 2 + [_f32] * 3, None),
     "lif_pool_scan_forward": ([_ptr] * 3 + [_i64] * 7 + [_f32] * 4, ctypes.c_int),
     "lif_pool_scan_backward": ([_ptr] * 3 + [_i64] * 7 + [_f32] * 3, ctypes.c_int),
+    "count_nonzero": ([_ptr, _i64, _i64, _ptr], None),
+    "gather_nonzero": ([_ptr, _i64, _i64] + [_ptr] * 3, None),
+    "sparse_conv_forward": ([_ptr] * 5 + [_i64, ConvShape], None),
+    "sparse_conv_weight_grad": ([_ptr] * 5 + [_i64, ConvShape], ctypes.c_int),
 }
 
 
@@ -61,13 +78,13 @@ def compiler() -> str | None:
 def library_path(cc: str) -> Path:
     """Where the kernels built by compiler ``cc`` are cached: named by source and flags."""
     build = " ".join((Path(cc).name, *FLAGS)).encode()
-    key = hashlib.sha256(SOURCE.read_bytes() + build).hexdigest()[:16]
-    return cache_dir() / f"lif_scan-{key}.so"
+    key = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES) + build)
+    return cache_dir() / f"prime_kernels-{key.hexdigest()[:16]}.so"
 
 
 def _fall_back(reason: str) -> None:
     warnings.warn(
-        f"prime: {reason}; the LIF scans run as PyTorch ops instead (same results, slower; "
+        f"prime: {reason}; PyTorch ops run instead of the native kernels (same results, slower; "
         "PRIME_NATIVE=0 silences this)",
         RuntimeWarning,
         stacklevel=3,
@@ -75,8 +92,8 @@ def _fall_back(reason: str) -> None:
 
 
 @functools.cache
-def lif_kernels() -> ctypes.CDLL | None:
-    """The compiled LIF scan kernels, or None (then PyTorch ops run; warned once on failure)."""
+def kernels() -> ctypes.CDLL | None:
+    """The compiled native kernels, or None (then PyTorch ops run; warned once on failure)."""
     if os.environ.get("PRIME_NATIVE", "1") == "0":
         return None
     cc = compiler()
@@ -88,14 +105,14 @@ def lif_kernels() -> ctypes.CDLL | None:
         try:
             with atomic_path(library) as tmp:
                 subprocess.run(
-                    [cc, *FLAGS, str(SOURCE), "-o", str(tmp)],
+                    [cc, *FLAGS, *map(str, SOURCES), "-o", str(tmp)],
                     capture_output=True,
                     text=True,
                     check=True,
                 )
         except (OSError, subprocess.CalledProcessError) as error:
             detail = (getattr(error, "stderr", None) or str(error)).strip()[:500]
-            _fall_back(f"could not build the native LIF kernels with {cc} into {library}: {detail}")
+            _fall_back(f"could not build the native kernels with {cc} into {library}: {detail}")
             return None
     try:
         lib = ctypes.CDLL(str(library))

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prime.native import channels_last_frames, lif_kernels, step_major
+from prime.native import channels_last_frames, kernels, step_major
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,10 @@ def lif_scan_forward(
     give the same bits.
     """
     spikes = torch.empty_like(currents)
-    kernels = lif_kernels()
-    if kernels is not None and step_major(currents):
+    lib = kernels()
+    if lib is not None and step_major(currents):
         T, n = currents.shape[0], currents[0].numel()
-        kernels.lif_scan_forward(
+        lib.lif_scan_forward(
             currents.data_ptr(),
             spikes.data_ptr(),
             None if state is None else state.data_ptr(),
@@ -130,12 +130,12 @@ def lif_scan_backward(
     """The fused scan's backward: d loss / d currents [T, B, ...] from d loss / d spikes and
     the forward's state bytes (native kernel where built, else PyTorch ops)."""
     grad = torch.empty_like(state, dtype=grad_spikes.dtype)
-    kernels = lif_kernels()
-    if kernels is not None and step_major(grad):
+    lib = kernels()
+    if lib is not None and step_major(grad):
         if grad_spikes.stride() != grad.stride():
             grad_spikes = torch.empty_like(grad).copy_(grad_spikes)  # both read alike
         T, n = state.shape[0], state[0].numel()
-        kernels.lif_scan_backward(
+        lib.lif_scan_backward(
             grad_spikes.data_ptr(),
             state.data_ptr(),
             grad.data_ptr(),
@@ -208,7 +208,7 @@ def lif_pool_scan(
     storing the spikes (backward keeps the state bytes only). Returns None where it cannot
     run: native kernels not built, frames not channels-last, or H, W not divisible by k.
     """
-    if lif_kernels() is None or not channels_last_frames(currents):
+    if kernels() is None or not channels_last_frames(currents):
         return None
     *_, C, H, W = currents.shape
     if H % kernel or W % kernel or kernel * W * C > POOL_ROW_LIMIT:
@@ -240,7 +240,7 @@ def lif_pool_scan_forward(
     ``state`` filled as :func:`lif_scan_forward` fills it, if given."""
     T, B, C, H, W = currents.shape
     pooled = _pooled_frames(T, B, C, H // kernel, W // kernel, channels_last)
-    status = lif_kernels().lif_pool_scan_forward(
+    status = kernels().lif_pool_scan_forward(
         currents.data_ptr(),
         pooled.data_ptr(),
         None if state is None else state.data_ptr(),
@@ -291,7 +291,7 @@ class LIFPoolScan(torch.autograd.Function):
             grad_pooled = _pooled_frames(*grad_pooled.shape, ctx.channels_last).copy_(grad_pooled)
         T, B, C, H, W = state.shape
         grad = torch.empty(T * B, C, H, W, memory_format=torch.channels_last).unflatten(0, (T, B))
-        status = lif_kernels().lif_pool_scan_backward(
+        status = kernels().lif_pool_scan_backward(
             grad_pooled.data_ptr(),
             state.data_ptr(),
             grad.data_ptr(),

@@ -220,13 +220,13 @@ def test_avg_pool_saving_shape_has_the_same_gradient_and_saves_no_input(pool):
 
 def torch_ops_only(monkeypatch) -> None:
     """Make the LIF scan run PyTorch ops instead of the native kernels."""
-    monkeypatch.setattr("prime.neurons.lif_kernels", lambda: None)
+    monkeypatch.setattr("prime.neurons.kernels", lambda: None)
 
 
 @pytest.mark.parametrize("params", PARAMS, ids=repr)
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_native_scan_equals_torch_ops_bit_for_bit(params, channels_last, monkeypatch):
-    if native.lif_kernels() is None:
+    if native.kernels() is None:
         pytest.skip("the native LIF kernels could not be built here (no C compiler?)")
     g = torch.Generator().manual_seed(1)
     frames = torch.randn(9 * 6, 5, 20, 30, generator=g) * params.threshold * 1.5
@@ -249,11 +249,11 @@ def test_native_scan_equals_torch_ops_bit_for_bit(params, channels_last, monkeyp
 
 @pytest.fixture
 def rebuilt_native(monkeypatch):
-    """``prime.native.lif_kernels`` looked up afresh in the test, and again after it."""
-    native.lif_kernels.cache_clear()
+    """``prime.native.kernels`` looked up afresh in the test, and again after it."""
+    native.kernels.cache_clear()
     yield
     monkeypatch.undo()
-    native.lif_kernels.cache_clear()
+    native.kernels.cache_clear()
 
 
 def test_native_kernels_fall_back_to_torch_ops_with_a_warning(
@@ -261,31 +261,31 @@ def test_native_kernels_fall_back_to_torch_ops_with_a_warning(
 ):
     monkeypatch.setenv("PRIME_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
-    with pytest.warns(RuntimeWarning, match="could not build the native LIF kernels"):
-        assert native.lif_kernels() is None
+    with pytest.warns(RuntimeWarning, match="could not build the native kernels"):
+        assert native.kernels() is None
     assert not list((tmp_path / "native").glob("*"))  # no half-built library left
     currents = torch.randn(3, 2, 4, requires_grad=True)
     values_and_grads(lif_scan, currents, torch.ones(3, 2, 4), PARAMS[0])  # PyTorch ops run
     monkeypatch.setenv("PRIME_NATIVE", "0")
-    native.lif_kernels.cache_clear()
-    assert native.lif_kernels() is None
+    native.kernels.cache_clear()
+    assert native.kernels() is None
 
 
 def test_a_damaged_cached_library_is_removed_and_rebuilt(tmp_path, monkeypatch, rebuilt_native):
     monkeypatch.setenv("PRIME_CACHE", str(tmp_path / "probe"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        if native.lif_kernels() is None:
+        if native.kernels() is None:
             pytest.skip("the native LIF kernels cannot be built here (no working C compiler)")
-    native.lif_kernels.cache_clear()
+    native.kernels.cache_clear()
     monkeypatch.setenv("PRIME_CACHE", str(tmp_path / "cache"))
     library = native.library_path(native.compiler())
     library.parent.mkdir(parents=True)
     library.write_bytes(b"not a shared library")  # e.g. a disk error
     with pytest.warns(RuntimeWarning, match="removed, rebuilt on the next run"):
-        assert native.lif_kernels() is None
-    native.lif_kernels.cache_clear()
-    assert native.lif_kernels() is not None and library.exists()
+        assert native.kernels() is None
+    native.kernels.cache_clear()
+    assert native.kernels() is not None and library.exists()
 
 
 def test_step_major_layouts():
@@ -299,7 +299,7 @@ def test_step_major_layouts():
 
 
 def needs_native() -> None:
-    if native.lif_kernels() is None:
+    if native.kernels() is None:
         pytest.skip("the native LIF kernels could not be built here (no C compiler?)")
 
 
