@@ -52,13 +52,12 @@ def compress(x: torch.Tensor, max_density: float = 1.0) -> SparseFrames | None:
         return None
     x = x.contiguous(memory_format=torch.channels_last)
     n, m = x.shape[0], x[0].numel()
-    counts = torch.empty(n + 1, dtype=torch.int64)
-    lib.count_nonzero(x.data_ptr(), n, m, counts.data_ptr())
-    counts[n] = 0
-    total = int(counts.sum())
+    offsets = torch.zeros(n + 1, dtype=torch.int64)
+    lib.count_nonzero(x.data_ptr(), n, m, offsets[1:].data_ptr())
+    offsets[1:] = offsets[1:].cumsum(0)  # [0, c0, c0 + c1, ...]
+    total = int(offsets[n])
     if total > max_density * x.numel():
         return None
-    offsets = torch.cumsum(counts.roll(1), 0)  # [0, c0, c0 + c1, ...]
     index = torch.empty(total, dtype=torch.int32)
     value = torch.empty(total, dtype=torch.float32)
     lib.gather_nonzero(x.data_ptr(), n, m, offsets.data_ptr(), index.data_ptr(), value.data_ptr())
@@ -70,11 +69,11 @@ def conv2d(
 ) -> torch.Tensor:
     """``F.conv2d`` of frames x [N, C_in, H, W] (no bias, ints for stride and padding) ->
     [N, C_out, H', W'] channels-last; skips x's zeros where that pays (see the module)."""
+    x = x.contiguous(memory_format=torch.channels_last)
     if _sparse_can_run(x, weight, stride, padding):
         frames = compress(x, MAX_DENSITY)
         if frames is not None:
             return sparse_conv2d(x, weight, padding, frames)
-    x = x.contiguous(memory_format=torch.channels_last)
     return F.conv2d(x, weight, stride=stride, padding=padding)
 
 
