@@ -1,5 +1,5 @@
 import sys
 
-from prime.cli import main
+from prime.cli.main import main
 
 sys.exit(main())

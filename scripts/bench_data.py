@@ -31,13 +31,13 @@ from prime.data.cache import bin_frames
 from prime.data.fake import write_fake_nmnist
 from prime.data.nmnist import NMNIST
 from prime.data.tonic_files import to_frame
-from prime.models import get_model
+from prime.snn.models import get_model
 
 TIMESTEPS = 10
 
 
 def train_epoch(model, optimizer, dataset, batch_size: int, epoch: int) -> dict[str, list[float]]:
-    """One epoch as prime.train runs it; seconds waiting for data and computing, per batch."""
+    """One epoch as prime.runs.train runs it; seconds waiting for data and computing, per batch."""
     batches, _ = iterate_batches(dataset, batch_size, torch.Generator().manual_seed(epoch))
     times = {"data": [], "step": []}
     model.train()

@@ -3,7 +3,7 @@
 Measures, in one process, on the same model and the same test samples (preloaded):
 
 * samples/s of full-T inference, single-step (the path early exit drives) and multi-step,
-* samples/s of early-exit inference (``prime.early_exit.run_early_exit``, compaction on),
+* samples/s of early-exit inference (``prime.inference.early_exit.run_early_exit``, compaction on),
 * the ideal speedup T / mean steps, the measured speedup over full-T single-step and their
   ratio (goal: >= 0.8),
 * the cost of one single-step call per batch size (ms), which bounds what compaction can
@@ -27,10 +27,11 @@ from pathlib import Path
 
 import torch
 
-from prime.checkpoint import write_json
+from prime.core.io import write_json
 from prime.data import iterate_batches
-from prime.early_exit import calibrate_threshold, run_early_exit, validation_split
-from prime.train import TrainConfig, load_data, load_run
+from prime.inference.early_exit import calibrate_threshold, run_early_exit, validation_split
+from prime.runs.config import TrainConfig
+from prime.runs.rundir import load_data, load_run
 
 
 def timed(fn: Callable[[], object]) -> float:

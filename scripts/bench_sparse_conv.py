@@ -2,10 +2,10 @@
 
 Times, in one process on the same inputs, a training step's convolution (forward, then
 backward with both the input and the weight gradient) and the forward alone, for
-``prime.sparse_conv``'s kernels (compression counted) and for ``F.conv2d``, over a range of
+``prime.kernels.sparse_conv``'s kernels (compression counted) and for ``F.conv2d``, over a range of
 input densities. Inputs are pooled-spike-like frames (0 or k/4), channels-last. Prints
 medians in ms and the ratio dense / sparse (above 1: sparse is faster); the crossover sets
-``prime.sparse_conv.MAX_DENSITY``. Default shape: ``nmnist-conv``'s second convolution at
+``prime.kernels.sparse_conv.MAX_DENSITY``. Default shape: ``nmnist-conv``'s second convolution at
 B = 128, T = 10.
 
     python scripts/bench_sparse_conv.py --threads 2 --densities 0.05 0.1 0.15 0.2
@@ -21,9 +21,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from prime import sparse_conv
-from prime.allocator import keep_freed_memory
-from prime.native import kernels
+from prime.kernels import sparse_conv
+from prime.kernels.memory import keep_freed_memory
+from prime.kernels.native import kernels
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:

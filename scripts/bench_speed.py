@@ -40,13 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prime.allocator import keep_freed_memory
-from prime.checkpoint import write_json
-from prime.layers import MemristorConv2d, MemristorLayer
-from prime.masks import supermask
-from prime.models import get_model
-from prime.network import SpikingNetwork
-from prime.neurons import LIF, Integrator, RectangularSpike, integrator_step
+from prime.core.io import write_json
+from prime.kernels.memory import keep_freed_memory
+from prime.snn.layers import MemristorConv2d, MemristorLayer
+from prime.snn.masks import supermask
+from prime.snn.models import get_model
+from prime.snn.network import SpikingNetwork
+from prime.snn.neurons import LIF, Integrator, RectangularSpike, integrator_step
 
 IMPLEMENTATIONS = {
     "prime-multi": "(a) prime multi-step",
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-freed-memory",
         action="store_true",
-        help="let glibc reuse freed memory for all implementations (prime.allocator; "
+        help="let glibc reuse freed memory for all implementations (prime.kernels.memory; "
         "what `prime train` does)",
     )
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-from prime.devices import get_device
-from prime.models import get_model
-from prime.replay import TraceReplay
-from prime.traces import Trace, TraceInfo, synth_reads, write_trace
+from prime.hardware.devices import get_device
+from prime.hardware.replay import TraceReplay
+from prime.hardware.traces.format import Trace, TraceInfo, write_trace
+from prime.hardware.traces.synthesis import synth_reads
+from prime.snn.models import get_model
 
 
 def peak_rss_mb() -> float:

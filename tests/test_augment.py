@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from prime.core.errors import PrimeError
 from prime.data.augment import FrameAugmentation, affine_frames, shift_frames
-from prime.errors import PrimeError
-from prime.train import TrainConfig, train, training_loss
+from prime.runs.config import TrainConfig
+from prime.runs.train import train, training_loss
 
 
 def frames(seed: int = 0) -> torch.Tensor:

@@ -7,12 +7,12 @@ import pytest
 import snntorch as snn
 import torch
 
-from prime.devices import get_device, read_conductance
-from prime.errors import PrimeError
-from prime.masks import kept_count, prime_mask, supermask, topk_mask
-from prime.models import get_model, list_models
-from prime.neurons import LIFParams, RectangularSpike, lif_scan, lif_step
-from prime.reference import load_prime_reference
+from prime.core.errors import PrimeError
+from prime.hardware.devices import get_device, read_conductance
+from prime.snn.masks import kept_count, prime_mask, supermask, topk_mask
+from prime.snn.models import get_model, list_models
+from prime.snn.neurons import LIFParams, RectangularSpike, lif_scan, lif_step
+from prime.snn.reference import load_prime_reference
 from tests.conftest import reference_file
 
 
@@ -274,7 +274,7 @@ def test_unknown_model_lists_known():
 def test_atomic_write_replaces_whole_file_with_usual_mode(tmp_path):
     import os
 
-    from prime.checkpoint import atomic_write
+    from prime.core.io import atomic_write
 
     def killed_halfway(tmp):
         tmp.write_text("half")

@@ -9,7 +9,8 @@ import pytest
 import tonic
 import torch
 
-from prime.cli import main
+from prime.cli.main import main
+from prime.core.errors import PrimeError
 from prime.data import load_dataset
 from prime.data.fake import (
     encode_nmnist,
@@ -17,8 +18,8 @@ from prime.data.fake import (
     write_fake_nmnist,
     write_fake_shd,
 )
-from prime.errors import PrimeError
-from prime.train import TrainConfig, train
+from prime.runs.config import TrainConfig
+from prime.runs.train import train
 from tests.conftest import reference_file
 
 

@@ -15,13 +15,14 @@ import pytest
 import torch
 from tiny_data import TINY, load_tiny
 
-import prime.checkpoint
-from prime.checkpoint import load_checkpoint
-from prime.cli import main
-from prime.distributed import Ranks, launch, process_group
-from prime.errors import PrimeError
-from prime.models import get_model
-from prime.train import TrainConfig, _epoch_batches, train
+import prime.core.io
+from prime.cli.main import main
+from prime.core.errors import PrimeError
+from prime.core.io import load_checkpoint
+from prime.runs.config import TrainConfig
+from prime.runs.distributed import Ranks, launch, process_group
+from prime.runs.train import _epoch_batches, train
+from prime.snn.models import get_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,13 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def _train_rank(config: TrainConfig, out: Path) -> list[str]:
     """One rank of a job: train, and return the paths this process wrote."""
     written = []
-    atomic_path = prime.checkpoint.atomic_path
+    atomic_path = prime.core.io.atomic_path
 
     def recording(path):
         written.append(str(path))
         return atomic_path(path)
 
-    prime.checkpoint.atomic_path = recording
+    prime.core.io.atomic_path = recording
     with process_group():
         train(config, out, progress=False)
     return written
@@ -98,7 +99,7 @@ def test_stalled_rank_stops_the_job_and_resume_finishes(tmp_path):
     argv += ["8", "--save-every", "2", "--quiet", "--threads", "1"]
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
     env.update(WORLD_SIZE="2", PRIME_DIST_TIMEOUT_S="3", PYTHONPATH=str(ROOT / "tests"))
-    code = f"import sys, tiny_data; from prime.cli import main; sys.exit(main({argv!r}))"
+    code = f"import sys, tiny_data; from prime.cli.main import main; sys.exit(main({argv!r}))"
     ranks = [
         subprocess.Popen(
             [sys.executable, "-c", code],

@@ -10,8 +10,9 @@ import pytest
 import torch
 from conftest import reference_file
 
+from prime.core.errors import PrimeError
 from prime.data import FrameDataset
-from prime.early_exit import (
+from prime.inference.early_exit import (
     POLICIES,
     calibrate_threshold,
     evaluate_early_exit,
@@ -20,8 +21,7 @@ from prime.early_exit import (
     run_early_exit,
     sweep_thresholds,
 )
-from prime.errors import PrimeError
-from prime.models import get_model
+from prime.snn.models import get_model
 
 T = 6
 
@@ -139,7 +139,7 @@ def test_threshold_zero_exits_everyone_at_min_steps(model, x):
 
 
 def test_golden_early_exit_steps_of_the_prime_reference():
-    from prime.reference import load_prime_reference
+    from prime.snn.reference import load_prime_reference
 
     model = load_prime_reference(reference_file("prime/classification.pt"))
     golden = np.load(reference_file("prime/prime_golden.npz"))
@@ -192,8 +192,9 @@ def test_evaluate_sweep_and_calibration_agree(model, x):
 
 
 def test_eval_early_exit_command_reports_and_writes_files(tmp_path, capsys):
-    from prime.cli import main
-    from prime.train import TrainConfig, train
+    from prime.cli.main import main
+    from prime.runs.config import TrainConfig
+    from prime.runs.train import train
 
     rng = np.random.default_rng(0)
     data_path = tmp_path / "tiny.npz"

@@ -1,4 +1,4 @@
-"""Operation counting and energy models (prime.energy), and ``prime bench energy``."""
+"""Operation counting and energy models (prime.analysis.energy), and ``prime bench energy``."""
 
 from __future__ import annotations
 
@@ -10,24 +10,22 @@ import pytest
 import torch
 from torch import nn
 
-from prime.checkpoint import save_checkpoint
-from prime.devices import chip_generator, get_device
-from prime.energy import (
+from prime.analysis.energy.counting import connection_sparsity, count_operations, synapse_counts
+from prime.analysis.energy.models import (
     ENERGY_MODELS,
     AnalogMacro,
     DigitalAccelerator,
     Scenario,
-    connection_sparsity,
-    count_operations,
     load_energy_model,
-    synapse_counts,
 )
-from prime.errors import PrimeError
-from prime.layers import MemristorConv2d, MemristorLinear
-from prime.models import get_model
-from prime.network import SpikingNetwork
-from prime.neurons import LIF, Integrator, LIFParams
-from prime.train import TrainConfig
+from prime.core.errors import PrimeError
+from prime.core.io import save_checkpoint
+from prime.hardware.devices import chip_generator, get_device
+from prime.runs.config import TrainConfig
+from prime.snn.layers import MemristorConv2d, MemristorLinear
+from prime.snn.models import get_model
+from prime.snn.network import SpikingNetwork
+from prime.snn.neurons import LIF, Integrator, LIFParams
 
 
 def _linear(in_features: int, out_features: int, scores: list[list[float]]) -> MemristorLinear:
@@ -35,7 +33,7 @@ def _linear(in_features: int, out_features: int, scores: list[list[float]]) -> M
     layer = MemristorLinear(
         in_features,
         out_features,
-        device=get_device("prime-gaussian"),
+        device_model=get_device("prime-gaussian"),
         chip=chip_generator(0),
         scores_generator=torch.Generator().manual_seed(0),
         keep=0.5,
@@ -145,7 +143,7 @@ def test_energy_models_apply_their_constants():
     assert digital.latency_ns(counts) == 24 + 9
     events = DigitalAccelerator(mac_pj=2, ac_pj=0.5, neuron_update_pj=3, event_driven=True)
     assert events.energy_pj(counts) == {"acs": 2.5, "macs": 0.0, "neurons": 27.0}
-    assert events.load(counts) == 5
+    assert events.synaptic_ops(counts) == 5
     dense = Scenario("dense", digital, counts)
     analog = Scenario("analog", macro, counts)
     ratios = analog.versus(dense)
@@ -219,7 +217,7 @@ def test_counting_follows_a_shrinking_batch():
 
 
 def test_early_exit_reduces_counted_timesteps_by_the_steps_skipped():
-    early_exit = pytest.importorskip("prime.early_exit")
+    early_exit = pytest.importorskip("prime.inference.early_exit")
     model = _conv_model(0.5)
     x = (torch.rand(10, 6, 2, 34, 34, generator=torch.Generator().manual_seed(1)) < 0.1).float()
     with torch.no_grad(), count_operations(model) as full:
@@ -303,7 +301,7 @@ def test_step_weights_hook_is_counted_once():
 
 
 def test_bench_energy_command(tmp_path, capsys):
-    from prime.cli import main
+    from prime.cli.main import main
 
     run = tmp_path / "run"
     model = _conv_model(0.5)  # untrained scores: counting needs no training

@@ -8,10 +8,10 @@ import shutil
 import pytest
 import torch
 
-from prime.cli import main
+from prime.cli.main import main
+from prime.core.errors import PrimeError
 from prime.data.fake import write_fake_nmnist
-from prime.errors import PrimeError
-from prime.reproduce import MAX_EPOCHS, ReproduceConfig, epochs_for, nmnist_folder
+from prime.runs.reproduce.pipeline import MAX_EPOCHS, ReproduceConfig, epochs_for, nmnist_folder
 from tests.conftest import reference_file
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--repeats", "2", "--read-noise", "0,0.05"]

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prime import native, sparse_conv
-from prime.models import get_model
+from prime.kernels import native, sparse_conv
+from prime.snn.models import get_model
 
 pytestmark = pytest.mark.skipif(
     native.kernels() is None, reason="native kernels not built (no C compiler here)"

@@ -16,17 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prime import native
-from prime.allocator import keep_freed_memory
-from prime.models import get_model
-from prime.neurons import (
-    LIFParams,
-    LIFScan,
-    lif_pool_scan,
-    lif_scan,
-    lif_step,
-    spikes_saved_as_bool,
-)
+from prime.kernels import native
+from prime.kernels.lif import LIFScan, lif_pool_scan
+from prime.kernels.memory import keep_freed_memory, spikes_saved_as_bool
+from prime.snn.models import get_model
+from prime.snn.neurons import LIFParams, lif_scan, lif_step
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = [
@@ -204,7 +198,7 @@ def test_keep_freed_memory_keeps_a_freed_block_resident():
     ],
 )
 def test_avg_pool_saving_shape_has_the_same_gradient_and_saves_no_input(pool):
-    from prime.layers import avg_pool2d_saving_shape
+    from prime.kernels.memory import avg_pool2d_saving_shape
 
     x = torch.rand(4, 3, 11, 11).to(memory_format=torch.channels_last).requires_grad_()
     grad = torch.randn_like(pool(x))
@@ -220,7 +214,7 @@ def test_avg_pool_saving_shape_has_the_same_gradient_and_saves_no_input(pool):
 
 def torch_ops_only(monkeypatch) -> None:
     """Make the LIF scan run PyTorch ops instead of the native kernels."""
-    monkeypatch.setattr("prime.neurons.kernels", lambda: None)
+    monkeypatch.setattr("prime.kernels.lif.kernels", lambda: None)
 
 
 @pytest.mark.parametrize("params", PARAMS, ids=repr)
@@ -249,7 +243,7 @@ def test_native_scan_equals_torch_ops_bit_for_bit(params, channels_last, monkeyp
 
 @pytest.fixture
 def rebuilt_native(monkeypatch):
-    """``prime.native.kernels`` looked up afresh in the test, and again after it."""
+    """``prime.kernels.native.kernels`` looked up afresh in the test, and again after it."""
     native.kernels.cache_clear()
     yield
     monkeypatch.undo()

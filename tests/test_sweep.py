@@ -10,12 +10,12 @@ import pytest
 import torch
 from tiny_data import TINY
 
-from prime.checkpoint import load_checkpoint
-from prime.cli import main
-from prime.distributed import launch, process_group
-from prime.errors import PrimeError
-from prime.sweep import chip_seeds, sweep_chips
-from prime.train import TrainConfig
+from prime.cli.main import main
+from prime.core.errors import PrimeError
+from prime.core.io import load_checkpoint
+from prime.runs.config import TrainConfig
+from prime.runs.distributed import launch, process_group
+from prime.runs.sweep import chip_seeds, sweep_chips
 
 CONFIG = TrainConfig(dataset=TINY, epochs=1, batch_size=8, lr=0.05, chip_seed=5)
 

@@ -12,17 +12,24 @@ import torch
 from conftest import reference_file
 from tiny_data import TINY
 
-from prime.cli import main
-from prime.commands.common import device_arg
-from prime.errors import PrimeError
-from prime.evaluate import evaluate_run
-from prime.fitting import fit_cells, fit_trace
-from prime.layers import MemristorLinear
-from prime.network import SpikingNetwork
-from prime.neurons import LIF, Integrator
-from prime.replay import TraceReplay, place
-from prime.traces import FORMAT_VERSION, Trace, TraceInfo, validate_trace, write_trace
-from prime.train import TrainConfig, train
+from prime.cli.common import device_arg
+from prime.cli.main import main
+from prime.core.errors import PrimeError
+from prime.hardware.fitting import fit_cells, fit_trace
+from prime.hardware.replay import TraceReplay, place
+from prime.hardware.traces.format import (
+    FORMAT_VERSION,
+    Trace,
+    TraceInfo,
+    validate_trace,
+    write_trace,
+)
+from prime.runs.config import TrainConfig
+from prime.runs.evaluation import evaluate_run
+from prime.runs.train import train
+from prime.snn.layers import MemristorLinear
+from prime.snn.network import SpikingNetwork
+from prime.snn.neurons import LIF, Integrator
 
 SAMPLE = Path(__file__).resolve().parents[1] / "hw_traces" / "rram-lognormal-512x512.h5"
 
@@ -33,10 +40,10 @@ def random_reads(n: int, rows: int, cols: int, seed: int = 0) -> np.ndarray:
 
 def tiny_network(seed: int = 0) -> SpikingNetwork:
     """6 inputs -> 3 LIF -> 2 outputs: crossbars of 6x6 and 3x4 cells."""
-    from prime.devices import chip_generator, get_device
+    from prime.hardware.devices import chip_generator, get_device
 
     kwargs = dict(
-        device=get_device("prime-gaussian"),
+        device_model=get_device("prime-gaussian"),
         chip=chip_generator(seed),
         scores_generator=torch.Generator().manual_seed(seed),
     )
@@ -239,7 +246,7 @@ def test_per_batch_and_per_step_replay_advance_reads(tmp_path):
 
 def test_training_on_a_trace_advances_every_batch_reproduces_and_resumes(tmp_path, monkeypatch):
     loaded, kill_at = [], []
-    original = TraceReplay.load
+    original = TraceReplay.load_read
 
     def record(self, index):
         if len(loaded) in kill_at:
@@ -247,7 +254,7 @@ def test_training_on_a_trace_advances_every_batch_reproduces_and_resumes(tmp_pat
         loaded.append(index % self.trace.n_reads)
         original(self, index)
 
-    monkeypatch.setattr(TraceReplay, "load", record)
+    monkeypatch.setattr(TraceReplay, "load_read", record)
     config = TrainConfig(
         dataset=TINY,
         data={"train_size": 24},

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from prime.checkpoint import load_checkpoint
-from prime.cli import main
+from prime.cli.main import main
+from prime.core.io import load_checkpoint
 from prime.data.digits import EVENT_DTYPE, make_events, split_indices
-from prime.train import TrainConfig, load_run, train
+from prime.runs.config import TrainConfig
+from prime.runs.rundir import load_run
+from prime.runs.train import train
 
 TINY = dict(epochs=2, batch_size=32, limit_train=96, save_every=2)
 

@@ -1,102 +1,37 @@
 """Datasets behind a registry: ``load_dataset(name, ...)`` -> :class:`DataSplits`.
 
 Every dataset yields ``(frames, label)`` with frames float32 [T, *input_shape] and an int
-label; a DataLoader batches them to [B, T, ...] (the training loop moves T first).
+label; a DataLoader batches them to [B, T, ...] (the training loop moves T first). The
+registry and the shared types are :mod:`prime.data.base`; importing this package registers
+every loader.
 """
 
-from __future__ import annotations
+from prime.data import arrays as _arrays  # noqa: F401  (each loader registers itself)
+from prime.data import digits as _digits  # noqa: F401
+from prime.data import dvsgesture as _dvsgesture  # noqa: F401
+from prime.data import mnist_idx as _mnist_idx  # noqa: F401
+from prime.data import nmnist as _nmnist  # noqa: F401
+from prime.data import shd as _shd  # noqa: F401
+from prime.data.base import (
+    DATASETS,
+    DatasetSpec,
+    DataSplits,
+    FrameDataset,
+    dataset_spec,
+    default_data_root,
+    iterate_batches,
+    list_datasets,
+    load_dataset,
+)
 
-import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import torch
-from torch.utils.data import DataLoader, Dataset
-
-from prime.registry import Registry
-
-
-@dataclass(frozen=True)
-class DataSplits:
-    """A dataset's train and test splits and the shape of its samples."""
-
-    train: Dataset
-    test: Dataset
-    input_shape: tuple[int, ...]
-    num_classes: int
-    timesteps: int
-    val: Dataset | None = None  # a validation split, where the loader was asked for one
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A registered dataset: how to load it and which model it trains by default.
-
-    ``on_disk(data_root)`` describes which of its files are present (``prime datasets``).
-    """
-
-    load: Callable[..., DataSplits]
-    default_model: str
-    description: str
-    on_disk: Callable[[Path], str] | None = None
-
-
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
-
-
-class FrameDataset(Dataset):
-    """In-memory frames [N, T, ...] (any dtype, stored compactly) with labels [N]."""
-
-    def __init__(self, frames: torch.Tensor, labels: torch.Tensor) -> None:
-        if len(frames) != len(labels):
-            raise ValueError(f"{len(frames)} samples but {len(labels)} labels")
-        self.frames, self.labels = frames, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.frames[index].float(), int(self.labels[index])
-
-
-def iterate_batches(
-    dataset: Dataset, batch_size: int, generator: torch.Generator | None = None
-) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int]:
-    """(batches of (frames [T, B, ...], labels [B]), number of batches).
-
-    Shuffled by ``generator`` if given, else in order; the order depends on nothing else.
-    """
-    if generator is not None:
-        order = torch.randperm(len(dataset), generator=generator).tolist()
-    else:
-        order = list(range(len(dataset)))
-    batch_list = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    loader = DataLoader(dataset, batch_sampler=batch_list)
-    return ((x.transpose(0, 1), y) for x, y in loader), len(batch_list)
-
-
-def default_data_root() -> Path:
-    """``$PRIME_DATA`` if set, else ``datasets/`` in the working directory."""
-    return Path(os.environ.get("PRIME_DATA", "datasets"))
-
-
-def load_dataset(name: str, **options: Any) -> DataSplits:
-    """Load the registered dataset ``name``; options are the dataset's own keywords."""
-    return DATASETS.get(name).load(**options)
-
-
-def list_datasets() -> list[str]:
-    return DATASETS.names()
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    return DATASETS.get(name)
-
-
-from prime.data import arrays as _arrays  # noqa: E402,F401
-from prime.data import digits as _digits  # noqa: E402,F401  (registers "digits")
-from prime.data import dvsgesture as _dvsgesture  # noqa: E402,F401
-from prime.data import nmnist as _nmnist  # noqa: E402,F401
-from prime.data import shd as _shd  # noqa: E402,F401
+__all__ = [
+    "DATASETS",
+    "DataSplits",
+    "DatasetSpec",
+    "FrameDataset",
+    "dataset_spec",
+    "default_data_root",
+    "iterate_batches",
+    "list_datasets",
+    "load_dataset",
+]

@@ -16,11 +16,11 @@ import torch
 from snntorch import spikegen
 from torch.utils.data import Dataset
 
-from prime.data import DATASETS, DatasetSpec, DataSplits
+from prime.core.errors import PrimeError
+from prime.data.base import DATASETS, DatasetSpec, DataSplits
 from prime.data.cache import cached_frames, fingerprint
 from prime.data.splits import make_splits, reject_options, resolve_root
 from prime.data.tonic_files import check_timesteps
-from prime.errors import PrimeError
 
 ENCODINGS = ("rate", "latency")
 DEFAULT_TIMESTEPS = 20

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from prime.errors import PrimeError
+from prime.core.errors import PrimeError
 
 
 @dataclass(frozen=True)

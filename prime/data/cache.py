@@ -29,8 +29,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from prime.checkpoint import atomic_path
-from prime.data import FrameDataset
+from prime.core.io import atomic_path
+from prime.data.base import FrameDataset
 
 CACHE_FORMAT = "prime-frame-cache"
 CACHE_VERSION = 1

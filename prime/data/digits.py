@@ -15,7 +15,7 @@ import tonic.transforms
 import torch
 import torch.nn.functional as F
 
-from prime.data import DATASETS, DatasetSpec, DataSplits
+from prime.data.base import DATASETS, DatasetSpec, DataSplits
 from prime.data.cache import cached_frames
 from prime.data.splits import resolve_root, subset
 from prime.data.tonic_files import EventList

@@ -16,7 +16,8 @@ import numpy as np
 import tonic.datasets
 import tonic.transforms
 
-from prime.data import DATASETS, DatasetSpec, DataSplits
+from prime.core.errors import PrimeError
+from prime.data.base import DATASETS, DatasetSpec, DataSplits
 from prime.data.tonic_files import (
     Offline,
     check_timesteps,
@@ -24,7 +25,6 @@ from prime.data.tonic_files import (
     to_frame,
     tonic_splits,
 )
-from prime.errors import PrimeError
 
 SENSOR_PIXELS = 128
 DEFAULT_TIMESTEPS = 20

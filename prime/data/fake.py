@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from prime.checkpoint import atomic_path, atomic_write
+from prime.core.io import atomic_path, atomic_write
 
 NMNIST_MAX_US = 2**23  # 23-bit timestamps (no overflow records needed below this)
 

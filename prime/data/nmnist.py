@@ -19,7 +19,7 @@ from typing import Any
 
 import tonic.datasets
 
-from prime.data import DATASETS, DatasetSpec, DataSplits
+from prime.data.base import DATASETS, DatasetSpec, DataSplits
 from prime.data.tonic_files import (
     Offline,
     check_timesteps,

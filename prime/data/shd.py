@@ -15,7 +15,7 @@ import numpy as np
 import tonic.datasets
 import tonic.transforms
 
-from prime.data import DATASETS, DatasetSpec, DataSplits
+from prime.data.base import DATASETS, DatasetSpec, DataSplits
 from prime.data.tonic_files import Offline, check_timesteps, to_frame, tonic_splits
 
 CHANNELS = 700

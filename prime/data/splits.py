@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from prime.data import DataSplits, FrameDataset, default_data_root
-from prime.errors import PrimeError
+from prime.core.errors import PrimeError
+from prime.data.base import DataSplits, FrameDataset, default_data_root
 
 
 def resolve_root(data_root: str | Path | None) -> Path:

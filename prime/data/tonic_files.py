@@ -16,10 +16,10 @@ import numpy as np
 import tonic.transforms
 from torch.utils.data import Dataset
 
-from prime.data import DataSplits
+from prime.core.errors import PrimeError
+from prime.data.base import DataSplits
 from prime.data.cache import cached_frames, fingerprint
 from prime.data.splits import make_splits, reject_options, resolve_root
-from prime.errors import PrimeError
 
 SPLIT_MODES = ("time", "events")
 

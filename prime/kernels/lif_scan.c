@@ -30,7 +30,7 @@ enum { FIRED = 1, IN_WINDOW = 2, POSITIVE = 4, BLOCK = 8192, MAX_ROW = BLOCK };
 #define PARALLEL_MIN 65536
 
 typedef struct {
-    float keep, slope, threshold, width;
+    float beta, slope, threshold, width;
 } lif_params;
 
 /* One step of m neurons: membranes mem (0 where reset) and currents -> spikes (0/1), and the
@@ -41,7 +41,7 @@ static inline void step_row(float *restrict mem, const float *restrict current,
 {
     if (!bits) {
         for (int64_t i = 0; i < m; i++) {
-            float u = mem[i] * p.keep + current[i];
+            float u = mem[i] * p.beta + current[i];
             u = u > 0.0f ? u : u * p.slope;
             spike[i] = u > p.threshold ? 1.0f : 0.0f;
             mem[i] = u > p.threshold ? 0.0f : u; /* reset to 0 where the neuron fired */
@@ -49,7 +49,7 @@ static inline void step_row(float *restrict mem, const float *restrict current,
         return;
     }
     for (int64_t i = 0; i < m; i++) {
-        float u = mem[i] * p.keep + current[i];
+        float u = mem[i] * p.beta + current[i];
         u = u > 0.0f ? u : u * p.slope;
         const int fired = u > p.threshold;
         spike[i] = fired ? 1.0f : 0.0f;
@@ -76,7 +76,7 @@ static inline void backward_row(const float *restrict grad_spike, const uint8_t 
         /* through the spike (surrogate window), then through U_{t+1} unless U_t fired, then
          * through the LeakyReLU */
         float g = grad_spike[i] * ((bits[i] & IN_WINDOW) ? 1.0f : 0.0f) / two_width;
-        g = g + later[i] * p.keep * ((bits[i] & FIRED) ? 0.0f : 1.0f);
+        g = g + later[i] * p.beta * ((bits[i] & FIRED) ? 0.0f : 1.0f);
         out[i] = (bits[i] & POSITIVE) ? g : g * p.slope;
     }
 }
@@ -132,18 +132,18 @@ static inline int64_t pooled_at(const pool_shape *g, int64_t t, int64_t q, int64
                             : frame * C * g->Ho * g->Wo + ho * g->Wo;
 }
 
-static lif_params params(float keep, float slope, float threshold, float width)
+static lif_params params(float beta, float slope, float threshold, float width)
 {
-    lif_params p = {keep, slope, threshold, width};
+    lif_params p = {beta, slope, threshold, width};
     return p;
 }
 
 /* currents [T][n] -> spikes [T][n], and the state bytes if state is not NULL. */
 VECTOR_CLONES void lif_scan_forward(const float *currents, float *spikes, uint8_t *state,
-                                    int64_t T, int64_t n, float keep, float slope, float threshold,
+                                    int64_t T, int64_t n, float beta, float slope, float threshold,
                                     float width)
 {
-    const lif_params p = params(keep, slope, threshold, width);
+    const lif_params p = params(beta, slope, threshold, width);
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (int64_t block = 0; block < n; block += BLOCK) {
         const int64_t m = n - block < BLOCK ? n - block : BLOCK;
@@ -157,9 +157,9 @@ VECTOR_CLONES void lif_scan_forward(const float *currents, float *spikes, uint8_
 
 /* d loss / d spikes [T][n] and state [T][n] -> d loss / d currents [T][n] (grad). */
 VECTOR_CLONES void lif_scan_backward(const float *grad_spikes, const uint8_t *state, float *grad,
-                                     int64_t T, int64_t n, float keep, float slope, float width)
+                                     int64_t T, int64_t n, float beta, float slope, float width)
 {
-    const lif_params p = params(keep, slope, 0.0f, width);
+    const lif_params p = params(beta, slope, 0.0f, width);
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (int64_t block = 0; block < n; block += BLOCK) {
         const int64_t m = n - block < BLOCK ? n - block : BLOCK;
@@ -178,10 +178,10 @@ VECTOR_CLONES void lif_scan_backward(const float *grad_spikes, const uint8_t *st
  * row's input exceeds BLOCK. */
 VECTOR_CLONES int lif_pool_scan_forward(const float *currents, float *pooled, uint8_t *state,
                                         int64_t T, int64_t B, int64_t H, int64_t W, int64_t C,
-                                        int64_t k, int64_t channels_last, float keep,
+                                        int64_t k, int64_t channels_last, float beta,
                                         float slope, float threshold, float width)
 {
-    const lif_params p = params(keep, slope, threshold, width);
+    const lif_params p = params(beta, slope, threshold, width);
     const pool_shape g = pooling(B, H, W, C, k, channels_last);
     const int64_t row = g.row, step = g.step, per_item = g.per_item, Wo = g.Wo;
     if (per_item == 0)
@@ -213,10 +213,10 @@ VECTOR_CLONES int lif_pool_scan_forward(const float *currents, float *pooled, ui
  * [T][B][H][W][C]. */
 VECTOR_CLONES int lif_pool_scan_backward(const float *grad_pooled, const uint8_t *state,
                                          float *grad, int64_t T, int64_t B, int64_t H, int64_t W,
-                                         int64_t C, int64_t k, int64_t channels_last, float keep,
+                                         int64_t C, int64_t k, int64_t channels_last, float beta,
                                          float slope, float width)
 {
-    const lif_params p = params(keep, slope, 0.0f, width);
+    const lif_params p = params(beta, slope, 0.0f, width);
     const pool_shape g = pooling(B, H, W, C, k, channels_last);
     const int64_t row = g.row, step = g.step, per_item = g.per_item, Wo = g.Wo;
     if (per_item == 0)

@@ -1,0 +1,1 @@
+"""Analysis of runs: energy and latency (counting, cost models, reports)."""

@@ -1,0 +1,325 @@
+"""Energy and latency of spiking inference, counted from real runs.
+
+**Counting.** :func:`count_operations` wraps a model's layers while any inference runs inside
+it (multi-step forward, single-step forward, or early exit driving ``model.step`` with a
+shrinking batch) and fills :class:`OperationCounts`: per layer and per timestep, summed over
+samples. Definitions (a *frame* is one sample at one timestep):
+
+* ``input_events``: nonzero inputs of a synaptic layer (events or spikes).
+* ``dense_ops``: multiply-accumulates a dense digital accelerator does, all inputs and all
+  weights (NeuroBench's ``Dense``; padding is not counted).
+* ``synops``: NeuroBench's effective synaptic operations, nonzero input x nonzero weight
+  pairs; accumulates (``acs``) when the layer's input is all in {-1, 0, 1} (spikes), else
+  multiply-accumulates (``macs``), exactly as ``neurobench.metrics.utils.layers.
+  single_layer_MACs``.
+* ``event_ops``: nonzero input x any weight pairs (synaptic operations of the unpruned net).
+* crossbar mapping (:attr:`MemristorLayer.crossbar_shape`: fan-in rows, a G+ and a G- column
+  per output): one *evaluation* per frame for a linear layer, per output position for a
+  convolution (im2col). ``row_activations`` = nonzero inputs in the evaluation's receptive
+  field, summed over evaluations; ``evaluations`` = evaluations with at least one active row
+  (an event-driven macro skips the others); ``cell_reads`` = 2 x ``synops`` (both cells of
+  every kept pair on an active row; pruned pairs are reset and conduct no current).
+* ``neuron_updates``: neuron state updates (every neuron, every frame); ``output_events``:
+  nonzero neuron outputs (spikes; the output integrator's nonzero membranes).
+* ``sample_steps``: samples that ran each timestep (early exit makes it fall with t).
+
+Energy and latency models that turn counts into pJ and ns: :mod:`prime.analysis.energy.models`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from prime.core.errors import PrimeError
+from prime.snn.layers import MemristorLayer
+from prime.snn.network import SpikingNetwork
+from prime.snn.neurons import LIF, NeuronLayer
+
+SYNAPSE_METRICS = (
+    "input_events",
+    "dense_ops",
+    "event_ops",
+    "acs",
+    "macs",
+    "row_activations",
+    "evaluations",
+    "evaluations_all",
+)
+NEURON_METRICS = ("neuron_updates", "output_events")
+
+
+class LayerCounter:
+    """Counts of one layer per timestep, summed over samples (NeuroBench-style metric object).
+
+    ``update`` takes the layer's frames and the timestep of each frame; ``compute`` returns
+    ``{metric: [count at t=0, t=1, ...]}``.
+    """
+
+    def __init__(self, name: str, layer: torch.nn.Module, timesteps: int) -> None:
+        self.name, self.layer, self.timesteps = name, layer, timesteps
+        self.metrics = SYNAPSE_METRICS if isinstance(layer, MemristorLayer) else NEURON_METRICS
+        self.reset()
+
+    def reset(self) -> None:
+        self.counts = torch.zeros(len(self.metrics), self.timesteps, dtype=torch.float64)
+
+    def add(self, per_frame: dict[str, torch.Tensor], timestep: torch.Tensor) -> None:
+        """Add per-frame counts [N] at timesteps [N]."""
+        values = torch.stack([per_frame[m].double() for m in self.metrics], dim=1)
+        self.counts.index_add_(1, timestep, values.T)
+
+    @torch.no_grad()
+    def update_synapse(self, x: torch.Tensor, weight: torch.Tensor, timestep: torch.Tensor) -> None:
+        """Count a synaptic layer's frames x [N, ...] with effective ``weight``."""
+        self.add(synapse_counts(self.layer, x, weight), timestep)
+
+    @torch.no_grad()
+    def update_neuron(self, out: torch.Tensor, timestep: torch.Tensor) -> None:
+        """Count a neuron layer's outputs [N, ...]."""
+        frames = out.flatten(1)
+        per_frame = {
+            "neuron_updates": torch.full((len(frames),), frames.shape[1]),
+            "output_events": (frames != 0).sum(1),
+        }
+        self.add(per_frame, timestep)
+
+    def compute(self) -> dict[str, list[float]]:
+        return {m: self.counts[i].tolist() for i, m in enumerate(self.metrics)}
+
+
+def synapse_counts(
+    layer: MemristorLayer, x: torch.Tensor, weight: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Per-frame counts [N] of a synaptic layer on frames x [N, ...] (see module docstring).
+
+    Uses the layer class's ``apply`` on binarised inputs and weights, so every synaptic
+    layer type is counted the same way.
+    """
+    apply = type(layer).apply  # the class's, not the counting wrapper on the instance
+    events = (x != 0).to(weight.dtype)
+    ones_kernel = torch.ones((1, *weight.shape[1:]), dtype=weight.dtype)
+    # each output element is a whole number <= fan-in (rounded, in case a fast convolution
+    # algorithm rounds); sums in float64
+    rows = apply(layer, events, ones_kernel).flatten(1).round().double()  # active rows/eval
+    dense = apply(layer, torch.ones_like(events[:1]), ones_kernel).round().double().sum()
+    dense = dense * len(weight)
+    synops = apply(layer, events, (weight != 0).to(weight.dtype)).flatten(1).round()
+    synops = synops.double().sum(1)
+    spiking = bool(((x == 0) | (x == 1) | (x == -1)).all())
+    zero = torch.zeros_like(synops)
+    return {
+        "input_events": (x != 0).flatten(1).sum(1),
+        "dense_ops": dense.expand(len(x)),
+        "event_ops": rows.sum(1) * len(weight),
+        "acs": synops if spiking else zero,
+        "macs": zero if spiking else synops,
+        "row_activations": rows.sum(1),
+        "evaluations": (rows > 0).sum(1),
+        "evaluations_all": torch.full((len(x),), rows.shape[1]),
+    }
+
+
+@dataclass
+class OperationCounts:
+    """What :func:`count_operations` counted. Per-timestep lists are summed over samples."""
+
+    samples: int
+    sample_steps: list[float]
+    layers: list[dict[str, Any]]
+
+    def total(self, metric: str) -> float:
+        """``metric`` summed over layers, timesteps and samples."""
+        counts = [layer["counts"] for layer in self.layers]
+        return sum(sum(c[metric]) for c in counts if metric in c)
+
+    def per_sample(self, metric: str) -> float:
+        return self.total(metric) / max(self.samples, 1)
+
+    def synapse_layers(self) -> list[dict[str, Any]]:
+        return [layer for layer in self.layers if layer["kind"] == "synapse"]
+
+    @property
+    def steps_per_sample(self) -> float:
+        """Mean timesteps a sample ran."""
+        return sum(self.sample_steps) / max(self.samples, 1)
+
+    def synaptic_operations(self) -> dict[str, float]:
+        """NeuroBench's ``SynapticOperations.compute()``: per-sample effective MACs, ACs, dense."""
+        return {
+            "Effective_MACs": self.per_sample("macs"),
+            "Effective_ACs": self.per_sample("acs"),
+            "Dense": self.per_sample("dense_ops"),
+        }
+
+    def activation_sparsity(self) -> float:
+        """NeuroBench's activation sparsity: zero outputs / all outputs of the neuron layers."""
+        updates = self.total("neuron_updates")
+        return (updates - self.total("output_events")) / updates if updates else 0.0
+
+    def cell_reads(self, pruned: bool = True) -> float:
+        """Cells conducting, summed over evaluations: kept cells (``pruned``) or all cells."""
+        return 2 * (self.total("acs") + self.total("macs") if pruned else self.total("event_ops"))
+
+    def adc_conversions(self, conversions_per_output: int) -> float:
+        return sum(
+            sum(layer["counts"]["evaluations"]) * layer["outputs"] * conversions_per_output
+            for layer in self.synapse_layers()
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "sample_steps": self.sample_steps,
+            "steps_per_sample": self.steps_per_sample,
+            "synaptic_operations": self.synaptic_operations(),
+            "activation_sparsity": self.activation_sparsity(),
+            "layers": self.layers,
+        }
+
+
+def connection_sparsity(model: SpikingNetwork) -> float:
+    """NeuroBench's connection sparsity: zero weights / all weights of the synaptic layers."""
+    with torch.no_grad():
+        weights = [w for w in model.weights() if w is not None]
+    return sum((w == 0).sum().item() for w in weights) / sum(w.numel() for w in weights)
+
+
+class _Recorder:
+    """Tracks the timestep of every frame while ``count_operations`` is active."""
+
+    def __init__(self, model: SpikingNetwork) -> None:
+        self.timesteps = model.timesteps
+        self.samples = 0
+        self.sample_steps = torch.zeros(self.timesteps, dtype=torch.float64)
+        self.step_t: int | None = None  # inside model.step: its timestep
+        self.last_t = -1
+        self.steps_started = 0
+
+    def frame_timesteps(self, n_frames: int) -> torch.Tensor:
+        """Timestep of each of n frames: the current step, or [T*B] multi-step frames."""
+        if self.step_t is not None:
+            return torch.full((n_frames,), self.step_t, dtype=torch.long)
+        if n_frames % self.timesteps:
+            raise PrimeError(f"cannot count {n_frames} frames of a {self.timesteps}-step model")
+        return torch.arange(self.timesteps).repeat_interleave(n_frames // self.timesteps)
+
+    def start_step(self, batch: int, fresh: bool) -> None:
+        t = 0 if fresh else self.last_t + 1
+        if t >= self.timesteps:
+            raise PrimeError(f"counted more than the model's {self.timesteps} timesteps")
+        self.samples += batch if fresh else 0
+        self.sample_steps[t] += batch
+        self.step_t = self.last_t = t
+        self.steps_started += 1
+
+
+@contextlib.contextmanager
+def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
+    """Count every inference run on ``model`` inside the ``with`` block.
+
+    Yields an :class:`OperationCounts` that is filled in when the block exits. A new input
+    sequence starts when ``model.step`` gets a fresh state (all ``None``) or on a multi-step
+    forward. The model's methods are wrapped on the instance and restored afterwards.
+    """
+    if "step" in vars(model):
+        raise PrimeError("count_operations is already active on this model; do not nest it")
+    recorder = _Recorder(model)
+    counters = [
+        LayerCounter(f"{i}: {type(layer).__name__}", layer, model.timesteps)
+        for i, layer in enumerate(model.layers)
+        if isinstance(layer, MemristorLayer | NeuronLayer)
+    ]
+    result = OperationCounts(0, [], [])
+    patched: list[tuple[Any, str]] = []
+
+    def patch(obj: Any, name: str, wrapper: Any) -> None:
+        object.__setattr__(obj, name, wrapper)
+        patched.append((obj, name))
+
+    def wrap_forward(original):
+        def forward(x, mode="multi"):
+            steps_before = recorder.steps_started
+            out = original(x, mode)
+            if recorder.steps_started == steps_before:  # the multi-step path ran
+                recorder.samples += x.shape[1]
+                recorder.sample_steps += x.shape[1]
+            return out
+
+        return forward
+
+    def wrap_step(original):
+        def step(frame, state, weights=None):
+            recorder.start_step(frame.shape[0], all(s is None for s in state))
+            try:
+                return original(frame, state, weights)
+            finally:
+                recorder.step_t = None
+
+        return step
+
+    def wrap_apply(counter, original):
+        def apply(x, weight):
+            counter.update_synapse(x, weight, recorder.frame_timesteps(len(x)))
+            return original(x, weight)
+
+        return apply
+
+    def wrap_neuron(counter, original, multi):
+        def run(*args):
+            out = original(*args)
+            h = out if multi else out[0]
+            frames = h.flatten(0, 1) if multi else h
+            counter.update_neuron(frames, recorder.frame_timesteps(len(frames)))
+            return out
+
+        return run
+
+    fused = model.fuse_pooling
+    try:
+        model.fuse_pooling = False  # count the spikes between LIF and pooling layers
+        patch(model, "forward", wrap_forward(model.forward))
+        patch(model, "step", wrap_step(model.step))
+        for counter in counters:
+            layer = counter.layer
+            if isinstance(layer, MemristorLayer):
+                patch(layer, "apply", wrap_apply(counter, layer.apply))
+            else:
+                patch(layer, "scan", wrap_neuron(counter, layer.scan, multi=True))
+                patch(layer, "step", wrap_neuron(counter, layer.step, multi=False))
+        yield result
+    finally:
+        for obj, name in patched:
+            object.__delattr__(obj, name)
+        model.fuse_pooling = fused
+    if recorder.samples and not any(c.counts.any() for c in counters):
+        raise PrimeError(
+            "inference ran but no layer was counted: the network no longer calls its layers' "
+            "calls (count_operations must follow that change)"
+        )
+    result.samples = recorder.samples
+    result.sample_steps = recorder.sample_steps.tolist()
+    result.layers = [_layer_summary(c) for c in counters]
+
+
+def _layer_summary(counter: LayerCounter) -> dict[str, Any]:
+    layer = counter.layer
+    summary: dict[str, Any] = {"name": counter.name, "counts": counter.compute()}
+    if isinstance(layer, MemristorLayer):
+        rows, columns = layer.crossbar_shape
+        kept = int(layer.export_mask().sum())
+        summary.update(
+            kind="synapse",
+            crossbar_rows=rows,
+            crossbar_columns=columns,
+            outputs=columns // 2,
+            cells=rows * columns,
+            kept_cells=2 * kept,
+        )
+    else:
+        summary.update(kind="neuron", spiking=isinstance(layer, LIF))
+    return summary

@@ -1,0 +1,235 @@
+"""Energy and latency models: operation counts -> pJ and ns per inference.
+
+:class:`AnalogMacro` and :class:`DigitalAccelerator` are presets in :data:`ENERGY_MODELS`
+(every constant's source in its docstring); :func:`load_energy_model` reads user constants
+from a JSON file. :class:`Scenario` is one row of a report: a model applied to counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prime.analysis.energy.counting import OperationCounts
+from prime.core.errors import PrimeError
+from prime.core.registry import Registry
+
+
+@dataclass(frozen=True)
+class AnalogMacro:
+    """An RRAM compute-in-memory macro with digital neurons. Energies in pJ, times in ns.
+
+    Defaults: ISAAC (Shafiee et al., ISCA 2016, Table 6, 32 nm), the standard published
+    breakdown of an RRAM crossbar tile, and Horowitz (ISSCC 2014, 45 nm) for digital logic.
+
+    Attributes:
+        cell_read_pj: one cell conducting during one evaluation. ISAAC: a 128x128 array
+            draws 0.3 mW over its 100 ns read cycle, 30 pJ / 16384 cells = 0.0018 pJ.
+        row_drive_pj: one row driven (1-bit DAC + driver). ISAAC: 1024 1-bit DACs draw
+            4 mW, 4 mW x 100 ns / 1024 = 0.39 pJ per row per evaluation.
+        adc_pj: one ADC conversion. ISAAC: 8-bit SAR ADC, 2 mW at 1.28 GS/s = 1.56 pJ.
+        neuron_update_pj: one digital LIF update: a 32-bit add (0.1 pJ) for the input
+            current and an 8-bit multiply (0.2 pJ) for the leak, Horowitz 2014.
+        digital_op_pj: one digital control/accumulate op, one per ADC conversion (shift-add
+            of the converted column into the neuron current): a 32-bit add, Horowitz 2014.
+        conversions_per_output: 1 when the G+ and G- column currents are subtracted in
+            analog before one conversion (differential sensing), 2 when both are converted.
+        read_ns: row drive and settling per evaluation. ISAAC's 100 ns cycle is set by its
+            ADC; we take 10 ns, an assumption (RRAM reads settle in about 10 ns).
+        adc_ns: one conversion: 1 / 1.28 GS/s = 0.78 ns (ISAAC).
+        columns_per_adc: columns sharing one ADC (converted one after another). ISAAC: 128.
+        neuron_step_ns: one parallel neuron update of a layer: one 1 GHz cycle (assumption).
+    """
+
+    kind: str = "analog"
+    description: str = "RRAM crossbar macro (ISAAC 32 nm constants, Horowitz 45 nm neurons)"
+    cell_read_pj: float = 0.0018
+    row_drive_pj: float = 0.39
+    adc_pj: float = 1.56
+    neuron_update_pj: float = 0.3
+    digital_op_pj: float = 0.1
+    conversions_per_output: int = 1
+    read_ns: float = 10.0
+    adc_ns: float = 0.78
+    columns_per_adc: int = 128
+    neuron_step_ns: float = 1.0
+
+    def energy_pj(self, counts: OperationCounts, pruned: bool = True) -> dict[str, float]:
+        """Energy per inference by component, pJ; ``pruned=False`` keeps every cell."""
+        conversions = counts.adc_conversions(self.conversions_per_output)
+        per_sample = {
+            "cells": counts.cell_reads(pruned) * self.cell_read_pj,
+            "rows": counts.total("row_activations") * self.row_drive_pj,
+            "adc": conversions * self.adc_pj,
+            "digital": conversions * self.digital_op_pj,
+            "neurons": counts.total("neuron_updates") * self.neuron_update_pj,
+        }
+        return {k: v / max(counts.samples, 1) for k, v in per_sample.items()}
+
+    def latency_ns(self, counts: OperationCounts) -> float:
+        """Time per inference: layers in sequence, evaluations of a layer one after another."""
+        total = 0.0
+        for layer in counts.synapse_layers():
+            conversions = layer["outputs"] * self.conversions_per_output
+            adcs = math.ceil(conversions / self.columns_per_adc)
+            eval_ns = self.read_ns + math.ceil(conversions / adcs) * self.adc_ns
+            total += sum(layer["counts"]["evaluations"]) * eval_ns
+        neuron_layers = len(counts.layers) - len(counts.synapse_layers())
+        total += sum(counts.sample_steps) * neuron_layers * self.neuron_step_ns
+        return total / max(counts.samples, 1)
+
+    def synaptic_ops(self, counts: OperationCounts, pruned: bool = True) -> float:
+        """Synaptic operations per inference: kept (``pruned``) or all pairs on active rows."""
+        return counts.cell_reads(pruned) / 2 / max(counts.samples, 1)
+
+
+@dataclass(frozen=True)
+class DigitalAccelerator:
+    """A digital accelerator: dense (every multiply-accumulate of every frame) or
+    event-driven (only the effective synaptic operations, as SpikingJelly estimates SNNs).
+
+    Attributes:
+        mac_pj: one multiply-accumulate (fp32 45 nm: 3.7 pJ multiply + 0.9 pJ add = 4.6 pJ,
+            Horowitz, ISSCC 2014; the constant SpikingJelly uses).
+        ac_pj: one accumulate (fp32 add, 0.9 pJ, Horowitz 2014); event-driven only.
+        neuron_update_pj: one neuron update, counted as one MAC (leak multiply + add).
+        macs_per_ns: throughput for latency: Eyeriss (Chen et al., JSSC 2017), 168 PEs at
+            200 MHz = 33.6 MAC/ns, an assumption for a dense accelerator.
+        event_driven: count ``acs`` x ``ac_pj`` + ``macs`` x ``mac_pj`` instead of all
+            ``dense_ops`` x ``mac_pj``.
+    """
+
+    kind: str = "digital"
+    description: str = "dense digital accelerator, fp32 at 45 nm (Horowitz 2014)"
+    mac_pj: float = 4.6
+    ac_pj: float = 0.9
+    neuron_update_pj: float = 4.6
+    macs_per_ns: float = 33.6
+    event_driven: bool = False
+
+    def energy_pj(self, counts: OperationCounts, pruned: bool = True) -> dict[str, float]:
+        """Energy per inference by component, pJ (``pruned`` is ignored: the weights tell)."""
+        if self.event_driven:
+            synapses = {
+                "acs": counts.per_sample("acs") * self.ac_pj,
+                "macs": counts.per_sample("macs") * self.mac_pj,
+            }
+        else:
+            synapses = {"macs": counts.per_sample("dense_ops") * self.mac_pj}
+        return {**synapses, "neurons": counts.per_sample("neuron_updates") * self.neuron_update_pj}
+
+    def latency_ns(self, counts: OperationCounts) -> float:
+        return (self.synaptic_ops(counts) + counts.per_sample("neuron_updates")) / self.macs_per_ns
+
+    def synaptic_ops(self, counts: OperationCounts, pruned: bool = True) -> float:
+        """Synaptic operations per inference: effective (event-driven) or dense."""
+        if self.event_driven:
+            return counts.per_sample("acs") + counts.per_sample("macs")
+        return counts.per_sample("dense_ops")
+
+
+EnergyModel = AnalogMacro | DigitalAccelerator
+ENERGY_MODELS: Registry[EnergyModel] = Registry("energy model")
+ENERGY_MODELS.register("rram-macro")(AnalogMacro())
+ENERGY_MODELS.register("digital-45nm-fp32")(DigitalAccelerator())
+# GPU: 0.48 pJ per operation, the GPU figure of the PRIME authors' group as cited in issue #6
+# (not re-derived here). Throughput: an A100's 19.5 fp32 TFLOPS peak = 9750 MAC/ns, an
+# optimistic bound (small-batch SNN inference runs far from peak).
+ENERGY_MODELS.register("gpu")(
+    DigitalAccelerator(
+        description="GPU-class digital baseline, 0.48 pJ per operation",
+        mac_pj=0.48,
+        ac_pj=0.48,
+        neuron_update_pj=0.48,
+        macs_per_ns=9750.0,
+    )
+)
+
+_KINDS = {"analog": AnalogMacro, "digital": DigitalAccelerator}
+
+
+def get_energy_model(name: str) -> EnergyModel:
+    return ENERGY_MODELS.get(name)
+
+
+def load_energy_model(path: str | Path) -> EnergyModel:
+    """A model from a JSON file: ``{"base": PRESET, FIELD: VALUE, ...}`` or
+    ``{"kind": "analog"|"digital", FIELD: VALUE, ...}``; unset fields keep the defaults."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PrimeError(f"no such energy constants file: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise PrimeError(f"{path} is not a readable JSON file ({exc})") from None
+    if not isinstance(spec, dict):
+        raise PrimeError(f"{path} must hold a JSON object of constants")
+    spec = dict(spec)
+    if "base" in spec:
+        base = get_energy_model(spec.pop("base"))
+    else:
+        kind = spec.pop("kind", None)
+        if kind not in _KINDS:
+            raise PrimeError(f"{path}: give 'base' (a preset) or 'kind' ({', '.join(_KINDS)})")
+        base = _KINDS[kind]()
+    return with_constants(base, spec, source=str(path))
+
+
+def with_constants(model: EnergyModel, constants: dict[str, Any], source: str) -> EnergyModel:
+    """``model`` with some constants replaced; unknown names and bad values fail."""
+    fields = {f.name: f for f in dataclasses.fields(model) if f.name != "kind"}
+    unknown = sorted(set(constants) - set(fields))
+    if unknown:
+        raise PrimeError(
+            f"{source}: unknown constants {', '.join(unknown)}; known: {', '.join(fields)}"
+        )
+    for name, value in constants.items():
+        kind = fields[name].type
+        if kind in ("str", "bool"):
+            if type(value).__name__ != kind:
+                expected = "text" if kind == "str" else "true or false"
+                raise PrimeError(f"{source}: {name} must be {expected}, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise PrimeError(f"{source}: {name} must be a number > 0, got {value!r}")
+        elif kind == "int" and value != int(value):
+            raise PrimeError(f"{source}: {name} must be a whole number, got {value!r}")
+    return dataclasses.replace(model, **constants)
+
+
+@dataclass
+class Scenario:
+    """One row of the report: an energy model applied to one run's counts."""
+
+    name: str
+    model: EnergyModel
+    counts: OperationCounts
+    pruned: bool = True
+    accuracy: float | None = None
+    energy: dict[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.energy = self.model.energy_pj(self.counts, self.pruned)
+
+    @property
+    def energy_pj(self) -> float:
+        return sum(self.energy.values())
+
+    @property
+    def latency_ns(self) -> float:
+        return self.model.latency_ns(self.counts)
+
+    @property
+    def synaptic_ops(self) -> float:
+        return self.model.synaptic_ops(self.counts, self.pruned)
+
+    def versus(self, baseline: Scenario) -> dict[str, float]:
+        """× energy efficiency, % computational load saved and × latency (speed-up)."""
+        return {
+            "energy_efficiency_x": baseline.energy_pj / self.energy_pj,
+            "load_saved_pct": 100 * (1 - self.synaptic_ops / baseline.synaptic_ops),
+            "speedup_x": baseline.latency_ns / self.latency_ns,
+        }

@@ -1,0 +1,1 @@
+"""The ``prime`` command line: one module per subcommand (:mod:`prime.cli.main` dispatches)."""

@@ -1,0 +1,135 @@
+"""Argument helpers shared by subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def scale_arg(text: str) -> float | str:
+    """``--scale``: a number (1/µS) or ``fan-in``."""
+    if text == "fan-in":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'fan-in', got {text!r}") from None
+
+
+def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` (the torch device the network runs on) and ``--threads``."""
+    parser.add_argument(
+        "--device",
+        type=compute_device_arg,
+        default="cpu",
+        help="torch device to run on: cpu (default); the memristor model is --device-model",
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all)")
+
+
+def apply_compute_arguments(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def compute_device_arg(text: str) -> str:
+    """``--device``: a torch device name (``cpu``, ``cuda``, ``cuda:N``) that this machine has.
+
+    A memristor device model here (the flag's meaning before ``--device-model``) is refused
+    with the new flag's name.
+    """
+    from prime.hardware.devices import DEVICES
+
+    if text in DEVICES.names() or text.endswith(".json"):
+        raise argparse.ArgumentTypeError(
+            f"--device is the torch device (cpu, cuda, cuda:N); for the memristor device model "
+            f"use --device-model {text}"
+        )
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(
+            f"unknown torch device {text!r}; use cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"--device {text}: CUDA is not available on this machine (torch "
+                f"{torch.__version__}); use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
+        raise argparse.ArgumentTypeError(
+            f"--device {text}: prime runs on the CPU only for now (GPU placement is not built "
+            "yet); use --device cpu"
+        )
+    if device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"--device {text}: prime runs on cpu; use --device cpu")
+    return str(device)
+
+
+def device_arg(text: str) -> str | dict:
+    """``--device-model``/``--preset``: a device preset name, or a JSON file holding a device config
+    (as ``prime trace fit --save`` writes)."""
+    if not text.endswith(".json"):
+        return text
+    import json
+    from pathlib import Path
+
+    from prime.core.errors import PrimeError
+    from prime.hardware.devices import device_from_config
+
+    path = Path(text)
+    if not path.is_file():
+        raise PrimeError(f"no such device file: {path}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PrimeError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or "name" not in config:
+        raise PrimeError(f"{path} must hold a device config object with a 'name' field")
+    device_from_config(config)  # raise now on unknown presets or parameters
+    return config
+
+
+def tile_arg(text: str) -> tuple[int, int]:
+    """``--tile ROWSxCOLS``, e.g. 512x512."""
+    try:
+        rows, cols = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        message = f"expected ROWSxCOLS such as 512x512, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    return rows, cols
+
+
+def add_replay_arguments(p: argparse.ArgumentParser, run_defaults: bool = False) -> None:
+    """``--trace/--replay/--pruned/--tile`` (prime.hardware.replay); with ``run_defaults``
+    they default to None, meaning "as the run was trained"."""
+    from prime.hardware.replay import DEFAULT_TILE, PRUNED_MODES, REPLAY_MODES
+
+    default = (lambda value: None) if run_defaults else (lambda value: value)
+    p.add_argument("--trace", help="chip trace (HDF5): run on its measured conductances")
+    p.add_argument(
+        "--replay",
+        choices=REPLAY_MODES,
+        default=default("static"),
+        help="which read: one (static), the next per batch, or per timestep",
+    )
+    p.add_argument(
+        "--pruned",
+        choices=PRUNED_MODES,
+        default=default("zero"),
+        help="pruned weights: ideal 0, or the reset-state cells' G+ - G-",
+    )
+    p.add_argument(
+        "--tile",
+        type=tile_arg,
+        default=default(DEFAULT_TILE),
+        help="crossbar tile ROWSxCOLS the layers are placed on (default 512x512)",
+    )

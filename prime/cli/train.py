@@ -1,0 +1,157 @@
+"""``prime train``: learn a topology (supermask) on a random chip."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prime.cli.common import (
+    add_compute_arguments,
+    add_replay_arguments,
+    apply_compute_arguments,
+    device_arg,
+    scale_arg,
+)
+from prime.cli.datasets import add_data_arguments, data_options
+from prime.cli.nproc import add_nproc, launch_command
+
+if TYPE_CHECKING:
+    from prime.runs.config import TrainConfig
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a supermask (with no arguments: the default model on the built-in digits)",
+        description="Train only the edge scores of a network on random memristor "
+        "conductances; the conductances are never changed.",
+    )
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<model>-seed<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_config_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_nproc(p)
+    add_compute_arguments(p)
+    p.set_defaults(run=run)
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that make a :class:`~prime.runs.config.TrainConfig` (config_from_args)."""
+    p.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
+    p.add_argument("--model", help="model name (default: the dataset's default model)")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0, help="seed of scores and data order")
+    p.add_argument("--chip-seed", type=int, help="seed of the chip (default: --seed)")
+    p.add_argument(
+        "--device-model",
+        default="prime-gaussian",
+        help="memristor device model: a preset, or a JSON device config (prime trace fit --save)",
+    )
+    p.add_argument("--keep", type=float, default=0.5, help="kept fraction of edges, (0, 1]")
+    p.add_argument("--scale", type=scale_arg, default=0.01, help="weight per µS, or fan-in")
+    p.add_argument("--mask-scope", choices=("layer", "global"), default="layer")
+    p.add_argument("--timesteps", type=int, help="timesteps T (default: the model's)")
+    p.add_argument("--mode", choices=("multi", "single"), default="multi")
+    p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
+    p.add_argument("--limit-train", type=int, help="train on a seeded subset of N samples")
+    add_recipe_arguments(p)
+    add_replay_arguments(p)
+    add_data_arguments(p)
+
+
+def add_recipe_arguments(
+    p: argparse.ArgumentParser,
+    shift_px: int = 0,
+    rotate_deg: float = 0.0,
+    zoom: float = 0.0,
+    exit_loss: float = 0.0,
+) -> None:
+    """Frame augmentation (prime.data.augment.FrameAugmentation; image frames only) and the
+    per-step loss weight (prime.runs.train.training_loss), with these defaults."""
+    p.add_argument(
+        "--shift-px",
+        type=int,
+        default=shift_px,
+        help=f"augment: random shifts up to N px (default {shift_px})",
+    )
+    p.add_argument(
+        "--rotate-deg",
+        type=float,
+        default=rotate_deg,
+        help=f"augment: random rotations up to N degrees (default {rotate_deg})",
+    )
+    p.add_argument(
+        "--zoom", type=float, default=zoom, help=f"augment: random scale 1 +- Z (default {zoom})"
+    )
+    p.add_argument(
+        "--exit-loss",
+        type=float,
+        default=exit_loss,
+        help="weight in [0, 1] of the per-step loss that trains early steps for early exit "
+        f"(default {exit_loss})",
+    )
+
+
+def augment_options(args: argparse.Namespace) -> dict[str, float]:
+    options = {"shift_px": args.shift_px, "rotate_deg": args.rotate_deg, "zoom": args.zoom}
+    return {name: value for name, value in options.items() if value}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from prime.runs.config import TrainConfig
+
+    return TrainConfig(
+        dataset=args.dataset,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        chip_seed=args.chip_seed,
+        device_model=device_arg(args.device_model),
+        keep=args.keep,
+        scale=args.scale,
+        mask_scope=args.mask_scope,
+        timesteps=args.timesteps,
+        mode=args.mode,
+        save_every=args.save_every,
+        limit_train=args.limit_train,
+        trace=args.trace,
+        replay=args.replay,
+        pruned=args.pruned,
+        tile=args.tile,
+        data=data_options(args),
+        augment=augment_options(args),
+        exit_loss=args.exit_loss,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from prime.core.errors import PrimeError
+    from prime.runs.distributed import process_group
+    from prime.runs.train import train
+
+    if args.nproc > 1:
+        return launch_command(args)
+    apply_compute_arguments(args)
+    if args.resume:
+        if args.out is None:
+            raise PrimeError("--resume needs --out RUN_DIR: the run to continue")
+        config = None
+    else:
+        config = config_from_args(args)
+    out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
+    with process_group() as ranks:
+        metrics = train(config, out, resume=args.resume, progress=not args.quiet)
+    if not ranks.is_main:
+        return 0
+    print(
+        f"{metrics['model']} on {metrics['dataset']}: test accuracy "
+        f"{100 * metrics['test_accuracy']:.2f} %, kept fraction {metrics['kept_fraction']:.4f}, "
+        f"conductances unchanged: {metrics['conductances_unchanged']}, "
+        f"wall time {metrics['wall_seconds']:.1f} s -> {out}"
+    )
+    return 0

@@ -1,0 +1,185 @@
+"""Device models: how a randomly formed memristor crossbar's conductances are drawn and read.
+
+Every model samples a crossbar as differential pairs of cells: ``g_us[0]`` is G+, ``g_us[1]``
+is G-, both in microsiemens and never negative; a layer's weight is ``scale * (G+ - G-)``.
+Conductances are formed once, at random, from an explicit ``torch.Generator``: the same seed
+gives the same chip. Reading them back is noisy (:func:`read_conductance`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from prime.core.errors import PrimeError
+from prime.core.registry import Registry
+
+DEVICES: Registry[type[ConductanceModel]] = Registry("device preset")
+
+
+class ConductanceModel:
+    """Base of the device presets: a frozen dataclass with a ``sample`` method."""
+
+    name: ClassVar[str]
+
+    def sample_cells(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """Draw independent cell conductances (µS), float32 of ``shape``."""
+        raise NotImplementedError
+
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """Draw a crossbar of differential pairs: float32 [2, *shape] in µS (G+, G-)."""
+        return self.sample_cells((2, *shape), generator)
+
+    def to_config(self) -> dict[str, Any]:
+        """A JSON-able description that :func:`get_device` turns back into this model."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key, value in fields.items():
+            if isinstance(value, np.ndarray):
+                fields[key] = value.tolist()
+        return {"name": self.name, **fields}
+
+
+@DEVICES.register("prime-gaussian")
+@dataclass(frozen=True)
+class GaussianDifferential(ConductanceModel):
+    """The PRIME reference code's device: the pair's difference ΔG ~ N(0, ``delta_std_us``).
+
+    Source: PRIME (Wang et al., arXiv 2407.18625), reference code, ``nn.init.normal_(weight,
+    std=6.352)`` "normal distribution similar to rram". The difference is split into a pair
+    with one cell at 0 µS: G+ = max(ΔG, 0), G- = max(-ΔG, 0).
+    """
+
+    name: ClassVar[str] = "prime-gaussian"
+    delta_std_us: float = 6.352
+
+    def __post_init__(self) -> None:
+        _check_positive("delta_std_us", self.delta_std_us)
+
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        delta = torch.randn(shape, generator=generator) * self.delta_std_us
+        return torch.stack([delta.clamp(min=0), (-delta).clamp(min=0)])
+
+    def sample_cells(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(shape, generator=generator).abs() * self.delta_std_us
+
+
+@DEVICES.register("rram-lognormal")
+@dataclass(frozen=True)
+class LognormalRRAM(ConductanceModel):
+    """A randomly electroformed TaOx RRAM array: some cells never form, the rest are lognormal.
+
+    A cell stays unformed (0 µS) with probability ``p_unformed``; a formed cell has
+    ln G ~ N(ln ``median_us``, ``sigma_ln``). Source: measured post-forming conductances of a
+    50x50 random TaOx RRAM array (echo-state graph network, Nat. Mach. Intell. 2023, source
+    data ``Figure_1/weight_map``): 50.7 % unformed; formed mean 12.35 µS, std 1.86 µS, which a
+    lognormal with median 12.21 µS and σ_ln 0.149 reproduces.
+    """
+
+    name: ClassVar[str] = "rram-lognormal"
+    p_unformed: float = 0.507
+    median_us: float = 12.21
+    sigma_ln: float = 0.149
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p_unformed < 1.0:
+            raise PrimeError(f"p_unformed must be in [0, 1), got {self.p_unformed}")
+        _check_positive("median_us", self.median_us)
+        _check_positive("sigma_ln", self.sigma_ln)
+
+    def sample_cells(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        formed = torch.rand(shape, generator=generator) >= self.p_unformed
+        log_g = math.log(self.median_us) + self.sigma_ln * torch.randn(shape, generator=generator)
+        return torch.where(formed, log_g.exp(), torch.zeros(()))
+
+
+@DEVICES.register("empirical")
+@dataclass(frozen=True, eq=False)
+class EmpiricalConductance(ConductanceModel):
+    """Resample (with replacement) from measured cell conductances ``values_us`` (µS).
+
+    Use it with a chip's measured values, e.g. ``np.load("esgnn_measured_G_hidden_50x50.npy")``:
+    every cell of the new crossbar is an independent draw from those values, unformed zeros
+    included.
+    """
+
+    name: ClassVar[str] = "empirical"
+    values_us: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values_us, dtype=np.float64).ravel()
+        if values.size == 0:
+            raise PrimeError(
+                "the empirical device needs measured conductances: pass values_us=<array of µS>"
+            )
+        check_conductances(values, "empirical values_us")
+        object.__setattr__(self, "values_us", values)
+
+    def sample_cells(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        values = torch.as_tensor(self.values_us, dtype=torch.float32)
+        index = torch.randint(len(values), shape, generator=generator)
+        return values[index]
+
+
+def get_device(name: str, **params: Any) -> ConductanceModel:
+    """The device preset ``name`` with optional parameter overrides (``PrimeError`` if unknown)."""
+    cls = DEVICES.get(name)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise PrimeError(
+            f"device preset {name!r} has no parameter {', '.join(unknown)}; "
+            f"its parameters are: {', '.join(sorted(known)) or 'none'}"
+        )
+    return cls(**params)
+
+
+def device_from_config(config: dict[str, Any]) -> ConductanceModel:
+    """Inverse of :meth:`ConductanceModel.to_config`."""
+    params = dict(config)
+    return get_device(params.pop("name"), **params)
+
+
+def list_devices() -> list[str]:
+    return DEVICES.names()
+
+
+def chip_generator(seed: int) -> torch.Generator:
+    """The generator that forms a chip: one explicit seed per chip."""
+    return torch.Generator().manual_seed(int(seed))
+
+
+def read_conductance(
+    g_us: torch.Tensor, read_noise: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One noisy read of the cells: multiplicative Gaussian, G (1 + σ ε), clipped at 0 µS.
+
+    PRIME evaluates with σ = 0.02. A fresh ε is drawn on every call (every read).
+    """
+    if read_noise < 0 or not math.isfinite(read_noise):
+        raise PrimeError(f"read noise σ must be a finite number >= 0, got {read_noise}")
+    if read_noise == 0:
+        return g_us
+    noise = torch.randn(g_us.shape, generator=generator, device=g_us.device, dtype=g_us.dtype)
+    return (g_us * (1 + read_noise * noise)).clamp(min=0)
+
+
+def check_conductances(g_us: np.ndarray | torch.Tensor, what: str = "conductances") -> None:
+    """Raise ``PrimeError`` if any conductance is NaN, infinite or negative."""
+    values = torch.as_tensor(np.asarray(g_us) if not torch.is_tensor(g_us) else g_us)
+    if not torch.isfinite(values).all():
+        raise PrimeError(f"{what} contain NaN or infinite values; conductances must be finite µS")
+    if (values < 0).any():
+        raise PrimeError(
+            f"{what} contain negative values (min {values.min().item():.4g}); conductances are "
+            "magnitudes in µS >= 0 (store a differential pair as two cells)"
+        )
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise PrimeError(f"{name} must be a finite number > 0, got {value!r}")

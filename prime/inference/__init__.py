@@ -1,0 +1,1 @@
+"""Running trained networks: evaluation, early exit, read-noise robustness."""

@@ -1,0 +1,172 @@
+"""The early-exit controller: batched single-step inference, retiring samples as they exit.
+
+See :mod:`prime.inference.early_exit` for the rule. :func:`run_early_exit` drives the
+network one timestep at a time and compacts the batch between steps;
+:func:`exit_from_trajectory` reads the same exits off full-T outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from prime.core.errors import PrimeError
+from prime.data import iterate_batches
+from prime.inference.early_exit.policies import ExitPolicy, get_policy, policy_name
+from prime.snn.network import SpikingNetwork
+
+
+@dataclass
+class EarlyExitResult:
+    """Mean outputs at exit ``outputs`` [B, C] and timesteps used ``steps`` [B] (1..T)."""
+
+    outputs: torch.Tensor
+    steps: torch.Tensor
+    timesteps: int
+
+    @property
+    def load_saved(self) -> float:
+        """Fraction of timesteps not simulated: 1 - mean steps / T."""
+        return 1.0 - self.steps.double().mean().item() / self.timesteps
+
+
+def _check_exit_args(threshold: float, min_steps: int, timesteps: int) -> None:
+    if not isinstance(threshold, int | float) or math.isnan(threshold):
+        raise PrimeError(f"exit threshold must be a number (e.g. 0.8), got {threshold!r}")
+    if not isinstance(min_steps, int) or not 1 <= min_steps <= timesteps:
+        raise PrimeError(
+            f"min_steps must be a whole number from 1 to T = {timesteps}, got {min_steps!r}"
+        )
+
+
+@torch.no_grad()
+def run_early_exit(
+    model: SpikingNetwork,
+    x: torch.Tensor,
+    policy: str | ExitPolicy = "prime",
+    threshold: float = 0.8,
+    min_steps: int = 1,
+    alpha: float = 2.0,
+) -> EarlyExitResult:
+    """Single-step inference of x [T, B, ...] with per-sample early exit and compaction.
+
+    Weights are read once (per step where ``model.step_weights`` is set). Retired samples
+    are dropped from the state (``index_select``) and each step gathers only the running
+    samples' frames, so each step computes only for the samples still running. ``alpha`` is
+    used when ``policy`` is a name. Puts the model in eval mode.
+    """
+    model.check_input(x)
+    policy = get_policy(policy, alpha=alpha)
+    T, B = x.shape[:2]
+    _check_exit_args(threshold, min_steps, T)
+    model.eval()
+    hook = model.step_weights  # per-step chip reads (prime.hardware.replay), else one read for all
+    step_weights = hook(T) if hook is not None else [model.weights()] * T
+    state = model.initial_state()
+    outputs = x.new_empty(B, model.num_classes, dtype=torch.get_default_dtype())
+    steps = torch.full((B,), T, dtype=torch.int64, device=x.device)
+    running = torch.arange(B, device=x.device)  # original indices of the running samples
+    total = None
+    for t in range(T):
+        frame = x[t] if len(running) == B else x[t].index_select(0, running)
+        out, state = model.step(frame, state, step_weights[t])
+        total = out if total is None else total + out
+        mean = total / (t + 1)
+        if t + 1 == T:
+            outputs[running] = mean
+            break
+        if t + 1 < min_steps:
+            continue
+        done = policy.done(mean, threshold)
+        if not done.any():
+            continue
+        outputs[running[done]] = mean[done]
+        steps[running[done]] = t + 1
+        keep = (~done).nonzero().squeeze(1)
+        if len(keep) == 0:
+            break
+        running, total = running[keep], total[keep]
+        state = [s.index_select(0, keep) if s is not None else None for s in state]
+    return EarlyExitResult(outputs, steps, T)
+
+
+def exit_from_trajectory(
+    step_outputs: torch.Tensor,
+    policy: str | ExitPolicy = "prime",
+    threshold: float = 0.8,
+    min_steps: int = 1,
+    alpha: float = 2.0,
+) -> EarlyExitResult:
+    """The exits :func:`run_early_exit` takes, read off full-T outputs [T, B, C].
+
+    Exact for models whose samples do not interact (eval mode); one full run then serves a
+    whole threshold sweep.
+    """
+    policy = get_policy(policy, alpha=alpha)
+    T, B = step_outputs.shape[:2]
+    _check_exit_args(threshold, min_steps, T)
+    counts = torch.arange(1, T + 1, dtype=step_outputs.dtype).view(T, 1, 1)
+    means = step_outputs.cumsum(0) / counts
+    done = policy.done(means.flatten(0, 1), threshold).view(T, B)
+    done[: min_steps - 1] = False
+    done[-1] = True
+    steps = done.int().argmax(0) + 1  # first step that is done
+    outputs = means[steps - 1, torch.arange(B)]
+    return EarlyExitResult(outputs, steps.to(torch.int64), T)
+
+
+def top1_accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
+    return (outputs.argmax(1) == labels).double().mean().item()
+
+
+def exit_summary(
+    outputs: torch.Tensor, steps: torch.Tensor, labels: torch.Tensor, timesteps: int
+) -> dict[str, Any]:
+    """Accuracy, mean steps, per-class mean steps, histogram of steps, load saved."""
+    classes = int(outputs.shape[1])
+    per_class = [
+        steps[labels == c].double().mean().item() if (labels == c).any() else None
+        for c in range(classes)
+    ]
+    mean_steps = steps.double().mean().item()
+    return {
+        "accuracy": top1_accuracy(outputs, labels),
+        "mean_steps": mean_steps,
+        "load_saved": 1.0 - mean_steps / timesteps,
+        "per_class_steps": per_class,
+        "steps_histogram": torch.bincount(steps - 1, minlength=timesteps).tolist(),
+        "samples": len(labels),
+        "timesteps": timesteps,
+    }
+
+
+def evaluate_early_exit(
+    model: SpikingNetwork,
+    dataset: Dataset,
+    policy: str | ExitPolicy = "prime",
+    threshold: float = 0.8,
+    min_steps: int = 1,
+    alpha: float = 2.0,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run the early-exit controller over ``dataset``.
+
+    Returns accuracy, mean_steps, per_class_steps (list, class index -> mean steps),
+    steps_histogram (count of samples per step 1..T), load_saved, samples, timesteps.
+    """
+    policy = get_policy(policy, alpha=alpha)
+    outputs, steps, labels = [], [], []
+    loader, count = iterate_batches(dataset, batch_size)
+    for x, y in tqdm(loader, total=count, desc="early exit", leave=False, disable=not progress):
+        result = run_early_exit(model, x, policy, threshold, min_steps)
+        outputs.append(result.outputs)
+        steps.append(result.steps)
+        labels.append(y)
+    summary = exit_summary(torch.cat(outputs), torch.cat(steps), torch.cat(labels), model.timesteps)
+    return {"policy": policy_name(policy), "threshold": threshold, **summary}

@@ -1,0 +1,3 @@
+"""Native and fused compute kernels: the C build, the LIF scans, sparse convolutions, memory
+tricks.
+"""

@@ -1,0 +1,1 @@
+"""Runs: configuration, run directories, training, data parallelism, sweeps, reproductions."""

@@ -1,0 +1,106 @@
+"""Evaluating a trained run directory: accuracy (``prime eval``), early exit
+(``prime eval --early-exit``) and the energy report (``prime bench energy``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prime.analysis.energy.models import AnalogMacro, DigitalAccelerator
+from prime.analysis.energy.report import (
+    energy_report,
+    limit_dataset,
+    report_paths,
+    write_energy_report,
+)
+from prime.core.errors import PrimeError
+from prime.inference.early_exit import early_exit_report
+from prime.inference.evaluate import evaluate
+from prime.runs.rundir import load_data, load_run, prepare_run, replaying, run_config
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    read_noise: float = 0.0,
+    noise_seed: int = 0,
+    chip_seed: int | None = None,
+    mode: str = "multi",
+    batch_size: int = 128,
+    progress: bool = True,
+    replay: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Re-evaluate a run on its test split; see ``prime eval``.
+
+    A run trained on a chip trace is evaluated on it (unless ``chip_seed`` re-forms a random
+    chip); ``replay`` overrides its trace/replay/pruned/tile settings (None: keep).
+    """
+    model, config, data = prepare_run(run_dir, chip_seed, replay)
+    model.set_read_noise(read_noise, seed=noise_seed)
+    with replaying(model, config):
+        result = evaluate(model, data.test, batch_size=batch_size, mode=mode, progress=progress)
+    return {
+        **result,
+        "model": config.model_name,
+        "dataset": config.dataset,
+        "read_noise": read_noise,
+        "chip_seed": model.config.chip_seed,
+        "trace": config.trace,
+        "replay": config.replay if config.trace else None,
+    }
+
+
+def early_exit_run(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    read_noise: float = 0.0,
+    noise_seed: int = 0,
+    chip_seed: int | None = None,
+    replay: dict[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """:func:`early_exit_report` for a trained run (``out_dir`` defaults to
+    ``RUN_DIR/early-exit``), optionally under read noise, on another chip or on a chip
+    trace (``replay`` as :func:`evaluate_run`)."""
+    model, config, data = prepare_run(run_dir, chip_seed, replay)
+    model.set_read_noise(read_noise, seed=noise_seed)
+    out_dir = Path(run_dir) / "early-exit" if out_dir is None else Path(out_dir)
+    with replaying(model, config):
+        report = early_exit_report(model, data, out_dir, val_seed=config.seed, **options)
+    chip = f"trace {config.trace}" if config.trace else f"chip seed {model.config.chip_seed}"
+    return {
+        "model": config.model_name,
+        "dataset": config.dataset,
+        "chip": chip,
+        "read_noise": read_noise,
+        "out_dir": str(out_dir),
+        **report,
+    }
+
+
+def bench_energy(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    analog: AnalogMacro,
+    baseline: DigitalAccelerator,
+    early_exit: dict[str, Any] | None,
+    batch_size: int = 128,
+    limit: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Count the run's test split, write ``energy.json``, ``energy.md`` and ``energy.png``
+    to ``out_dir`` and return the report (``early_exit=None`` leaves out that row)."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise PrimeError(f"batch size must be a whole number >= 1, got {batch_size!r}")
+    outputs = report_paths(out_dir)
+    existing = [str(p) for p in outputs if p.exists()]
+    if existing and not force:
+        raise PrimeError(f"{', '.join(existing)} exist; pass --force to overwrite or use --out")
+    model, payload = load_run(run_dir)
+    config = run_config(payload)
+    test = limit_dataset(load_data(config).test, limit)
+    counted = energy_report(model, test, analog, baseline, early_exit, batch_size, progress)
+    report = {"run": str(run_dir), "model": config.model_name, "dataset": config.dataset}
+    report.update(counted)
+    write_energy_report(report, out_dir)
+    return report

@@ -1,0 +1,1 @@
+"""Reproductions of the papers' results (``prime reproduce``): pipelines and their reports."""

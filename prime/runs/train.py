@@ -1,0 +1,307 @@
+"""Training: learn only the supermask scores; the chip's conductances never change.
+
+A run directory holds ``checkpoint.pt`` (scores, conductances, masks, optimizer, config,
+seed, versions), ``metrics.json`` and ``summary.md``; all written atomically. ``resume``
+continues a killed run from its last checkpoint, bit for bit where it stopped: the data
+order of every epoch is drawn from (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset, Subset
+from tqdm.auto import tqdm
+
+from prime.core.errors import PrimeError
+from prime.core.io import atomic_write, load_checkpoint, save_checkpoint, write_json
+from prime.data import DataSplits, iterate_batches
+from prime.data.augment import FrameAugmentation
+from prime.hardware.replay import open_replay
+from prime.inference.evaluate import evaluate
+from prime.runs.config import TrainConfig, model_config, versions
+from prime.runs.distributed import Ranks, all_sum, collectives, current, shard
+from prime.runs.rundir import load_data, run_config
+from prime.snn.models import build_model
+from prime.snn.network import SpikingNetwork
+
+
+def training_loss(outputs: torch.Tensor, labels: torch.Tensor, exit_loss: float) -> torch.Tensor:
+    """Cross-entropy of the mean output over T (outputs [T, B, C], labels [B]).
+
+    With ``exit_loss`` w > 0: (1 - w) times that plus w times the mean over t of the
+    cross-entropy of the running mean output after step t, the quantity early exit reads
+    (:mod:`prime.inference.early_exit`), so that the first steps are trained to be right as well.
+    """
+    loss = F.cross_entropy(outputs.mean(0), labels)
+    if not exit_loss:
+        return loss
+    steps = torch.arange(1, len(outputs) + 1, dtype=outputs.dtype).view(-1, 1, 1)
+    running = outputs.cumsum(0) / steps
+    per_step = F.cross_entropy(running.flatten(0, 1), labels.repeat(len(outputs)))
+    return (1 - exit_loss) * loss + exit_loss * per_step
+
+
+def train(
+    config: TrainConfig | None,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    ranks: Ranks | None = None,
+) -> dict[str, Any]:
+    """Train into ``out_dir`` and return the metrics.
+
+    ``resume`` continues the run in ``out_dir`` with its own config (``config`` may be None).
+    ``ranks`` (default: the joined process group, see :mod:`prime.runs.distributed`) trains data
+    parallel: every rank builds the same chip and scores, takes its share of each global batch,
+    and DistributedDataParallel averages the score gradients; rank 0 alone writes and prints.
+    """
+    ranks = current() if ranks is None else ranks
+    out_dir = Path(out_dir)
+    checkpoint_path = out_dir / "checkpoint.pt"
+    if resume:
+        if not checkpoint_path.is_file():
+            raise PrimeError(f"nothing to resume: {checkpoint_path} does not exist")
+        payload = load_checkpoint(checkpoint_path)
+        config = run_config(payload)
+    elif config is None:
+        raise PrimeError("a new run needs a TrainConfig")
+    elif checkpoint_path.exists():
+        raise PrimeError(
+            f"{out_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    torch.manual_seed(config.seed)
+    data = load_data(config)
+    model = build_model(model_config(config))
+    _check_data_fits(model, data, config)
+    augment = FrameAugmentation.from_config(config.augment)
+    if augment.active and data.train[0][0].dim() != 4:
+        raise PrimeError(
+            f"frame augmentation moves image frames [T, C, H, W]; {config.dataset} samples "
+            f"are {tuple(data.train[0][0].shape)}: drop --shift-px/--rotate-deg/--zoom"
+        )
+    _check_shards(len(data.train), config.batch_size, ranks)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.epochs * steps_per_epoch
+    )
+    state = {"epoch": 0, "step_in_epoch": 0, "history": [], "wall_seconds": 0.0}
+    if resume:
+        model.load_state_dict(payload["model_state"])
+        optimizer.load_state_dict(payload["optimizer_state"])
+        scheduler.load_state_dict(payload["scheduler_state"])
+        state = payload["progress"]
+        if ranks.is_main and state["epoch"] >= config.epochs:
+            print(f"{out_dir} finished all {config.epochs} epochs; nothing left to train")
+        elif ranks.is_main:
+            print(
+                f"resuming {out_dir} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}"
+            )
+    progress = progress and ranks.is_main
+    net = model  # the same chip on every rank (seeded): only score gradients are exchanged
+    if ranks.distributed:
+        with collectives(ranks, checkpoint_path):
+            net = DistributedDataParallel(model, forward_sync_buffers=False)
+    replay = open_replay(model, config, position=state.get("trace_read", 0))
+    if replay and progress:
+        print(f"replaying {config.trace} ({config.replay}): {replay.placement.report()}")
+    conductances = [layer.g_us.clone() for layer in model.memristor_layers()]
+    started = time.perf_counter() - state["wall_seconds"]
+
+    def save() -> None:
+        state["wall_seconds"] = time.perf_counter() - started
+        if replay:
+            state["trace_read"] = replay.position
+        if not ranks.is_main:
+            return
+        save_checkpoint(
+            checkpoint_path,
+            {
+                "train_config": dataclasses.asdict(config),
+                "model_config": model.config.to_dict(),
+                "model_state": model.state_dict(),
+                "masks": [m.bool() for m in model.masks()],
+                "optimizer_state": optimizer.state_dict(),
+                "scheduler_state": scheduler.state_dict(),
+                "progress": state,
+                "versions": versions(),
+            },
+        )
+
+    while state["epoch"] < config.epochs:
+        epoch = state["epoch"]
+        model.train()
+        loader, count = _epoch_batches(data.train, config, epoch, ranks)
+        bar = tqdm(
+            total=count,
+            initial=state["step_in_epoch"],
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+        )
+        sums = state.setdefault("epoch_sums", {"loss": 0.0, "correct": 0, "n": 0})
+        for step, (x, y) in enumerate(loader):
+            if step < state["step_in_epoch"]:
+                continue
+            global_n = min(config.batch_size, len(data.train) - step * config.batch_size)
+            if augment.active:  # the global batch's draws, this rank's share of them
+                draws = torch.Generator().manual_seed(_draw_seed(config.seed, epoch, step))
+                x = augment.apply(x, augment.draw(global_n, draws)[ranks.rank :: ranks.world_size])
+            with collectives(ranks, checkpoint_path):
+                outputs = net(x, config.mode)
+                logits = outputs.mean(0)
+                # local mean x (share of the global batch) x ranks: DDP's average over ranks
+                # is then exactly the mean loss over the global batch
+                loss = training_loss(outputs, y, config.exit_loss)
+                loss = loss * (len(y) * ranks.world_size / global_n)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                local = [loss.item() * global_n / ranks.world_size, (logits.argmax(1) == y).sum()]
+                loss_sum, correct = all_sum([float(v) for v in local], ranks)
+            sums["loss"] += loss_sum
+            sums["correct"] += int(correct)
+            sums["n"] += global_n
+            state["step_in_epoch"] = step + 1
+            bar.update()
+            bar.set_postfix(
+                loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}"
+            )
+            if state["step_in_epoch"] % config.save_every == 0 and step + 1 < count:
+                save()
+        bar.close()
+        with collectives(ranks, checkpoint_path):
+            test = _evaluate_shared(model, data.test, config.mode, ranks)
+        state["history"].append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": sums["loss"] / max(sums["n"], 1),
+                "train_accuracy": sums["correct"] / max(sums["n"], 1),
+                "test_loss": test["loss"],
+                "test_accuracy": test["accuracy"],
+                "lr": scheduler.get_last_lr()[0],
+                "wall_seconds": time.perf_counter() - started,
+            }
+        )
+        if progress:
+            h = state["history"][-1]
+            print(
+                f"epoch {epoch + 1}/{config.epochs}: train loss {h['train_loss']:.3f} "
+                f"acc {h['train_accuracy']:.3f} | test acc {h['test_accuracy']:.4f} "
+                f"| {h['wall_seconds']:.0f} s"
+            )
+        state.update(epoch=epoch + 1, step_in_epoch=0)
+        del state["epoch_sums"]
+        save()
+
+    if replay:  # the layers hold the last read loaded, not the chip they started on
+        unchanged = replay.conductances_match()
+        replay.close()
+    else:
+        unchanged = all(
+            torch.equal(before, layer.g_us)
+            for before, layer in zip(conductances, model.memristor_layers(), strict=True)
+        )
+    metrics = {
+        "model": config.model_name,
+        "dataset": config.dataset,
+        "test_accuracy": state["history"][-1]["test_accuracy"],
+        "kept_fraction": model.kept_fraction(),
+        "conductances_unchanged": unchanged,
+        "epochs": config.epochs,
+        "wall_seconds": state["wall_seconds"],
+        "history": state["history"],
+        "config": dataclasses.asdict(config),
+    }
+    if ranks.is_main:
+        write_json(out_dir / "metrics.json", metrics)
+        _write_summary(out_dir / "summary.md", metrics, model)
+    return metrics
+
+
+def _draw_seed(seed: int, epoch: int, step: int) -> int:
+    """Seed of a step's augmentation draws: fixed by (seed, epoch, step), so resumes redraw."""
+    return int(np.random.SeedSequence([seed, epoch, step]).generate_state(1)[0])
+
+
+def _epoch_batches(
+    dataset: Dataset, config: TrainConfig, epoch: int, ranks: Ranks
+) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int]:
+    """This rank's share of every global batch of the epoch, in the seeded order of (seed, epoch).
+
+    A DistributedSampler for the global batches: rank r takes samples r, r + world, ... of
+    each, so one process with batch B and N processes with B/N each see the same batches.
+    """
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    order = torch.randperm(len(dataset), generator=generator).tolist()
+    size = config.batch_size
+    mine = [i for at in range(0, len(order), size) for i in shard(order[at : at + size], ranks)]
+    return iterate_batches(Subset(dataset, mine), size // ranks.world_size)
+
+
+def _evaluate_shared(
+    model: SpikingNetwork, dataset: Dataset, mode: str, ranks: Ranks
+) -> dict[str, float]:
+    """Test accuracy and loss over ``dataset``, every rank evaluating its share."""
+    if not ranks.distributed:
+        return evaluate(model, dataset, mode=mode)
+    part = evaluate(model, Subset(dataset, shard(range(len(dataset)), ranks)), mode=mode)
+    n = part["samples"]
+    correct, loss_sum, total = all_sum([round(part["accuracy"] * n), part["loss"] * n, n], ranks)
+    return {"accuracy": correct / total, "loss": loss_sum / total, "samples": int(total)}
+
+
+def _check_shards(samples: int, batch_size: int, ranks: Ranks) -> None:
+    """Every rank needs an equal share of every global batch (and at least one sample)."""
+    last = samples % batch_size or batch_size
+    if batch_size % ranks.world_size or last < ranks.world_size:
+        raise PrimeError(
+            f"{ranks.world_size} processes cannot share batches of {batch_size} (the last one "
+            f"has {last} samples): choose a --batch-size divisible by {ranks.world_size} "
+            f"whose last batch has at least {ranks.world_size} samples, or fewer processes"
+        )
+
+
+def _check_data_fits(model: SpikingNetwork, data: DataSplits, config: TrainConfig) -> None:
+    if tuple(data.input_shape) != model.input_shape or data.num_classes != model.num_classes:
+        raise PrimeError(
+            f"model {config.model_name!r} expects input {model.input_shape} and "
+            f"{model.num_classes} classes, dataset {config.dataset!r} gives "
+            f"{tuple(data.input_shape)} and {data.num_classes}; choose a matching --model"
+        )
+
+
+def _write_summary(path: Path, metrics: dict[str, Any], model: SpikingNetwork) -> None:
+    lines = [
+        f"# {metrics['model']} on {metrics['dataset']}",
+        "",
+        f"- test accuracy: {100 * metrics['test_accuracy']:.2f} %",
+        f"- kept fraction of edges: {metrics['kept_fraction']:.4f}",
+        f"- conductances unchanged by training: {metrics['conductances_unchanged']}",
+        f"- epochs: {metrics['epochs']}, wall time: {metrics['wall_seconds']:.1f} s",
+        "",
+        "| epoch | train loss | train acc | test acc | wall s |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {h['epoch']} | {h['train_loss']:.4f} | {h['train_accuracy']:.4f} "
+            f"| {h['test_accuracy']:.4f} | {h['wall_seconds']:.1f} |"
+            for h in metrics["history"]
+        ),
+        "",
+        "```",
+        str(model),
+        "```",
+        "",
+    ]
+    atomic_write(path, lambda tmp: tmp.write_text("\n".join(lines)))

@@ -1,0 +1,167 @@
+"""Supermask layers on a memristor crossbar: frozen random conductances, learned topology.
+
+A layer holds its crossbar's conductances ``g_us`` [2, *weight_shape] (G+, G-, µS) as a
+buffer, never a parameter, and one learnable score per weight. Its weight is
+``scale * (G+ - G-) * mask``, the mask keeping the edges with the largest |score|.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prime.core.errors import PrimeError
+from prime.hardware.devices import ConductanceModel, check_conductances, read_conductance
+from prime.kernels.sparse_conv import conv2d
+from prime.snn.masks import check_keep, supermask
+
+#: PRIME's fixed conductance-to-weight scale (reference code ``software_scale``).
+PRIME_SCALE = 0.01
+
+
+class MemristorLayer(nn.Module):
+    """Base of the supermask layers. Subclasses define ``apply(x, weight)``.
+
+    Args:
+        weight_shape: shape of the weight, output dimension first.
+        device_model: the device model that forms the crossbar.
+        chip: generator that forms it (the chip seed).
+        scores_generator: generator of the initial scores (the training seed).
+        keep: kept fraction of edges, in (0, 1].
+        scale: conductance-to-weight scale (1/µS), or ``"fan-in"`` to map the chip's mean
+            |G+ - G-| to the Kaiming std of a layer keeping ``keep`` of its fan-in.
+        mask_rule: ``"topk"`` (exactly round(keep n) edges) or ``"prime"`` (PRIME's rank rule).
+    """
+
+    def __init__(
+        self,
+        weight_shape: tuple[int, ...],
+        device_model: ConductanceModel,
+        chip: torch.Generator,
+        scores_generator: torch.Generator,
+        keep: float = 0.5,
+        scale: float | str = PRIME_SCALE,
+        mask_rule: str = "topk",
+    ) -> None:
+        super().__init__()
+        self.keep = check_keep(keep)
+        self.mask_rule = mask_rule
+        self.read_noise = 0.0
+        self.read_generator: torch.Generator | None = None
+        #: G+ - G- (µS) of pruned pairs' cells in the reset state, or None for ideal zeros
+        self.pruned_delta_us: torch.Tensor | None = None
+        self.register_buffer("g_us", device_model.sample(weight_shape, chip))
+        self.scores = nn.Parameter(torch.empty(weight_shape))
+        nn.init.kaiming_uniform_(self.scores, a=math.sqrt(5), generator=scores_generator)
+        self.register_buffer("scale", torch.tensor(self._scale(scale)))
+
+    @property
+    def fan_in(self) -> int:
+        return self.scores[0].numel()
+
+    @property
+    def crossbar_shape(self) -> tuple[int, int]:
+        """(rows, columns) of cells: one row per input, a G+ and a G- column per output."""
+        return self.fan_in, 2 * self.scores.shape[0]
+
+    def _scale(self, scale: float | str) -> float:
+        if scale == "fan-in":
+            mean_abs = (self.g_us[0] - self.g_us[1]).abs().mean().item()
+            kaiming_std = math.sqrt(2.0 / (self.fan_in * self.keep))
+            return kaiming_std / max(mean_abs, 1e-12)
+        if isinstance(scale, int | float) and math.isfinite(scale) and scale > 0:
+            return float(scale)
+        raise PrimeError(f"scale must be a number > 0 or 'fan-in', got {scale!r}")
+
+    def mask(self) -> torch.Tensor:
+        """The binary mask (float, weight shape) with a straight-through gradient to scores."""
+        return supermask(self.scores, self.keep, self.mask_rule)
+
+    def conductance_delta_us(self) -> torch.Tensor:
+        """G+ - G- of one read of the crossbar (read noise applied if set), µS."""
+        g_us = read_conductance(self.g_us, self.read_noise, self.read_generator)
+        return g_us[0] - g_us[1]
+
+    def weight(self, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Effective weight ``scale * (G+ - G-) * mask``; one crossbar read per call.
+
+        With ``pruned_delta_us`` set, pruned edges weigh ``scale * pruned_delta_us``, not 0.
+        """
+        mask = self.mask() if mask is None else mask
+        delta_us = self.conductance_delta_us() * mask
+        if self.pruned_delta_us is not None:
+            delta_us = delta_us + self.pruned_delta_us * (1 - mask)
+        return self.scale * delta_us
+
+    def apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x, self.weight())
+
+    def load_conductances(self, g_us: torch.Tensor) -> None:
+        """Replace the crossbar by given conductances [2, *weight_shape] (µS)."""
+        if tuple(g_us.shape) != tuple(self.g_us.shape):
+            raise PrimeError(
+                f"conductances of shape {tuple(g_us.shape)} do not fit this layer's crossbar "
+                f"{tuple(self.g_us.shape)} ([G+/G-, *weight shape])"
+            )
+        check_conductances(g_us)
+        self.g_us.copy_(g_us)
+
+    def export_mask(self) -> torch.Tensor:
+        """The binary mask as bool, weight shape."""
+        with torch.no_grad():
+            return self.mask().bool()
+
+    def pruned_cells(self) -> torch.Tensor:
+        """Crossbar cells to reset, int64 [n, 2] of (row, column), both cells of pruned pairs.
+
+        Row = flat input index; columns 2j (G+) and 2j+1 (G-) hold output j.
+        """
+        pruned = ~self.export_mask().reshape(self.scores.shape[0], -1)
+        out_index, in_index = pruned.nonzero(as_tuple=True)
+        rows = in_index.repeat_interleave(2)
+        cols = torch.stack([2 * out_index, 2 * out_index + 1], dim=1).reshape(-1)
+        return torch.stack([rows, cols], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"keep={self.keep}, scale={self.scale.item():.4g}, mask_rule={self.mask_rule!r}"
+
+
+class MemristorLinear(MemristorLayer):
+    """Fully connected supermask layer: x [N, in_features] -> [N, out_features]."""
+
+    def __init__(self, in_features: int, out_features: int, **kwargs) -> None:
+        super().__init__((out_features, in_features), **kwargs)
+        self.in_features, self.out_features = in_features, out_features
+
+    def apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, weight)
+
+
+class MemristorConv2d(MemristorLayer):
+    """2-D convolution supermask layer (no bias): x [N, C_in, H, W] -> [N, C_out, H', W'].
+
+    Runs channels-last (the fast layout of CPU convolutions); the output stays channels-last,
+    which elementwise neurons and pooling keep, so only the first layer's input is converted.
+    Sparse spike input skips its zeros where that pays (:func:`prime.kernels.sparse_conv.conv2d`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__((out_channels, in_channels, kernel_size, kernel_size), **kwargs)
+        self.stride, self.padding = stride, padding
+
+    def apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return conv2d(x, weight, stride=self.stride, padding=self.padding)

@@ -1,0 +1,268 @@
+"""Named models (``get_model(name)``, ``list_models()``), as torchvision's model registry.
+
+A model is built on a chip: a device preset forms its crossbars from ``chip_seed``; the
+initial scores come from ``score_seed``. :class:`ModelConfig` records everything needed to
+build the same network again (checkpoints store it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from prime.core.errors import PrimeError
+from prime.core.registry import Registry
+from prime.hardware.devices import ConductanceModel, chip_generator, device_from_config, get_device
+from prime.snn.layers import PRIME_SCALE, MemristorConv2d, MemristorLinear
+from prime.snn.masks import MASK_RULES, check_keep
+from prime.snn.network import SpikingNetwork
+from prime.snn.neurons import LIF, Integrator, LIFParams
+
+#: PRIME's LIF constants: threshold 0.2 in conv layers, 0.5 in hidden fully connected layers.
+PRIME_CONV_LIF = LIFParams(threshold=0.2)
+PRIME_FC_LIF = LIFParams(threshold=0.5)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its builder and what its input and output look like."""
+
+    build: Callable[[LayerFactory], list[nn.Module]]
+    input_shape: tuple[int, ...]
+    num_classes: int
+    timesteps: int
+    description: str
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that determines a model's chip and initial scores."""
+
+    name: str
+    device_model: dict[str, Any] = field(default_factory=lambda: {"name": "prime-gaussian"})
+    chip_seed: int = 0
+    score_seed: int = 0
+    keep: float = 0.5
+    scale: float | str = PRIME_SCALE
+    mask_rule: str = "topk"
+    mask_scope: str = "layer"
+    timesteps: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> ModelConfig:
+        config = dict(config)
+        if "device" in config and "device_model" not in config:  # runs before the rename
+            config["device_model"] = config.pop("device")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise PrimeError(f"model config has unknown fields: {', '.join(unknown)}")
+        return cls(**config)
+
+
+class LayerFactory:
+    """Makes a model's supermask layers on one chip, in order (so the same seed, same chip)."""
+
+    def __init__(self, config: ModelConfig, device_model: ConductanceModel) -> None:
+        if config.mask_rule not in MASK_RULES:
+            raise PrimeError(
+                f"unknown mask rule {config.mask_rule!r}; known: {', '.join(MASK_RULES)}"
+            )
+        self.kwargs = dict(
+            device_model=device_model,
+            chip=chip_generator(config.chip_seed),
+            scores_generator=torch.Generator().manual_seed(int(config.score_seed)),
+            keep=check_keep(config.keep),
+            scale=config.scale,
+            mask_rule=config.mask_rule,
+        )
+
+    def linear(self, in_features: int, out_features: int) -> MemristorLinear:
+        return MemristorLinear(in_features, out_features, **self.kwargs)
+
+    def conv(self, in_ch: int, out_ch: int, kernel: int, **kwargs) -> MemristorConv2d:
+        return MemristorConv2d(in_ch, out_ch, kernel, **kwargs, **self.kwargs)
+
+
+def get_model(name: str, **config: Any) -> SpikingNetwork:
+    """Build the registered model ``name``; keyword arguments are :class:`ModelConfig` fields.
+
+    ``device_model`` may be a preset name, a config dict or a :class:`ConductanceModel`.
+    """
+    device_model = config.pop("device_model", "prime-gaussian")
+    if isinstance(device_model, str):
+        device_model = get_device(device_model)
+    elif isinstance(device_model, dict):
+        device_model = device_from_config(device_model)
+    config = ModelConfig(name=name, device_model=device_model.to_config(), **config)
+    return build_model(config, device_model)
+
+
+def build_model(
+    config: ModelConfig, device_model: ConductanceModel | None = None
+) -> SpikingNetwork:
+    """Build a model from its :class:`ModelConfig`."""
+    spec = MODELS.get(config.name)
+    if device_model is None:
+        device_model = device_from_config(config.device_model)
+    layers = spec.build(LayerFactory(config, device_model))
+    network = SpikingNetwork(
+        layers,
+        input_shape=spec.input_shape,
+        timesteps=config.timesteps or spec.timesteps,
+        num_classes=spec.num_classes,
+        mask_scope=config.mask_scope,
+    )
+    network.config = dataclasses.replace(config, device_model=device_model.to_config())
+    return network
+
+
+def list_models() -> list[str]:
+    return MODELS.names()
+
+
+def model_spec(name: str) -> ModelSpec:
+    return MODELS.get(name)
+
+
+def _nmnist_conv(make: LayerFactory) -> list[nn.Module]:
+    return [
+        make.conv(2, 12, 5, padding=1),
+        LIF(PRIME_CONV_LIF),
+        nn.AvgPool2d(2),
+        make.conv(12, 64, 5),
+        LIF(PRIME_CONV_LIF),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        make.linear(2304, 10),
+        Integrator(),
+    ]
+
+
+def _nmnist_mlp(make: LayerFactory) -> list[nn.Module]:
+    return [
+        nn.Flatten(),
+        make.linear(2312, 250),
+        LIF(PRIME_FC_LIF),
+        make.linear(250, 250),
+        LIF(PRIME_FC_LIF),
+        make.linear(250, 10),
+        Integrator(),
+    ]
+
+
+MODELS.register("nmnist-conv")(
+    ModelSpec(
+        _nmnist_conv,
+        (2, 34, 34),
+        10,
+        10,
+        "PRIME's N-MNIST network: conv 2-12 k5 p1, LIF, avgpool 2, conv 12-64 k5, LIF, "
+        "avgpool 2, FC 2304-10 integrator",
+    )
+)
+MODELS.register("digits-conv")(
+    ModelSpec(
+        _nmnist_conv,
+        (2, 34, 34),
+        10,
+        10,
+        "default model of the built-in neuromorphic digits: nmnist-conv's architecture "
+        "(both are 2x34x34 event frames, 10 classes, T = 10)",
+    )
+)
+MODELS.register("nmnist-mlp")(
+    ModelSpec(_nmnist_mlp, (2, 34, 34), 10, 10, "MLP 2312-250-250-10 on N-MNIST frames")
+)
+
+#: LIF of the gesture network's conv cells (PRIME's gesture cells fire at threshold 1.0)
+GESTURE_LIF = LIFParams(threshold=1.0)
+
+
+def _gesture_conv(pixels: int) -> Callable[[LayerFactory], list[nn.Module]]:
+    """Conv SNN for DVS128 Gesture frames of pixels x pixels (128 or 32), 11 classes.
+
+    PRIME's code never shipped its gesture network (``ConvNet_128``); this design follows
+    its cells: supermask conv, batch norm, LIF (threshold 1.0), average pooling. At 128 x 128
+    the first conv has kernel 5 and stride 2; the FC layer sees 64 maps of pixels/8/stride.
+    """
+    stride = 2 if pixels == 128 else 1
+
+    def build(make: LayerFactory) -> list[nn.Module]:
+        first = (
+            make.conv(2, 16, 5, stride=2, padding=2)
+            if stride == 2
+            else make.conv(2, 16, 3, padding=1)
+        )
+        layers: list[nn.Module] = []
+        for conv in (first, make.conv(16, 32, 3, padding=1), make.conv(32, 64, 3, padding=1)):
+            channels = conv.scores.shape[0]
+            layers += [conv, nn.BatchNorm2d(channels), LIF(GESTURE_LIF), nn.AvgPool2d(2)]
+        side = pixels // (8 * stride)
+        return [*layers, nn.Flatten(), make.linear(64 * side * side, 11), Integrator()]
+
+    return build
+
+
+def _mlp(sizes: tuple[int, ...], lif: LIFParams) -> Callable[[LayerFactory], list[nn.Module]]:
+    """Flatten, then supermask linear layers of ``sizes`` with LIF between, integrator out."""
+
+    def build(make: LayerFactory) -> list[nn.Module]:
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(make.linear(n_in, n_out))
+            layers.append(LIF(lif) if i < len(sizes) - 2 else Integrator())
+        return layers
+
+    return build
+
+
+MODELS.register("dvsgesture-conv")(
+    ModelSpec(
+        _gesture_conv(128),
+        (2, 128, 128),
+        11,
+        20,
+        "DVS128 Gesture conv SNN (prime's design): conv 2-16 k5 s2, 16-32 k3, 32-64 k3, each "
+        "with batch norm, LIF (threshold 1.0), avgpool 2; FC 4096-11 integrator",
+    )
+)
+MODELS.register("dvsgesture-conv32")(
+    ModelSpec(
+        _gesture_conv(32),
+        (2, 32, 32),
+        11,
+        20,
+        "dvsgesture-conv for frames down-sampled to 32x32 (--downsample 32): first conv k3 "
+        "stride 1; FC 1024-11",
+    )
+)
+MODELS.register("shd-mlp")(
+    ModelSpec(
+        _mlp((700, 256, 20), PRIME_FC_LIF),
+        (700,),
+        20,
+        50,
+        "SHD MLP 700-256-20 (LIF threshold 0.5) on spike counts in 50 time bins",
+    )
+)
+MODELS.register("spoken-digits-mlp")(
+    ModelSpec(
+        _mlp((460, 256, 10), PRIME_FC_LIF),
+        (23, 20),
+        10,
+        20,
+        "spoken digits MLP 460-256-10 (LIF threshold 0.5) on rate-coded 23x20 features, T = 20",
+    )
+)

@@ -1,0 +1,129 @@
+"""Spiking neurons as pure kernels (``lif_step(current, mem, params)``) with thin modules.
+
+The LIF neuron follows snnTorch's ``snn.Leaky`` with ``reset_mechanism="zero"`` (reset
+detached from the graph, as snnTorch does), plus PRIME's LeakyReLU on the membrane. One step:
+
+    U <- 0 where the neuron spiked last step (U > threshold)
+    U <- (1 - decay) U + I            # PRIME: decay 0.8, so U is multiplied by 0.2
+    U <- LeakyReLU(U, leak_slope)     # PRIME: 0.1
+    S <- U > threshold                # surrogate: 1 / (2 w) where |U - threshold| < w
+
+Shapes: a step takes ``current`` [B, ...] and returns spikes [B, ...]; a scan takes
+currents [T, B, ...] and returns spikes [T, B, ...]. Both give identical results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prime.kernels.lif import lif_scan
+
+
+@dataclass(frozen=True)
+class LIFParams:
+    """LIF constants. Defaults are PRIME's hidden fully connected layer (threshold 0.5)."""
+
+    threshold: float = 0.5
+    decay: float = 0.8
+    leak_slope: float = 0.1
+    surrogate_width: float = 0.5
+
+
+class RectangularSpike(torch.autograd.Function):
+    """Heaviside spike with a rectangular surrogate gradient (PRIME's ``STEFunction``).
+
+    Forward: ``x > 0``. Backward: ``grad / (2 w)`` where ``|x| < w``, else 0.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, width: float) -> torch.Tensor:
+        ctx.save_for_backward(x.abs() < width)
+        ctx.width = width
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (window,) = ctx.saved_tensors
+        return grad * window / (2 * ctx.width), None
+
+
+def lif_step(
+    current: torch.Tensor, mem: torch.Tensor, params: LIFParams
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LIF step: returns (spikes, membrane). ``mem`` is the previous step's membrane."""
+    mem = torch.where(mem > params.threshold, torch.zeros((), dtype=mem.dtype), mem)
+    mem = F.leaky_relu(mem * (1.0 - params.decay) + current, params.leak_slope)
+    if torch.is_grad_enabled() and mem.requires_grad:
+        spikes = RectangularSpike.apply(mem - params.threshold, params.surrogate_width)
+    else:  # inference: no surrogate window to save
+        spikes = (mem > params.threshold).to(mem.dtype)
+    return spikes, mem
+
+
+def integrator_step(current: torch.Tensor, mem: torch.Tensor, leak_slope: float) -> torch.Tensor:
+    """Non-spiking output neuron: U <- LeakyReLU(U + I). Returns the new membrane."""
+    return F.leaky_relu(mem + current, leak_slope)
+
+
+def integrator_scan(currents: torch.Tensor, leak_slope: float) -> torch.Tensor:
+    """Output integrator over all timesteps: [T, B, ...] -> membranes [T, B, ...]."""
+    mem = torch.zeros_like(currents[0])
+    mems = []
+    for current in currents:
+        mem = integrator_step(current, mem, leak_slope)
+        mems.append(mem)
+    return torch.stack(mems)
+
+
+class NeuronLayer(nn.Module):
+    """Base of stateful neuron layers. State is explicit: ``step`` takes and returns it."""
+
+    def initial_state(self, current: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(current)
+
+    def step(self, current: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, new state) for one timestep."""
+        raise NotImplementedError
+
+    def scan(self, currents: torch.Tensor) -> torch.Tensor:
+        """Outputs [T, B, ...] for currents [T, B, ...]."""
+        raise NotImplementedError
+
+
+class LIF(NeuronLayer):
+    """Leaky integrate-and-fire layer; outputs binary spikes."""
+
+    def __init__(self, params: LIFParams = LIFParams()) -> None:
+        super().__init__()
+        self.params = params
+
+    def step(self, current, state):
+        return lif_step(current, state, self.params)
+
+    def scan(self, currents):
+        return lif_scan(currents, self.params)
+
+    def extra_repr(self) -> str:
+        return repr(self.params)
+
+
+class Integrator(NeuronLayer):
+    """Non-spiking output layer; outputs its membrane potential every step."""
+
+    def __init__(self, leak_slope: float = 0.1) -> None:
+        super().__init__()
+        self.leak_slope = leak_slope
+
+    def step(self, current, state):
+        mem = integrator_step(current, state, self.leak_slope)
+        return mem, mem
+
+    def scan(self, currents):
+        return integrator_scan(currents, self.leak_slope)
+
+    def extra_repr(self) -> str:
+        return f"leak_slope={self.leak_slope}"
