@@ -42,7 +42,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 def step_ms(model, frames: torch.Tensor, sizes: list[int], repeats: int) -> dict[int, float]:
     """Median ms of one ``model.step`` (all T steps, averaged) per batch size."""
-    weights = model.weights()
+    reads = model.crossbar_reads()
     result = {}
     for size in sizes:
         x = frames[:, :size]
@@ -50,7 +50,7 @@ def step_ms(model, frames: torch.Tensor, sizes: list[int], repeats: int) -> dict
         def run(x=x) -> None:
             state = model.initial_state()
             for frame in x:
-                _, state = model.step(frame, state, weights)
+                _, state = model.step(frame, state, reads)
 
         result[size] = 1e3 * statistics.median(timed(run) for _ in range(repeats)) / len(x)
     return result

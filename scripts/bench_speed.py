@@ -132,7 +132,7 @@ class DenseFloor(nn.Module):
         weights = iter(self.dense)
         for layer in self.model.layers:
             if isinstance(layer, MemristorLayer):
-                h = layer.apply(h, next(weights))
+                h = layer.linear_map(h, next(weights))
             elif not isinstance(layer, LIF | Integrator):
                 h = layer(h)
         return h.unflatten(0, (T, B)).mean(0)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import reference_file
+from helpers import reference_file
 
 from prime.core.errors import PrimeError
 from prime.data import FrameDataset
@@ -74,7 +74,7 @@ def test_bad_arguments_are_prime_errors(model, x):
         run_early_exit(model, x[:3])
 
 
-@pytest.mark.parametrize("policy", ["prime", "margin", "entropy"])
+@pytest.mark.parametrize("policy", POLICIES.names())
 def test_steps_stay_between_min_steps_and_T(model, x, policy):
     threshold = _median_confidence(model, x, policy)
     seen = set()
@@ -87,30 +87,31 @@ def test_steps_stay_between_min_steps_and_T(model, x, policy):
     assert len(seen) >= 3  # the threshold really splits the batch at several steps
 
 
-def _run_alone(model, frames, weights):
+def _run_alone(model, frames, reads):
     """Mean output of one sample run for len(frames) steps on its own: frames [t, ...]."""
     state, outputs = model.initial_state(), []
     with torch.no_grad():
         for frame in frames:
-            out, state = model.step(frame[None], state, weights)
+            out, state = model.step(frame[None], state, reads)
             outputs.append(out[0])
     return torch.stack(outputs).mean(0)
 
 
+@pytest.mark.slow
 def test_compaction_equals_each_sample_run_alone_to_its_exit(model, x):
     threshold = _median_confidence(model, x)
     result = run_early_exit(model, x, "prime", threshold, min_steps=2)
     assert 2 < len(set(result.steps.tolist()))
-    weights = model.weights()
+    reads = model.crossbar_reads()
     for i, steps in enumerate(result.steps.tolist()):
-        alone = _run_alone(model, x[:steps, i], weights)
+        alone = _run_alone(model, x[:steps, i], reads)
         assert torch.allclose(result.outputs[i], alone, atol=1e-5)
     offline = exit_from_trajectory(model(x, mode="single"), "prime", threshold, min_steps=2)
     assert torch.equal(offline.steps, result.steps)
     assert torch.allclose(offline.outputs, result.outputs, atol=1e-5)
 
 
-@pytest.mark.parametrize("policy", ["prime", "margin", "entropy"])
+@pytest.mark.parametrize("policy", POLICIES.names())
 def test_threshold_one_is_full_T_inference(model, x, policy):
     result = run_early_exit(model, x, policy, threshold=1.0)
     assert (result.steps == T).all() and result.load_saved == 0.0
@@ -118,16 +119,26 @@ def test_threshold_one_is_full_T_inference(model, x, policy):
     assert torch.allclose(result.outputs, model.logits(x, mode="multi"), atol=1e-5)
 
 
-def test_per_step_weights_hook_is_followed(model, x):
-    base = model.weights()
-    model.step_weights = lambda steps: [
-        [w * (1 + 0.2 * t) if w is not None else None for w in base] for t in range(steps)
-    ]
+def test_chip_read_every_step_is_followed(model, x):
+    layers = model.memristor_layers()
+    cells = [layer.g_us.clone() for layer in layers]
+    calls = []
+
+    def next_read() -> None:  # step t of a sequence reads the chip with conductances x (1 + 0.2 t)
+        t = len(calls) % model.timesteps
+        calls.append(t)
+        for layer, g_us in zip(layers, cells, strict=True):
+            layer.load_conductances(g_us * (1 + 0.2 * t))
+
+    model.read_every_step(next_read)
     try:
         hooked = model(x, mode="single").mean(0)
         result = run_early_exit(model, x, threshold=1.0)
     finally:
-        model.step_weights = None
+        model.read_every_step(None)
+        for layer, g_us in zip(layers, cells, strict=True):
+            layer.load_conductances(g_us)
+    assert calls == list(range(model.timesteps)) * 2
     assert torch.allclose(result.outputs, hooked, atol=1e-6)
     assert not torch.allclose(hooked, model.logits(x, mode="single"), atol=1e-3)
 
@@ -138,6 +149,7 @@ def test_threshold_zero_exits_everyone_at_min_steps(model, x):
     assert torch.allclose(result.outputs, model(x, mode="single")[:3].mean(0), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_golden_early_exit_steps_of_the_prime_reference():
     from prime.snn.reference import load_prime_reference
 
@@ -162,6 +174,7 @@ def test_golden_early_exit_steps_of_the_prime_reference():
     assert run_early_exit(model, real).steps.tolist() == [9, 6]
 
 
+@pytest.mark.slow
 def test_evaluate_sweep_and_calibration_agree(model, x):
     labels = model.logits(x, mode="multi").argmax(1)
     labels[::3] = (labels[::3] + 1) % 10  # 6 of 16 wrong at full T
@@ -191,6 +204,7 @@ def test_evaluate_sweep_and_calibration_agree(model, x):
         calibrate_threshold(model, dataset, target_drop_pp=-1)
 
 
+@pytest.mark.slow
 def test_eval_early_exit_command_reports_and_writes_files(tmp_path, capsys):
     from prime.cli.main import main
     from prime.runs.config import TrainConfig

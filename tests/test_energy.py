@@ -202,10 +202,10 @@ def test_counting_follows_a_shrinking_batch():
     x = (torch.rand(10, 4, 2, 34, 34, generator=torch.Generator().manual_seed(0)) < 0.1).float()
     steps = [10, 3, 1, 6]  # steps each sample runs
     with torch.no_grad(), count_operations(model) as counts:
-        weights = model.weights()
+        reads = model.crossbar_reads()
         state, running = model.initial_state(), torch.arange(4)
         for t in range(10):
-            _, state = model.step(x[t, running], state, weights)
+            _, state = model.step(x[t, running], state, reads)
             keep = torch.tensor([steps[i] > t + 1 for i in running.tolist()]).nonzero().squeeze(1)
             running = running[keep]
             state = [s.index_select(0, keep) if s is not None else None for s in state]
@@ -259,11 +259,11 @@ def _torch_layer(layer, weight: torch.Tensor) -> nn.Module:
 def test_synaptic_operations_agree_with_neurobench(graded):
     model = _conv_model(0.5)
     generator = torch.Generator().manual_seed(2)
-    weights = model.weights()
+    reads = model.crossbar_reads()
     for layer, weight, shape in [
-        (model.layers[0], weights[0], (3, 2, 34, 34)),
-        (model.layers[3], weights[3], (3, 12, 16, 16)),
-        (model.layers[7], weights[7], (3, 2304)),
+        (model.layers[0], reads[0].weight, (3, 2, 34, 34)),
+        (model.layers[3], reads[3].weight, (3, 12, 16, 16)),
+        (model.layers[7], reads[7].weight, (3, 2304)),
     ]:
         x = (torch.rand(shape, generator=generator) < 0.2).float()
         if graded:  # pooled spikes: multiples of 0.25, counted as MACs
@@ -290,10 +290,11 @@ def test_count_operations_refuses_nesting():
             pass
 
 
-def test_step_weights_hook_is_counted_once():
-    """A model whose forward takes the single-step path (``step_weights``) counts each step once."""
+def test_reads_every_step_are_counted_once():
+    """A model that reads its chip every step (its forward runs single-step) counts each step
+    once."""
     model = tiny_network()
-    model.step_weights = lambda steps: [model.weights()] * steps
+    model.read_every_step(lambda: None)
     with torch.no_grad(), count_operations(model) as counts:
         model(TINY_INPUT)
     assert counts.samples == 2 and counts.sample_steps == [2.0, 2.0, 2.0]

@@ -19,15 +19,15 @@ reset-state read of the same two cells, while kept weights are ``scale * (G+ - G
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from prime.core.errors import PrimeError
 from prime.hardware.traces.format import Trace
-from prime.snn.network import SpikingNetwork
 
 REPLAY_MODES = ("static", "per-batch", "per-step")
 PRUNED_MODES = ("zero", "reset")
@@ -105,6 +105,27 @@ def place(
     return Placement(cell_index, (rows, cols), (tile_rows, tile_cols), used, available, cells)
 
 
+class ChipLayer(Protocol):
+    """What replay needs of a memristor layer (:class:`prime.snn.layers.MemristorLayer`)."""
+
+    scores: torch.Tensor
+    g_us: torch.Tensor
+
+    def load_conductances(
+        self, g_us: torch.Tensor, reset_us: torch.Tensor | None = None
+    ) -> None: ...
+
+
+class ChipNetwork(Protocol):
+    """What replay needs of a network (:class:`prime.snn.network.SpikingNetwork`)."""
+
+    def memristor_layers(self) -> Sequence[ChipLayer]: ...
+
+    def read_every_step(self, before_read: Callable[[], None] | None) -> None: ...
+
+    def register_forward_pre_hook(self, hook: Any, *, with_kwargs: bool = ...) -> Any: ...
+
+
 class TraceReplay:
     """Feeds a network the conductances of a trace's reads (see the module docstring).
 
@@ -114,7 +135,7 @@ class TraceReplay:
 
     def __init__(
         self,
-        model: SpikingNetwork,
+        model: ChipNetwork,
         trace: Trace,
         mode: str = "static",
         pruned: str = "zero",
@@ -136,9 +157,14 @@ class TraceReplay:
         if mode == "static":
             self.load_read(self.position)
         elif mode == "per-batch":
-            self._hook = model.register_forward_pre_hook(lambda module, args: self.advance())
+            self._hook = model.register_forward_pre_hook(self._next_batch, with_kwargs=True)
         else:
-            model.step_weights = self._step_weights
+            model.read_every_step(self.advance)
+
+    def _next_batch(self, module: Any, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Forward pre-hook: a whole input sequence (not one step of it) loads the next read."""
+        if kwargs.get("state") is None:
+            self.advance()
 
     def _gather(self, read: np.ndarray) -> list[torch.Tensor]:
         flat = torch.from_numpy(read).reshape(-1)
@@ -147,26 +173,18 @@ class TraceReplay:
     def load_read(self, index: int) -> None:
         """Load read ``index`` (modulo the number of reads) into every layer."""
         index %= self.trace.n_reads
-        with torch.no_grad():
-            for layer, g_us in zip(self.layers, self._gather(self.trace.read(index)), strict=True):
-                layer.load_conductances(g_us)
-            if self.pruned == "reset":
-                reset = self._gather(self.trace.read(index, reset=True))
-                for layer, g_us in zip(self.layers, reset, strict=True):
-                    layer.pruned_delta_us = g_us[0] - g_us[1]
+        reads = self._gather(self.trace.read(index))
+        resets: Sequence[torch.Tensor | None] = [None] * len(reads)
+        if self.pruned == "reset":
+            resets = self._gather(self.trace.read(index, reset=True))
+        for layer, g_us, reset_us in zip(self.layers, reads, resets, strict=True):
+            layer.load_conductances(g_us, reset_us)
         self.current_read = index
 
     def advance(self) -> None:
         """Load the next read."""
         self.load_read(self.position)
         self.position += 1
-
-    def _step_weights(self, timesteps: int) -> list[list[torch.Tensor | None]]:
-        weights = []
-        for _ in range(timesteps):
-            self.advance()
-            weights.append(self.model.weights())
-        return weights
 
     def conductances_match(self) -> bool:
         """Whether the layers still hold exactly the cells of the read last loaded."""
@@ -179,9 +197,9 @@ class TraceReplay:
         """Stop replaying (the layers keep the conductances last loaded)."""
         if self._hook is not None:
             self._hook.remove()
-        self.model.step_weights = None
+        self.model.read_every_step(None)
         for layer in self.layers:
-            layer.pruned_delta_us = None
+            layer.load_conductances(layer.g_us)  # the reset cells are the trace's: drop them
 
     def close(self) -> None:
         """Detach and close the trace file."""
@@ -199,7 +217,7 @@ class ReplaySettings(Protocol):
 
 
 def open_replay(
-    model: SpikingNetwork, settings: ReplaySettings, position: int = 0
+    model: ChipNetwork, settings: ReplaySettings, position: int = 0
 ) -> TraceReplay | None:
     """Bind ``model`` to ``settings.trace`` (None if there is none) from read ``position``;
     :meth:`TraceReplay.close` detaches and closes the file."""

@@ -1,8 +1,10 @@
 """Supermask layers on a memristor crossbar: frozen random conductances, learned topology.
 
 A layer holds its crossbar's conductances ``g_us`` [2, *weight_shape] (G+, G-, µS) as a
-buffer, never a parameter, and one learnable score per weight. Its weight is
-``scale * (G+ - G-) * mask``, the mask keeping the edges with the largest |score|.
+buffer, never a parameter, and one learnable score per weight. The mask keeps the edges with
+the largest |score|; the layer's :class:`~prime.hardware.readpath.ReadPath` turns the
+conducting cells and an input into the output (ideally ``linear_map(x, scale * (G+ - G-) *
+mask)``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from prime.core.errors import PrimeError
-from prime.hardware.devices import ConductanceModel, check_conductances, read_conductance
+from prime.hardware.devices import ConductanceModel, check_conductances
+from prime.hardware.readpath import IDEAL, CrossbarRead, ReadPath, ReadPathConfig
 from prime.kernels.sparse_conv import conv2d
 from prime.snn.masks import check_keep, supermask
 
@@ -23,7 +26,10 @@ PRIME_SCALE = 0.01
 
 
 class MemristorLayer(nn.Module):
-    """Base of the supermask layers. Subclasses define ``apply(x, weight)``.
+    """Base of the supermask layers. Subclasses define ``linear_map(x, weight)``.
+
+    Called as a module: ``layer(x)`` reads the crossbar once and maps x; ``layer(x, read)``
+    maps x through a read taken before (:meth:`read`, once per input sequence).
 
     Args:
         weight_shape: shape of the weight, output dimension first.
@@ -34,6 +40,7 @@ class MemristorLayer(nn.Module):
         scale: conductance-to-weight scale (1/µS), or ``"fan-in"`` to map the chip's mean
             |G+ - G-| to the Kaiming std of a layer keeping ``keep`` of its fan-in.
         mask_rule: ``"topk"`` (exactly round(keep n) edges) or ``"prime"`` (PRIME's rank rule).
+        read_path: the configuration of the way from cells to numbers (default: ideal).
     """
 
     def __init__(
@@ -45,14 +52,17 @@ class MemristorLayer(nn.Module):
         keep: float = 0.5,
         scale: float | str = PRIME_SCALE,
         mask_rule: str = "topk",
+        read_path: ReadPathConfig = IDEAL,
     ) -> None:
         super().__init__()
         self.keep = check_keep(keep)
         self.mask_rule = mask_rule
         self.read_noise = 0.0
         self.read_generator: torch.Generator | None = None
-        #: G+ - G- (µS) of pruned pairs' cells in the reset state, or None for ideal zeros
-        self.pruned_delta_us: torch.Tensor | None = None
+        #: the cells of pruned pairs in the reset state [2, *weight_shape] (µS), or None for
+        #: ideal zeros (set by :meth:`load_conductances`)
+        self.reset_us: torch.Tensor | None = None
+        self.read_path = ReadPath(read_path)
         self.register_buffer("g_us", device_model.sample(weight_shape, chip))
         self.scores = nn.Parameter(torch.empty(weight_shape))
         nn.init.kaiming_uniform_(self.scores, a=math.sqrt(5), generator=scores_generator)
@@ -80,37 +90,39 @@ class MemristorLayer(nn.Module):
         """The binary mask (float, weight shape) with a straight-through gradient to scores."""
         return supermask(self.scores, self.keep, self.mask_rule)
 
-    def conductance_delta_us(self) -> torch.Tensor:
-        """G+ - G- of one read of the crossbar (read noise applied if set), µS."""
-        g_us = read_conductance(self.g_us, self.read_noise, self.read_generator)
-        return g_us[0] - g_us[1]
+    def read(self, mask: torch.Tensor | None = None) -> CrossbarRead:
+        """One read of the crossbar (read noise drawn if set) under ``mask`` (default: the
+        layer's own, with its straight-through gradient)."""
+        mask = self.mask() if mask is None else mask
+        return self.read_path.read(
+            self.g_us, mask, self.scale, self.read_noise, self.read_generator, self.reset_us
+        )
 
     def weight(self, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Effective weight ``scale * (G+ - G-) * mask``; one crossbar read per call.
+        """Effective weight ``scale * (G+ - G-) * mask`` of one read; with reset cells
+        loaded, pruned edges weigh ``scale * (G+reset - G-reset)``, not 0."""
+        return self.read(mask).weight
 
-        With ``pruned_delta_us`` set, pruned edges weigh ``scale * pruned_delta_us``, not 0.
-        """
-        mask = self.mask() if mask is None else mask
-        delta_us = self.conductance_delta_us() * mask
-        if self.pruned_delta_us is not None:
-            delta_us = delta_us + self.pruned_delta_us * (1 - mask)
-        return self.scale * delta_us
-
-    def apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def linear_map(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The layer's linear operation with a given weight (no read, no hooks)."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.apply(x, self.weight())
+    def forward(self, x: torch.Tensor, read: CrossbarRead | None = None) -> torch.Tensor:
+        return self.read_path(x, self.read() if read is None else read, self.linear_map)
 
-    def load_conductances(self, g_us: torch.Tensor) -> None:
-        """Replace the crossbar by given conductances [2, *weight_shape] (µS)."""
-        if tuple(g_us.shape) != tuple(self.g_us.shape):
-            raise PrimeError(
-                f"conductances of shape {tuple(g_us.shape)} do not fit this layer's crossbar "
-                f"{tuple(self.g_us.shape)} ([G+/G-, *weight shape])"
-            )
-        check_conductances(g_us)
-        self.g_us.copy_(g_us)
+    def load_conductances(self, g_us: torch.Tensor, reset_us: torch.Tensor | None = None) -> None:
+        """Replace the crossbar by given conductances [2, *weight_shape] (µS); ``reset_us``,
+        the same shape, are the cells pruned pairs are reset to (None: ideal zeros)."""
+        for cells in (g_us,) if reset_us is None else (g_us, reset_us):
+            if tuple(cells.shape) != tuple(self.g_us.shape):
+                raise PrimeError(
+                    f"conductances of shape {tuple(cells.shape)} do not fit this layer's "
+                    f"crossbar {tuple(self.g_us.shape)} ([G+/G-, *weight shape])"
+                )
+            check_conductances(cells)
+        with torch.no_grad():
+            self.g_us.copy_(g_us)
+        self.reset_us = None if reset_us is None else reset_us.clone()
 
     def export_mask(self) -> torch.Tensor:
         """The binary mask as bool, weight shape."""
@@ -139,7 +151,7 @@ class MemristorLinear(MemristorLayer):
         super().__init__((out_features, in_features), **kwargs)
         self.in_features, self.out_features = in_features, out_features
 
-    def apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def linear_map(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.linear(x, weight)
 
 
@@ -163,5 +175,5 @@ class MemristorConv2d(MemristorLayer):
         super().__init__((out_channels, in_channels, kernel_size, kernel_size), **kwargs)
         self.stride, self.padding = stride, padding
 
-    def apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def linear_map(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return conv2d(x, weight, stride=self.stride, padding=self.padding)

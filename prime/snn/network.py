@@ -7,19 +7,25 @@ Two execution modes give identical results (parity tests keep them so):
 * ``"single"`` (single-step): one timestep at a time through all layers, with explicit
   state; what early exit drives through :meth:`SpikingNetwork.step`.
 
-The supermasks and weights are computed once per forward call (one crossbar read), never
-once per timestep. Batch norm, where a model has it, normalises over T*B frames in
-multi-step training and over B frames in single-step training; in evaluation both agree.
+Both call every layer as a module (``layer(x)``), so forward hooks and ``model.apply(fn)``
+see every layer; the network's own forward takes a whole sequence, or one step with
+``state=``. The supermasks are computed and the crossbars read once per input sequence,
+never once per timestep, unless the chip is read anew every step
+(:meth:`SpikingNetwork.read_every_step`, trace replay per step).
+
+Batch norm, where a model has it, normalises over T*B frames in multi-step training and
+over B frames in single-step training; in evaluation both agree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from prime.core.errors import PrimeError
+from prime.hardware.readpath import CrossbarRead
 from prime.kernels.lif import lif_pool_scan
 from prime.kernels.memory import avg_pool2d_saving_shape, spikes_saved_as_bool
 from prime.snn.layers import MemristorLayer
@@ -61,12 +67,7 @@ class SpikingNetwork(nn.Module):
         self.timesteps = timesteps
         self.num_classes = num_classes
         self.mask_scope = mask_scope
-        #: optional hook ``T -> T weight lists``, one per timestep (e.g. one chip read per step,
-        #: prime.hardware.replay); when set, every forward takes the single-step path with them
-        self.step_weights: Callable[[int], list[list[torch.Tensor | None]]] | None = None
-        #: multi-step: run a LIF layer and the average pooling after it as one native kernel
-        #: (same results; off while prime.analysis.energy.counting counts the spikes between them)
-        self.fuse_pooling = True
+        self._before_step_read: Callable[[], None] | None = None
 
     def memristor_layers(self) -> list[MemristorLayer]:
         return [m for m in self.layers if isinstance(m, MemristorLayer)]
@@ -81,12 +82,32 @@ class SpikingNetwork(nn.Module):
             raise PrimeError("a global mask needs the same kept fraction in every layer")
         return global_supermasks([layer.scores for layer in layers], check_keep(keep.pop()))
 
+    def crossbar_reads(self) -> list[CrossbarRead | None]:
+        """One read of every crossbar (``None`` for layers without), masks computed once."""
+        masks = iter(self.masks())
+        return [m.read(next(masks)) if isinstance(m, MemristorLayer) else None for m in self.layers]
+
     def weights(self) -> list[torch.Tensor | None]:
         """Effective weights, one per layer (``None`` for layers without), one read each."""
-        masks = iter(self.masks())
-        return [
-            m.weight(next(masks)) if isinstance(m, MemristorLayer) else None for m in self.layers
-        ]
+        return [None if read is None else read.weight for read in self.crossbar_reads()]
+
+    def read_every_step(self, before_read: Callable[[], None] | None) -> None:
+        """Read the crossbars anew before every timestep, after calling ``before_read`` (which
+        loads the chip's next read, e.g. :class:`prime.hardware.replay.TraceReplay`); every
+        sequence then runs single-step. None: one read per sequence again."""
+        self._before_step_read = before_read
+
+    def sequence_reads(self, timesteps: int) -> Iterator[list[CrossbarRead | None]]:
+        """The crossbar reads of one input sequence, one list per timestep: the same read at
+        every step, or a new one per step (:meth:`read_every_step`)."""
+        if self._before_step_read is None:
+            reads = self.crossbar_reads()
+            for _ in range(timesteps):
+                yield reads
+            return
+        for _ in range(timesteps):
+            self._before_step_read()
+            yield self.crossbar_reads()
 
     def check_input(self, x: torch.Tensor) -> None:
         expected = (self.timesteps, "B", *self.input_shape)
@@ -105,39 +126,59 @@ class SpikingNetwork(nn.Module):
                 f"{x.shape[0]} or bin the data into {self.timesteps} frames)"
             )
 
-    def forward(self, x: torch.Tensor, mode: str = "multi") -> torch.Tensor:
-        """Output integrator values after every step: x [T, B, ...] -> [T, B, num_classes]."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        mode: str = "multi",
+        *,
+        state: list[torch.Tensor | None] | None = None,
+        reads: list[CrossbarRead | None] | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """A whole sequence, or one timestep.
+
+        Without ``state``: x [T, B, ...] -> output integrator values after every step
+        [T, B, num_classes], run in ``mode``. With ``state`` (from :meth:`initial_state`):
+        one step, frame x [B, ...] -> (output [B, num_classes], new state), through
+        ``reads`` (:meth:`crossbar_reads`, once per sequence; read now if omitted).
+        """
+        if state is not None:
+            return self._step(x, state, self.crossbar_reads() if reads is None else reads)
         self.check_input(x)
         if mode not in MODES:
             raise PrimeError(f"unknown execution mode {mode!r}; known: {', '.join(MODES)}")
-        if self.step_weights is not None:
-            return self._forward_steps(x, self.step_weights(len(x)))
-        weights = self.weights()
-        if mode == "multi":
-            return self._forward_multi(x, weights)
-        return self._forward_steps(x, [weights] * len(x))
-
-    def _forward_steps(
-        self, x: torch.Tensor, step_weights: Sequence[list[torch.Tensor | None]]
-    ) -> torch.Tensor:
-        """Single-step path: timestep t runs with ``step_weights[t]``."""
+        if mode == "multi" and self._before_step_read is None:
+            return self._forward_multi(x, self.crossbar_reads())
         state = self.initial_state()
         outputs = []
-        for frame, weights in zip(x, step_weights, strict=True):
-            out, state = self.step(frame, state, weights)
+        for frame, step_reads in zip(x, self.sequence_reads(len(x)), strict=True):
+            out, state = self(frame, state=state, reads=step_reads)
             outputs.append(out)
         return torch.stack(outputs)
+
+    def step(
+        self,
+        frame: torch.Tensor,
+        state: list[torch.Tensor | None],
+        reads: list[CrossbarRead | None] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """One timestep: frame [B, ...] -> (output [B, num_classes], new state).
+
+        ``reads`` from :meth:`crossbar_reads` (once per input sequence); read now if omitted.
+        States are per layer and batch-indexable, so rows can be dropped between steps
+        (early exit). The same as ``model(frame, state=state, reads=reads)``.
+        """
+        return self(frame, state=state, reads=reads)
 
     def logits(self, x: torch.Tensor, mode: str = "multi") -> torch.Tensor:
         """The prediction: mean output over timesteps, [B, num_classes]."""
         return self(x, mode).mean(0)
 
-    def _forward_multi(self, x: torch.Tensor, weights: list[torch.Tensor | None]) -> torch.Tensor:
+    def _forward_multi(self, x: torch.Tensor, reads: list[CrossbarRead | None]) -> torch.Tensor:
         T, B = x.shape[:2]
         h = x
         pooled_already = False  # the layer is average pooling, fused into the LIF scan before it
         with spikes_saved_as_bool() as mark_spikes:
-            for i, (layer, weight) in enumerate(zip(self.layers, weights, strict=True)):
+            for i, (layer, read) in enumerate(zip(self.layers, reads, strict=True)):
                 if pooled_already:
                     pooled_already = False
                     continue
@@ -146,14 +187,14 @@ class SpikingNetwork(nn.Module):
                     if pooled is not None:
                         h, pooled_already = pooled, True
                         continue
-                    h = layer.scan(h)
+                    h = layer(h)
                     if isinstance(layer, LIF):
                         mark_spikes(h)
                 else:
                     frames = h.flatten(0, 1)
-                    if weight is not None:
-                        frames = layer.apply(frames, weight)
-                    elif isinstance(layer, nn.AvgPool2d):
+                    if read is not None:
+                        frames = layer(frames, read)
+                    elif isinstance(layer, nn.AvgPool2d) and not _observed(layer):
                         frames = avg_pool2d_saving_shape(frames, layer)
                     else:
                         frames = layer(frames)
@@ -164,13 +205,14 @@ class SpikingNetwork(nn.Module):
         self, layer: nn.Module, h: torch.Tensor, following: Sequence[nn.Module]
     ) -> torch.Tensor | None:
         """A LIF layer and the non-overlapping average pooling after it in one native scan
-        (:func:`prime.kernels.lif.lif_pool_scan`), or None where that does not apply. The pooled
+        (:func:`prime.kernels.lif.lif_pool_scan`), or None where that does not apply (or a
+        hook observes either layer: the spikes between them are then made). The pooled
         frames are channels-last for a convolution, contiguous for a flatten after them."""
         pool = following[0] if following else None
-        if not (self.fuse_pooling and isinstance(layer, LIF) and isinstance(pool, nn.AvgPool2d)):
+        if not (isinstance(layer, LIF) and isinstance(pool, nn.AvgPool2d)):
             return None
         kernel = _non_overlapping_pool_kernel(pool)
-        if kernel is None:
+        if kernel is None or _observed(layer) or _observed(pool):
             return None
         flatten_next = len(following) > 1 and isinstance(following[1], nn.Flatten)
         return lif_pool_scan(h, layer.params, kernel, channels_last=not flatten_next)
@@ -179,27 +221,20 @@ class SpikingNetwork(nn.Module):
         """Fresh state for single-step inference: ``None`` per layer, zeros on first use."""
         return [None] * len(self.layers)
 
-    def step(
+    def _step(
         self,
         frame: torch.Tensor,
         state: list[torch.Tensor | None],
-        weights: list[torch.Tensor | None] | None = None,
+        reads: list[CrossbarRead | None],
     ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-        """One timestep: frame [B, ...] -> (output [B, num_classes], new state).
-
-        ``weights`` from :meth:`weights` (computed once per input sequence); recomputed if
-        omitted. States are per layer and batch-indexable, so rows can be dropped between
-        steps (early exit).
-        """
-        weights = self.weights() if weights is None else weights
         new_state = list(state)
         h = frame
-        for i, (layer, weight) in enumerate(zip(self.layers, weights, strict=True)):
+        for i, (layer, read) in enumerate(zip(self.layers, reads, strict=True)):
             if isinstance(layer, NeuronLayer):
-                mem = state[i] if state[i] is not None else layer.initial_state(h)
-                h, new_state[i] = layer.step(h, mem)
+                mem = state[i]
+                h, new_state[i] = layer(h, layer.initial_state(h) if mem is None else mem)
             else:
-                h = layer.apply(h, weight) if weight is not None else layer(h)
+                h = layer(h) if read is None else layer(h, read)
         return h, new_state
 
     def set_read_noise(self, sigma: float, seed: int | None = None) -> None:
@@ -214,6 +249,17 @@ class SpikingNetwork(nn.Module):
         with torch.no_grad():
             masks = self.masks()
             return sum(m.sum().item() for m in masks) / sum(m.numel() for m in masks)
+
+
+def _observed(module: nn.Module) -> bool:
+    """Whether forward hooks watch ``module`` (its own or global ones): a fast path that
+    skips the module's call would hide its output from them."""
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or nn.modules.module._global_forward_hooks
+        or nn.modules.module._global_forward_pre_hooks
+    )
 
 
 def _non_overlapping_pool_kernel(pool: nn.AvgPool2d) -> int | None:

@@ -80,7 +80,17 @@ def integrator_scan(currents: torch.Tensor, leak_slope: float) -> torch.Tensor:
 
 
 class NeuronLayer(nn.Module):
-    """Base of stateful neuron layers. State is explicit: ``step`` takes and returns it."""
+    """Base of stateful neuron layers, with explicit state (as SpikingJelly's base module).
+
+    Called as a module in both execution modes: ``layer(currents)`` scans currents
+    [T, B, ...] over all steps and returns the outputs [T, B, ...] (multi-step);
+    ``layer(current, state)`` runs one step and returns (output, new state) (single-step).
+    """
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        return self.scan(x) if state is None else self.step(x, state)
 
     def initial_state(self, current: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(current)
@@ -101,10 +111,10 @@ class LIF(NeuronLayer):
         super().__init__()
         self.params = params
 
-    def step(self, current, state):
+    def step(self, current: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return lif_step(current, state, self.params)
 
-    def scan(self, currents):
+    def scan(self, currents: torch.Tensor) -> torch.Tensor:
         return lif_scan(currents, self.params)
 
     def extra_repr(self) -> str:
@@ -118,11 +128,11 @@ class Integrator(NeuronLayer):
         super().__init__()
         self.leak_slope = leak_slope
 
-    def step(self, current, state):
+    def step(self, current: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mem = integrator_step(current, state, self.leak_slope)
         return mem, mem
 
-    def scan(self, currents):
+    def scan(self, currents: torch.Tensor) -> torch.Tensor:
         return integrator_scan(currents, self.leak_slope)
 
     def extra_repr(self) -> str:

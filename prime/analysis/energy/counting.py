@@ -1,9 +1,11 @@
 """Energy and latency of spiking inference, counted from real runs.
 
-**Counting.** :func:`count_operations` wraps a model's layers while any inference runs inside
-it (multi-step forward, single-step forward, or early exit driving ``model.step`` with a
-shrinking batch) and fills :class:`OperationCounts`: per layer and per timestep, summed over
-samples. Definitions (a *frame* is one sample at one timestep):
+**Counting.** :func:`count_operations` observes a model through forward hooks while any
+inference runs inside it (multi-step forward, single-step forward, or early exit driving
+``model.step`` with a shrinking batch) and fills :class:`OperationCounts`: per layer and per
+timestep, summed over samples. Nothing of the model is replaced; the fused LIF + pooling
+kernel steps aside for hooked layers, so the spikes between them are made and counted.
+Definitions (a *frame* is one sample at one timestep):
 
 * ``input_events``: nonzero inputs of a synaptic layer (events or spikes).
 * ``dense_ops``: multiply-accumulates a dense digital accelerator does, all inputs and all
@@ -29,6 +31,7 @@ Energy and latency models that turn counts into pJ and ns: :mod:`prime.analysis.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -97,10 +100,10 @@ def synapse_counts(
 ) -> dict[str, torch.Tensor]:
     """Per-frame counts [N] of a synaptic layer on frames x [N, ...] (see module docstring).
 
-    Uses the layer class's ``apply`` on binarised inputs and weights, so every synaptic
+    Uses the layer's ``linear_map`` on binarised inputs and weights, so every synaptic
     layer type is counted the same way.
     """
-    apply = type(layer).apply  # the class's, not the counting wrapper on the instance
+    apply = type(layer).linear_map
     events = (x != 0).to(weight.dtype)
     ones_kernel = torch.ones((1, *weight.shape[1:]), dtype=weight.dtype)
     # each output element is a whole number <= fan-in (rounded, in case a fast convolution
@@ -190,15 +193,17 @@ def connection_sparsity(model: SpikingNetwork) -> float:
 
 
 class _Recorder:
-    """Tracks the timestep of every frame while ``count_operations`` is active."""
+    """Tracks the timestep of every frame while ``count_operations`` is active, from the
+    network's forward pre- and post-hooks (one call per sequence or per step)."""
 
     def __init__(self, model: SpikingNetwork) -> None:
         self.timesteps = model.timesteps
         self.samples = 0
         self.sample_steps = torch.zeros(self.timesteps, dtype=torch.float64)
-        self.step_t: int | None = None  # inside model.step: its timestep
+        self.step_t: int | None = None  # inside a single step: its timestep
         self.last_t = -1
         self.steps_started = 0
+        self.sequences: list[tuple[int, int]] = []  # (batch, steps started) of open sequences
 
     def frame_timesteps(self, n_frames: int) -> torch.Tensor:
         """Timestep of each of n frames: the current step, or [T*B] multi-step frames."""
@@ -208,7 +213,12 @@ class _Recorder:
             raise PrimeError(f"cannot count {n_frames} frames of a {self.timesteps}-step model")
         return torch.arange(self.timesteps).repeat_interleave(n_frames // self.timesteps)
 
-    def start_step(self, batch: int, fresh: bool) -> None:
+    def before(self, module: Any, args: tuple, kwargs: dict[str, Any]) -> None:
+        state = kwargs.get("state")
+        if state is None:  # a whole sequence [T, B, ...]
+            self.sequences.append((args[0].shape[1], self.steps_started))
+            return
+        batch, fresh = args[0].shape[0], all(s is None for s in state)
         t = 0 if fresh else self.last_t + 1
         if t >= self.timesteps:
             raise PrimeError(f"counted more than the model's {self.timesteps} timesteps")
@@ -217,16 +227,29 @@ class _Recorder:
         self.step_t = self.last_t = t
         self.steps_started += 1
 
+    def after(self, module: Any, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
+        if kwargs.get("state") is not None:
+            self.step_t = None
+            return
+        batch, steps_before = self.sequences.pop()
+        if self.steps_started == steps_before:  # the multi-step path ran: all T steps
+            self.samples += batch
+            self.sample_steps += batch
+
+
+_COUNTING: weakref.WeakSet[SpikingNetwork] = weakref.WeakSet()
+
 
 @contextlib.contextmanager
 def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     """Count every inference run on ``model`` inside the ``with`` block.
 
     Yields an :class:`OperationCounts` that is filled in when the block exits. A new input
-    sequence starts when ``model.step`` gets a fresh state (all ``None``) or on a multi-step
-    forward. The model's methods are wrapped on the instance and restored afterwards.
+    sequence starts with a forward over a whole sequence or a step with a fresh state (all
+    ``None``). Forward hooks on the network and its layers observe the run; they are
+    removed afterwards.
     """
-    if "step" in vars(model):
+    if model in _COUNTING:
         raise PrimeError("count_operations is already active on this model; do not nest it")
     recorder = _Recorder(model)
     counters = [
@@ -235,72 +258,37 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
         if isinstance(layer, MemristorLayer | NeuronLayer)
     ]
     result = OperationCounts(0, [], [])
-    patched: list[tuple[Any, str]] = []
 
-    def patch(obj: Any, name: str, wrapper: Any) -> None:
-        object.__setattr__(obj, name, wrapper)
-        patched.append((obj, name))
-
-    def wrap_forward(original):
-        def forward(x, mode="multi"):
-            steps_before = recorder.steps_started
-            out = original(x, mode)
-            if recorder.steps_started == steps_before:  # the multi-step path ran
-                recorder.samples += x.shape[1]
-                recorder.sample_steps += x.shape[1]
-            return out
-
-        return forward
-
-    def wrap_step(original):
-        def step(frame, state, weights=None):
-            recorder.start_step(frame.shape[0], all(s is None for s in state))
-            try:
-                return original(frame, state, weights)
-            finally:
-                recorder.step_t = None
-
-        return step
-
-    def wrap_apply(counter, original):
-        def apply(x, weight):
+    def count_synapse(counter: LayerCounter) -> Any:
+        def hook(layer: MemristorLayer, args: tuple, output: torch.Tensor) -> None:
+            x = args[0]
+            read = args[1] if len(args) > 1 else None
+            weight = layer.weight() if read is None else read.weight
             counter.update_synapse(x, weight, recorder.frame_timesteps(len(x)))
-            return original(x, weight)
 
-        return apply
+        return hook
 
-    def wrap_neuron(counter, original, multi):
-        def run(*args):
-            out = original(*args)
-            h = out if multi else out[0]
-            frames = h.flatten(0, 1) if multi else h
+    def count_neuron(counter: LayerCounter) -> Any:
+        def hook(layer: NeuronLayer, args: tuple, output: Any) -> None:
+            frames = output[0] if isinstance(output, tuple) else output.flatten(0, 1)
             counter.update_neuron(frames, recorder.frame_timesteps(len(frames)))
-            return out
 
-        return run
+        return hook
 
-    fused = model.fuse_pooling
+    handles = [
+        model.register_forward_pre_hook(recorder.before, with_kwargs=True),
+        model.register_forward_hook(recorder.after, with_kwargs=True),
+    ]
+    for counter in counters:
+        count = count_synapse if isinstance(counter.layer, MemristorLayer) else count_neuron
+        handles.append(counter.layer.register_forward_hook(count(counter)))
+    _COUNTING.add(model)
     try:
-        model.fuse_pooling = False  # count the spikes between LIF and pooling layers
-        patch(model, "forward", wrap_forward(model.forward))
-        patch(model, "step", wrap_step(model.step))
-        for counter in counters:
-            layer = counter.layer
-            if isinstance(layer, MemristorLayer):
-                patch(layer, "apply", wrap_apply(counter, layer.apply))
-            else:
-                patch(layer, "scan", wrap_neuron(counter, layer.scan, multi=True))
-                patch(layer, "step", wrap_neuron(counter, layer.step, multi=False))
         yield result
     finally:
-        for obj, name in patched:
-            object.__delattr__(obj, name)
-        model.fuse_pooling = fused
-    if recorder.samples and not any(c.counts.any() for c in counters):
-        raise PrimeError(
-            "inference ran but no layer was counted: the network no longer calls its layers' "
-            "calls (count_operations must follow that change)"
-        )
+        for handle in handles:
+            handle.remove()
+        _COUNTING.discard(model)
     result.samples = recorder.samples
     result.sample_steps = recorder.sample_steps.tolist()
     result.layers = [_layer_summary(c) for c in counters]

@@ -26,7 +26,7 @@ from prime.analysis.energy.models import AnalogMacro, DigitalAccelerator, Scenar
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_write, write_json
 from prime.core.tables import new_figure, save_figure
-from prime.data import iterate_batches
+from prime.data import dataset_len, iterate_batches
 from prime.snn.network import SpikingNetwork
 
 #: (constant, factor) pairs of the sensitivity table
@@ -56,12 +56,12 @@ def count_run(
 
                 prediction = run_early_exit(model, x, **early_exit).outputs
             correct += (prediction.argmax(1) == y).sum().item()
-    return counts, correct / max(len(dataset), 1)
+    return counts, correct / max(dataset_len(dataset), 1)
 
 
 def limit_dataset(dataset: Dataset, limit: int | None) -> Dataset:
     """The first ``limit`` samples (all if None)."""
-    if limit is None or limit >= len(dataset):
+    if limit is None or limit >= dataset_len(dataset):
         return dataset
     if limit < 1:
         raise PrimeError(f"--limit must be a whole number >= 1, got {limit}")

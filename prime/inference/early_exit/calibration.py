@@ -11,7 +11,7 @@ from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from prime.core.errors import PrimeError
-from prime.data import DataSplits, iterate_batches
+from prime.data import DataSplits, dataset_len, iterate_batches
 from prime.inference.early_exit.controller import exit_from_trajectory, exit_summary, top1_accuracy
 from prime.inference.early_exit.policies import ExitPolicy, get_policy, policy_name
 from prime.snn.network import SpikingNetwork
@@ -114,7 +114,8 @@ def calibrate_threshold(
 
 def validation_split(data: DataSplits, seed: int, fraction: float = 0.2) -> Dataset:
     """The dataset's validation split, else a seeded ``fraction`` of its training split."""
-    if getattr(data, "val", None) is not None:
+    if data.val is not None:
         return data.val
-    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))
-    return Subset(data.train, order[: max(1, round(fraction * len(data.train)))].tolist())
+    n = dataset_len(data.train)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return Subset(data.train, order[: max(1, round(fraction * n))].tolist())

@@ -55,7 +55,9 @@ def run_early_exit(
 ) -> EarlyExitResult:
     """Single-step inference of x [T, B, ...] with per-sample early exit and compaction.
 
-    Weights are read once (per step where ``model.step_weights`` is set). Retired samples
+    The crossbars are read as the network reads them for a sequence
+    (:meth:`~prime.snn.network.SpikingNetwork.sequence_reads`: once, or once per step when
+    the chip is re-read every step). Retired samples
     are dropped from the state (``index_select``) and each step gathers only the running
     samples' frames, so each step computes only for the samples still running. ``alpha`` is
     used when ``policy`` is a name. Puts the model in eval mode.
@@ -65,8 +67,7 @@ def run_early_exit(
     T, B = x.shape[:2]
     _check_exit_args(threshold, min_steps, T)
     model.eval()
-    hook = model.step_weights  # per-step chip reads (prime.hardware.replay), else one read for all
-    step_weights = hook(T) if hook is not None else [model.weights()] * T
+    reads = list(model.sequence_reads(T))  # all T, as a full-length run reads them
     state = model.initial_state()
     outputs = x.new_empty(B, model.num_classes, dtype=torch.get_default_dtype())
     steps = torch.full((B,), T, dtype=torch.int64, device=x.device)
@@ -74,7 +75,7 @@ def run_early_exit(
     total = None
     for t in range(T):
         frame = x[t] if len(running) == B else x[t].index_select(0, running)
-        out, state = model.step(frame, state, step_weights[t])
+        out, state = model.step(frame, state, reads[t])
         total = out if total is None else total + out
         mean = total / (t + 1)
         if t + 1 == T:
@@ -87,11 +88,11 @@ def run_early_exit(
             continue
         outputs[running[done]] = mean[done]
         steps[running[done]] = t + 1
-        keep = (~done).nonzero().squeeze(1)
-        if len(keep) == 0:
+        still = (~done).nonzero().squeeze(1)
+        if len(still) == 0:
             break
-        running, total = running[keep], total[keep]
-        state = [s.index_select(0, keep) if s is not None else None for s in state]
+        running, total = running[still], total[still]
+        state = [s.index_select(0, still) if s is not None else None for s in state]
     return EarlyExitResult(outputs, steps, T)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from prime.core.errors import PrimeError
 from prime.core.io import write_json
 from prime.core.tables import new_figure, save_figure, write_csv
-from prime.data import DataSplits
+from prime.data import DataSplits, dataset_len
 from prime.inference.early_exit.calibration import (
     DEFAULT_THRESHOLDS,
     calibrate_threshold,
@@ -51,7 +51,7 @@ def early_exit_report(
         )
         threshold = calibration.pop("threshold")
         calibration.pop("sweep")
-        report["calibration"] = {"val_samples": len(val), **calibration}
+        report["calibration"] = {"val_samples": dataset_len(val), **calibration}
     threshold = 0.8 if threshold is None else threshold
     trajectory, labels = step_outputs(model, data.test, batch_size, progress)
     sweep = sweep_trajectory(trajectory, labels, DEFAULT_THRESHOLDS, policy, min_steps)
