@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tonic
 import torch
+from helpers import reference_file
 
 from prime.cli.main import main
 from prime.core.errors import PrimeError
@@ -20,7 +21,6 @@ from prime.data.fake import (
 )
 from prime.runs.config import TrainConfig
 from prime.runs.train import train
-from tests.conftest import reference_file
 
 
 def test_fake_nmnist_records_are_the_real_40_bit_format(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_data import TINY, load_tiny
+from helpers import TINY, load_tiny
 
 import prime.core.io
 from prime.cli.main import main
@@ -47,6 +47,7 @@ def _scores(run: Path) -> list[torch.Tensor]:
     return [v for k, v in state.items() if k.endswith("scores")]
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_step_like_one_process_and_only_rank_0_writes(tmp_path):
     # one global batch of 7 samples: the ranks take 4 and 3, the loss must still be the mean
     # with augmentation and the per-step loss: each rank moves its share of the batch alike
@@ -93,13 +94,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_stalled_rank_stops_the_job_and_resume_finishes(tmp_path):
     out = tmp_path / "run"
     argv = ["train", "--dataset", TINY, "--out", str(out), "--epochs", "15", "--batch-size"]
     argv += ["8", "--save-every", "2", "--quiet", "--threads", "1"]
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
     env.update(WORLD_SIZE="2", PRIME_DIST_TIMEOUT_S="3", PYTHONPATH=str(ROOT / "tests"))
-    code = f"import sys, tiny_data; from prime.cli.main import main; sys.exit(main({argv!r}))"
+    code = f"import sys, helpers; from prime.cli.main import main; sys.exit(main({argv!r}))"
     ranks = [
         subprocess.Popen(
             [sys.executable, "-c", code],

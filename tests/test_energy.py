@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from helpers import hand_masked_network
 from torch import nn
 
 from prime.analysis.energy.counting import connection_sparsity, count_operations, synapse_counts
@@ -20,42 +21,11 @@ from prime.analysis.energy.models import (
 )
 from prime.core.errors import PrimeError
 from prime.core.io import save_checkpoint
-from prime.hardware.devices import chip_generator, get_device
+from prime.inference.early_exit import run_early_exit
 from prime.runs.config import TrainConfig
-from prime.snn.layers import MemristorConv2d, MemristorLinear
+from prime.snn.layers import MemristorConv2d
 from prime.snn.models import get_model
 from prime.snn.network import SpikingNetwork
-from prime.snn.neurons import LIF, Integrator, LIFParams
-
-
-def _linear(in_features: int, out_features: int, scores: list[list[float]]) -> MemristorLinear:
-    """A layer whose kept edges are the largest ``scores`` and whose weights are all 1."""
-    layer = MemristorLinear(
-        in_features,
-        out_features,
-        device_model=get_device("prime-gaussian"),
-        chip=chip_generator(0),
-        scores_generator=torch.Generator().manual_seed(0),
-        keep=0.5,
-    )
-    g_us = torch.zeros(2, out_features, in_features)
-    g_us[0] = 100.0  # G+ - G- = 100 µS -> weight 0.01 * 100 = 1 on every kept edge
-    layer.load_conductances(g_us)
-    with torch.no_grad():
-        layer.scores.copy_(torch.tensor(scores))
-    return layer
-
-
-def tiny_network() -> SpikingNetwork:
-    """3 -> 2 (LIF, threshold 0.5) -> 1 (integrator); masks [[1,0,1],[0,1,0]] and [[1,0]]."""
-    layers = [
-        _linear(3, 2, [[3.0, 0.1, 2.0], [0.2, 1.0, 0.3]]),
-        LIF(LIFParams(threshold=0.5)),
-        _linear(2, 1, [[1.0, 0.1]]),
-        Integrator(),
-    ]
-    return SpikingNetwork(layers, input_shape=(3,), timesteps=3, num_classes=1).eval()
-
 
 #: x [T=3, B=2, 3]: sample a then b at each step
 TINY_INPUT = torch.tensor(
@@ -96,7 +66,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("mode", ["multi", "single"])
 def test_counts_match_hand_computation(mode):
-    model = tiny_network()
+    model = hand_masked_network()
     with torch.no_grad(), count_operations(model) as counts:
         model(TINY_INPUT, mode)
     by_name = {layer["name"]: layer for layer in counts.layers}
@@ -119,7 +89,7 @@ def test_counts_match_hand_computation(mode):
 
 
 def test_energy_models_apply_their_constants():
-    model = tiny_network()
+    model = hand_masked_network()
     with torch.no_grad(), count_operations(model) as counts:
         model(TINY_INPUT)
     macro = AnalogMacro(
@@ -217,13 +187,12 @@ def test_counting_follows_a_shrinking_batch():
 
 
 def test_early_exit_reduces_counted_timesteps_by_the_steps_skipped():
-    early_exit = pytest.importorskip("prime.inference.early_exit")
     model = _conv_model(0.5)
     x = (torch.rand(10, 6, 2, 34, 34, generator=torch.Generator().manual_seed(1)) < 0.1).float()
     with torch.no_grad(), count_operations(model) as full:
         model(x)
     with count_operations(model) as exited:
-        result = early_exit.run_early_exit(model, x, threshold=0.0)  # exit after step 1
+        result = run_early_exit(model, x, threshold=0.0)  # exit after step 1
     assert sum(exited.sample_steps) == result.steps.sum().item() == 6
     skipped = sum(full.sample_steps) - sum(exited.sample_steps)
     assert skipped == (10 - result.steps).sum().item() == 54
@@ -284,7 +253,7 @@ def test_synaptic_operations_agree_with_neurobench(graded):
 
 
 def test_count_operations_refuses_nesting():
-    model = tiny_network()
+    model = hand_masked_network()
     with count_operations(model), pytest.raises(PrimeError, match="already active"):
         with count_operations(model):
             pass
@@ -293,7 +262,7 @@ def test_count_operations_refuses_nesting():
 def test_reads_every_step_are_counted_once():
     """A model that reads its chip every step (its forward runs single-step) counts each step
     once."""
-    model = tiny_network()
+    model = hand_masked_network()
     model.read_every_step(lambda: None)
     with torch.no_grad(), count_operations(model) as counts:
         model(TINY_INPUT)
@@ -301,6 +270,7 @@ def test_reads_every_step_are_counted_once():
     assert counts.layers[0]["counts"]["acs"] == [2.0, 4.0, 1.0]
 
 
+@pytest.mark.slow
 def test_bench_energy_command(tmp_path, capsys):
     from prime.cli.main import main
 

@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 import torch
+from helpers import reference_file
 
 from prime.cli.main import main
 from prime.core.errors import PrimeError
 from prime.data.fake import write_fake_nmnist
 from prime.runs.reproduce.pipeline import MAX_EPOCHS, ReproduceConfig, epochs_for, nmnist_folder
-from tests.conftest import reference_file
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--repeats", "2", "--read-noise", "0,0.05"]
 FAST += ["--policies", "prime,margin", "--min-steps", "1", "--quiet"]
@@ -45,6 +45,7 @@ def fake_reference(path):
     return path
 
 
+@pytest.mark.slow
 def test_end_to_end_on_fake_recordings(tmp_path, capsys):
     write_fake_nmnist(tmp_path / "NMNIST", per_class=3, events=300)
     checkpoint = fake_reference(tmp_path / "classification.pt")
@@ -100,6 +101,7 @@ def test_end_to_end_on_fake_recordings(tmp_path, capsys):
     assert "trained on other data or another split" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_real_recordings_with_the_authors_checkpoint(tmp_path):
     checkpoint = reference_file("prime/classification.pt")
     real = reference_file("nmnist/Train")

@@ -8,20 +8,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from tiny_data import TINY, load_tiny
+from helpers import TINY, load_tiny, tiny_network
 
 from prime.cli.main import main
 from prime.core.errors import PrimeError
 from prime.data import FrameDataset
-from prime.hardware.devices import chip_generator, get_device
 from prime.hardware.traces.format import TraceInfo, write_trace
 from prime.inference.robustness import parse_noise_levels, read_noise_sweep, summarize
 from prime.runs.config import TrainConfig
 from prime.runs.train import train
-from prime.snn.layers import MemristorLinear
 from prime.snn.models import get_model
-from prime.snn.network import SpikingNetwork
-from prime.snn.neurons import LIF, Integrator
 
 
 def test_noise_levels_parse_and_refuse_bad_values():
@@ -32,6 +28,7 @@ def test_noise_levels_parse_and_refuse_bad_values():
             parse_noise_levels(bad)
 
 
+@pytest.mark.slow
 def test_repeats_use_recorded_seeds_and_fresh_noise():
     model = get_model("nmnist-mlp", chip_seed=1)
     test = load_tiny().test
@@ -57,10 +54,7 @@ def test_repeats_use_recorded_seeds_and_fresh_noise():
 
 
 def test_trace_repeats_start_at_successive_reads(tmp_path):
-    kwargs = dict(device_model=get_device("prime-gaussian"), chip=chip_generator(0), scale=0.2)
-    kwargs["scores_generator"] = torch.Generator().manual_seed(0)
-    layers = [MemristorLinear(6, 3, **kwargs), LIF(), MemristorLinear(3, 2, **kwargs)]
-    model = SpikingNetwork([*layers, Integrator()], input_shape=(6,), timesteps=3, num_classes=2)
+    model = tiny_network(seed=0, scale=0.2)
     g = torch.Generator().manual_seed(0)
     data = FrameDataset(torch.rand(8, 3, 6, generator=g), torch.arange(8) % 2)
     reads = np.random.default_rng(0).uniform(1, 20, (3, 8, 16)).astype(np.float32)

@@ -265,6 +265,7 @@ def test_native_kernels_fall_back_to_torch_ops_with_a_warning(
     assert native.kernels() is None
 
 
+@pytest.mark.slow
 def test_a_damaged_cached_library_is_removed_and_rebuilt(tmp_path, monkeypatch, rebuilt_native):
     monkeypatch.setenv("PRIME_CACHE", str(tmp_path / "probe"))
     with warnings.catch_warnings():

@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 import torch
-from tiny_data import TINY
+from helpers import TINY
 
 from prime.cli.main import main
 from prime.core.errors import PrimeError
@@ -64,6 +64,7 @@ def _sweep_rank(out):
         return sweep_chips(CONFIG, 3, out)["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_two_ranks_share_the_chips(tmp_path):
     stats = launch(2, _sweep_rank, tmp_path)
     with open(tmp_path / "sweep.csv") as f:

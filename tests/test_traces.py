@@ -9,8 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import reference_file
-from tiny_data import TINY
+from helpers import TINY, reference_file, tiny_network
 
 from prime.cli.common import device_arg
 from prime.cli.main import main
@@ -27,28 +26,12 @@ from prime.hardware.traces.format import (
 from prime.runs.config import TrainConfig
 from prime.runs.evaluation import evaluate_run
 from prime.runs.train import train
-from prime.snn.layers import MemristorLinear
-from prime.snn.network import SpikingNetwork
-from prime.snn.neurons import LIF, Integrator
 
 SAMPLE = Path(__file__).resolve().parents[1] / "hw_traces" / "rram-lognormal-512x512.h5"
 
 
 def random_reads(n: int, rows: int, cols: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(1, 20, (n, rows, cols)).astype(np.float32)
-
-
-def tiny_network(seed: int = 0) -> SpikingNetwork:
-    """6 inputs -> 3 LIF -> 2 outputs: crossbars of 6x6 and 3x4 cells."""
-    from prime.hardware.devices import chip_generator, get_device
-
-    kwargs = dict(
-        device_model=get_device("prime-gaussian"),
-        chip=chip_generator(seed),
-        scores_generator=torch.Generator().manual_seed(seed),
-    )
-    layers = [MemristorLinear(6, 3, **kwargs), LIF(), MemristorLinear(3, 2, **kwargs)]
-    return SpikingNetwork([*layers, Integrator()], input_shape=(6,), timesteps=3, num_classes=2)
 
 
 def test_write_read_roundtrip_is_chunked_per_read(tmp_path):

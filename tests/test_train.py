@@ -56,6 +56,7 @@ def test_run_directory_and_reload(tmp_path):
         train(TrainConfig(**TINY), tmp_path, progress=False)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_continues_where_it_stopped(tmp_path):
     # one thread everywhere: results are then bit-reproducible across processes
     threads = torch.get_num_threads()
@@ -115,6 +116,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
     assert "is not a prime checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_train_then_eval_with_noise_and_other_chip(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["--epochs=1", "--batch-size=64", "--limit-train=128", "--quiet"]

@@ -51,13 +51,19 @@ def add_energy(sub: argparse._SubParsersAction) -> None:
 
 
 def run_energy(args: argparse.Namespace) -> int:
-    from prime.analysis.energy.models import get_energy_model, load_energy_model
+    from prime.analysis.energy.models import (
+        AnalogMacro,
+        DigitalAccelerator,
+        EnergyModel,
+        get_energy_model,
+        load_energy_model,
+    )
     from prime.analysis.energy.report import format_report
     from prime.core.errors import PrimeError
     from prime.runs.evaluation import bench_energy
 
     apply_compute_arguments(args)
-    models = {}
+    models: dict[str, EnergyModel] = {}
     for role, kind in (("analog", "analog"), ("baseline", "digital")):
         path = getattr(args, f"{role}_constants")
         model = load_energy_model(path) if path else get_energy_model(getattr(args, role))
@@ -67,12 +73,14 @@ def run_energy(args: argparse.Namespace) -> int:
     early_exit = None
     if not args.no_early_exit:
         early_exit = dict(policy=args.policy, threshold=args.threshold, min_steps=args.min_steps)
+    analog, baseline = models["analog"], models["baseline"]
+    assert isinstance(analog, AnalogMacro) and isinstance(baseline, DigitalAccelerator)  # kinds
     out = args.out or args.run_dir / "bench"
     report = bench_energy(
         args.run_dir,
         out,
-        models["analog"],
-        models["baseline"],
+        analog,
+        baseline,
         early_exit,
         batch_size=args.batch_size,
         limit=args.limit,

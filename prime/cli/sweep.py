@@ -36,8 +36,11 @@ def run(args: argparse.Namespace) -> int:
     apply_compute_arguments(args)
     if args.resume and args.out is None:
         raise PrimeError("--resume needs --out SWEEP_DIR: the sweep to continue")
-    config = None if args.resume else config_from_args(args)
-    out = args.out or Path("runs") / f"sweep-{config.model_name}-seed{config.seed}"
+    if args.resume:
+        config, out = None, args.out
+    else:
+        config = config_from_args(args)
+        out = args.out or Path("runs") / f"sweep-{config.model_name}-seed{config.seed}"
     with process_group() as ranks:
         summary = sweep_chips(config, args.chips, out, resume=args.resume)
     if not ranks.is_main:

@@ -140,10 +140,10 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise PrimeError("--resume needs --out RUN_DIR: the run to continue")
-        config = None
+        config, out = None, args.out
     else:
         config = config_from_args(args)
-    out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
+        out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
     with process_group() as ranks:
         metrics = train(config, out, resume=args.resume, progress=not args.quiet)
     if not ranks.is_main:

@@ -6,6 +6,7 @@ Files are written atomically (:mod:`prime.core.io`); figures use matplotlib's Ag
 from __future__ import annotations
 
 import csv
+import os
 import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -45,7 +46,7 @@ def new_figure(width: float = 5.0, height: float = 3.5, **subplots: Any) -> tupl
     return plt.subplots(figsize=(width, height), **subplots)
 
 
-def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> None:
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> None:
     """Write ``fig`` as a PNG (atomically) and release it."""
     import matplotlib.pyplot as plt
 

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from prime.core.errors import PrimeError
 from prime.data.base import DATASETS, DatasetSpec, DataSplits
-from prime.data.cache import cached_frames, fingerprint
+from prime.data.cache import cached_frames, fingerprint, returning
 from prime.data.splits import make_splits, reject_options, resolve_root
 from prime.data.tonic_files import check_timesteps
 
@@ -108,7 +108,7 @@ def load_npz(
         features, labels = read_arrays(path)
         source = SpikeEncoded(features, labels, timesteps, encoding, seed)
         key = {**params, "file": Path(path).name, "files": fingerprint([path], Path(path).parent)}
-        frames[split] = cached_frames(root, "npz", split, key, lambda s=source: s, workers=workers)
+        frames[split] = cached_frames(root, "npz", split, key, returning(source), workers=workers)
     num_classes = int(max(f.labels.max() for f in frames.values())) + 1
     return make_splits(
         frames["train"], frames.get("test"), num_classes, test_fraction, val_fraction, split_seed

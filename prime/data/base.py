@@ -8,10 +8,10 @@ label; a DataLoader batches them to [B, T, ...] (the training loop moves T first
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -62,6 +62,11 @@ class FrameDataset(Dataset):
         return self.frames[index].float(), int(self.labels[index])
 
 
+def dataset_len(dataset: Dataset) -> int:
+    """``len(dataset)``: prime's datasets are all sized (torch's ``Dataset`` type is not)."""
+    return len(cast(Sized, dataset))
+
+
 def iterate_batches(
     dataset: Dataset, batch_size: int, generator: torch.Generator | None = None
 ) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int]:
@@ -70,9 +75,9 @@ def iterate_batches(
     Shuffled by ``generator`` if given, else in order; the order depends on nothing else.
     """
     if generator is not None:
-        order = torch.randperm(len(dataset), generator=generator).tolist()
+        order = torch.randperm(dataset_len(dataset), generator=generator).tolist()
     else:
-        order = list(range(len(dataset)))
+        order = list(range(dataset_len(dataset)))
     batch_list = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     loader = DataLoader(dataset, batch_sampler=batch_list)
     return ((x.transpose(0, 1), y) for x, y in loader), len(batch_list)

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from prime.core.io import atomic_path
-from prime.data.base import FrameDataset
+from prime.data.base import FrameDataset, dataset_len
 
 CACHE_FORMAT = "prime-frame-cache"
 CACHE_VERSION = 1
@@ -60,6 +60,11 @@ def fingerprint(paths: Iterable[str | os.PathLike], base: str | os.PathLike) -> 
 
 def cache_path(root: Path, dataset: str, split: str, params: dict[str, Any]) -> Path:
     return Path(root) / "cache" / f"{dataset}-{split}-{cache_key(params)}.h5"
+
+
+def returning(source: Dataset) -> Callable[[], Dataset]:
+    """A ``make_source`` for :func:`cached_frames` that returns ``source`` (bound now)."""
+    return lambda: source
 
 
 def cached_frames(
@@ -97,7 +102,7 @@ def bin_frames(
 
     Binning runs in DataLoader worker processes, with a progress bar on a terminal.
     """
-    n = len(source)
+    n = dataset_len(source)
     if workers is None:
         workers = min(4, os.cpu_count() or 1) if n >= MIN_SAMPLES_FOR_WORKERS else 0
     loader = DataLoader(

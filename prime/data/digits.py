@@ -37,12 +37,12 @@ def render_path(images: np.ndarray) -> np.ndarray:
     """
     n = len(images)
     fractions = np.linspace(0, 1, SAMPLES_PER_SACCADE, endpoint=False)
-    path = [
+    steps = [
         a + f * (b - a)
         for a, b in zip(SACCADE_PATH[:-1], SACCADE_PATH[1:], strict=True)
         for f in fractions
     ]
-    path = np.array([*path, SACCADE_PATH[-1]])  # [S, 2] pixel offsets
+    path = np.array([*steps, SACCADE_PATH[-1]])  # [S, 2] pixel offsets
     # sensor pixel centre -> normalised source coordinate of a 28x28 digit placed at (1, 1)
     size, digit, origin = SENSOR_SIZE[0], 28.0, 1.0
     pix = np.arange(size) + 0.5

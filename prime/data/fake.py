@@ -6,6 +6,7 @@ class-dependent bright square, so a network can tell classes apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -58,7 +59,7 @@ def write_fake_nmnist(
         for i in range(per_class):
             path = Path(folder, split, str(label), f"{label * per_class + i + 1:05d}.bin")
             data = encode_nmnist(*_events(rng, label, events, 34, 300_000))
-            atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data))
+            atomic_write(path, _bytes_writer(data))
             paths.append(path)
     return paths
 
@@ -108,3 +109,7 @@ def write_fake_shd(
         keys = [f"{lang}-{d}" for lang in ("english", "german") for d in range(10)]
         f.create_dataset("extra/keys", data=np.array(keys, dtype="S"))
     return path
+
+
+def _bytes_writer(data: bytes) -> Callable[[Path], int]:
+    return lambda tmp: tmp.write_bytes(data)

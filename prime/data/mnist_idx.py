@@ -134,6 +134,7 @@ def split_files(folder: Path, split: str) -> tuple[Path, Path] | None:
         return None
     if images is None or labels is None:
         have, lack = (labels, names[0]) if images is None else (images, names[1])
+        assert have is not None  # one of the two is there (neither returned None above)
         raise PrimeError(
             f"{folder} has {have.name} but not {lack} (or {lack}.gz); put the matching file "
             "beside it (every image file needs its label file)"
@@ -194,8 +195,8 @@ def load_idx_dataset(
     if encoding == "rate" and (not isinstance(seed, int) or seed < 0):
         raise PrimeError(f"rate coding needs a seed that is a whole number >= 0, got {seed!r}")
     folder = raw_folder(dataset, data_root, data_path)
-    found = {split: split_files(folder, split) for split in FILES}
-    found = {split: paths for split, paths in found.items() if paths is not None}
+    looked_up = {split: split_files(folder, split) for split in FILES}
+    found = {split: paths for split, paths in looked_up.items() if paths is not None}
     if not found:
         raise PrimeError(missing_message(dataset, folder))
     sets = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tonic.transforms
@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from prime.core.errors import PrimeError
 from prime.data.base import DataSplits
-from prime.data.cache import cached_frames, fingerprint
+from prime.data.cache import cached_frames, fingerprint, returning
 from prime.data.splits import make_splits, reject_options, resolve_root
 
 SPLIT_MODES = ("time", "events")
@@ -39,6 +39,10 @@ class Offline:
     layout: str
     source: str
     _folder: str | None = None
+    # set by the tonic dataset class this mixes into (declared for the type checker)
+    data: Any
+    url: str
+    folder_name: str
 
     def __init__(
         self,
@@ -50,10 +54,13 @@ class Offline:
     ) -> None:
         self.allow_download = download
         self._folder = None if folder is None else str(folder)
-        super().__init__(str(save_to), *args, **kwargs)
+        # the next class in the MRO is the tonic dataset class, not object
+        super().__init__(str(save_to), *args, **kwargs)  # type: ignore[call-arg]
 
     @property
     def location_on_system(self) -> str:
+        if self._folder is None:  # tonic's __init__ sets it first thing
+            raise AttributeError("location_on_system is set by the tonic dataset's __init__")
         return self._folder
 
     @location_on_system.setter
@@ -75,7 +82,7 @@ class Offline:
         if not self.allow_download:
             raise MissingFiles(self.missing_message())
         try:
-            super().download()
+            super().download()  # type: ignore[misc]  # the tonic class's download()
         except Exception as exc:  # urllib and archive errors of many kinds
             raise PrimeError(
                 f"downloading {self.url} failed ({type(exc).__name__}: {exc}); "
@@ -141,7 +148,7 @@ def tonic_splits(
             dataset,
             name,
             {**params, "files": fingerprint(source.files(), source.location_on_system)},
-            lambda source=source: source,
+            returning(cast(Dataset, source)),  # a tonic dataset: map-style, sized
             dtype=dtype,
             workers=workers,
         )

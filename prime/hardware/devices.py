@@ -26,6 +26,7 @@ class ConductanceModel:
     """Base of the device presets: a frozen dataclass with a ``sample`` method."""
 
     name: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # every preset is a dataclass
 
     def sample_cells(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """Draw independent cell conductances (µS), float32 of ``shape``."""

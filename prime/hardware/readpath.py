@@ -144,7 +144,8 @@ class ReadPath(nn.Module):
             return linear_map(x, read.weight)
         outputs = len(read.columns_us) // 2
         currents = self.convert(self.column_currents(x, read.columns_us, linear_map))
-        return read.scale * (currents[:, :outputs] - currents[:, outputs:]).sum(0)
+        difference = currents[:, :, :outputs] - currents[:, :, outputs:]
+        return read.scale * difference.sum(0)
 
     def column_currents(
         self, x: torch.Tensor, columns_us: torch.Tensor, linear_map: LinearMap

@@ -108,8 +108,11 @@ def place(
 class ChipLayer(Protocol):
     """What replay needs of a memristor layer (:class:`prime.snn.layers.MemristorLayer`)."""
 
-    scores: torch.Tensor
-    g_us: torch.Tensor
+    @property
+    def scores(self) -> torch.Tensor: ...
+
+    @property
+    def g_us(self) -> torch.Tensor: ...
 
     def load_conductances(
         self, g_us: torch.Tensor, reset_us: torch.Tensor | None = None
@@ -225,8 +228,8 @@ def open_replay(
         return None
     trace = Trace(settings.trace)
     try:
-        tile = tuple(settings.tile)
-        return TraceReplay(model, trace, settings.replay, settings.pruned, tile, position)
+        rows, cols = settings.tile
+        return TraceReplay(model, trace, settings.replay, settings.pruned, (rows, cols), position)
     except PrimeError:
         trace.close()
         raise

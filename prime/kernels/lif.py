@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from prime.kernels.native import channels_last_frames, kernels, step_major
+from prime.kernels.native import channels_last_frames, kernels, loaded_kernels, step_major
 
 
 class LIFConstants(Protocol):
@@ -202,7 +202,7 @@ def lif_pool_scan_forward(
     ``state`` filled as :func:`lif_scan_forward` fills it, if given."""
     T, B, C, H, W = currents.shape
     pooled = _pooled_frames(T, B, C, H // kernel, W // kernel, channels_last)
-    status = kernels().lif_pool_scan_forward(
+    status = loaded_kernels().lif_pool_scan_forward(
         currents.data_ptr(),
         pooled.data_ptr(),
         None if state is None else state.data_ptr(),
@@ -250,10 +250,11 @@ class LIFPoolScan(torch.autograd.Function):
         (state,) = ctx.saved_tensors
         p: LIFConstants = ctx.params
         if not _is_pooled_layout(grad_pooled, ctx.channels_last):
-            grad_pooled = _pooled_frames(*grad_pooled.shape, ctx.channels_last).copy_(grad_pooled)
+            t, b, c, h, w = grad_pooled.shape
+            grad_pooled = _pooled_frames(t, b, c, h, w, ctx.channels_last).copy_(grad_pooled)
         T, B, C, H, W = state.shape
         grad = torch.empty(T * B, C, H, W, memory_format=torch.channels_last).unflatten(0, (T, B))
-        status = kernels().lif_pool_scan_backward(
+        status = loaded_kernels().lif_pool_scan_backward(
             grad_pooled.data_ptr(),
             state.data_ptr(),
             grad.data_ptr(),

@@ -125,6 +125,14 @@ def kernels() -> ctypes.CDLL | None:
     return lib
 
 
+def loaded_kernels() -> ctypes.CDLL:
+    """:func:`kernels` where the caller has already checked that they are available."""
+    lib = kernels()
+    if lib is None:
+        raise RuntimeError("the native kernels are not available (check kernels() first)")
+    return lib
+
+
 def step_major(t: torch.Tensor) -> bool:
     """Whether ``t`` [T, ...] is float32 or uint8 on the CPU and its memory is [T][n] without
     gaps: T outermost, the inner dimensions in any order (e.g. channels-last)."""

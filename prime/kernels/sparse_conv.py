@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from prime.kernels.native import ConvShape, kernels
+from prime.kernels.native import ConvShape, kernels, loaded_kernels
 
 #: densest input (fraction nonzero) that runs sparse. Measured crossover of a training step:
 #: 0.2 at fan-out 1600 (nmnist-conv's conv 2), 0.1 at 288; 0.05 at 300 (its conv 1)
@@ -39,7 +39,7 @@ class SparseFrames(NamedTuple):
     ``index[offsets[n]:offsets[n + 1]]`` (int32 positions (y * W + x) * C + c) and ``value``."""
 
     offsets: torch.Tensor
-    index: torch.Tensor
+    index: torch.Tensor  # type: ignore[assignment]  # shadows tuple.index, on purpose
     value: torch.Tensor
     shape: torch.Size
 
@@ -112,7 +112,7 @@ def sparse_conv2d_forward(frames: SparseFrames, weight: torch.Tensor, padding: i
     n = frames.shape[0]
     out = torch.empty(n, shape.Ho, shape.Wo, shape.Co)
     w = weight.detach().permute(2, 3, 1, 0).contiguous()  # [KH][KW][Ci][Co]
-    kernels().sparse_conv_forward(
+    loaded_kernels().sparse_conv_forward(
         frames.offsets.data_ptr(),
         frames.index.data_ptr(),
         frames.value.data_ptr(),
@@ -131,7 +131,7 @@ def sparse_conv2d_weight_grad(
     shape = _conv_shape(frames, weight_shape, padding)
     grad = grad.contiguous(memory_format=torch.channels_last)
     dw = torch.empty(shape.KH, shape.KW, shape.Ci, shape.Co)
-    status = kernels().sparse_conv_weight_grad(
+    status = loaded_kernels().sparse_conv_weight_grad(
         frames.offsets.data_ptr(),
         frames.index.data_ptr(),
         frames.value.data_ptr(),

@@ -14,8 +14,9 @@ import torch
 from prime.core.errors import PrimeError
 from prime.data import dataset_spec
 from prime.data.augment import FrameAugmentation
+from prime.hardware.readpath import ReadPathConfig
 from prime.hardware.replay import DEFAULT_TILE
-from prime.snn.models import ModelConfig
+from prime.snn.config import ModelConfig
 from prime.version import __version__
 
 
@@ -47,6 +48,7 @@ class TrainConfig:
     tile: tuple[int, int] = DEFAULT_TILE
     augment: dict[str, Any] = field(default_factory=dict)  # FrameAugmentation fields
     exit_loss: float = 0.0  # weight of the per-step loss (training_loss)
+    read_path: dict[str, Any] = field(default_factory=dict)  # ReadPathConfig fields
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "save_every", "limit_train"):
@@ -60,6 +62,7 @@ class TrainConfig:
         if not (isinstance(self.exit_loss, int | float) and 0 <= self.exit_loss <= 1):
             raise PrimeError(f"exit loss weight must be in [0, 1], got {self.exit_loss!r}")
         FrameAugmentation.from_config(self.augment)  # bad settings fail before training
+        ReadPathConfig.from_dict(self.read_path)
 
     @property
     def model_name(self) -> str:
@@ -78,6 +81,7 @@ def model_config(config: TrainConfig) -> ModelConfig:
         scale=config.scale,
         mask_scope=config.mask_scope,
         timesteps=config.timesteps,
+        read_path=config.read_path,
     )
 
 

@@ -21,10 +21,11 @@ from torch.utils.data import Subset
 
 from prime.core.errors import PrimeError
 from prime.core.io import load_checkpoint
-from prime.data import DataSplits, load_dataset
+from prime.data import DataSplits, dataset_len, load_dataset
 from prime.hardware.replay import TraceReplay, open_replay
 from prime.runs.config import TrainConfig
-from prime.snn.models import ModelConfig, build_model, model_spec
+from prime.snn.config import ModelConfig
+from prime.snn.models import build_model, model_spec
 from prime.snn.network import SpikingNetwork
 
 
@@ -37,9 +38,11 @@ def load_data(config: TrainConfig) -> DataSplits:
         seed=config.seed,
         **config.data,
     )
-    if config.limit_train is None or config.limit_train >= len(data.train):
+    if config.limit_train is None or config.limit_train >= dataset_len(data.train):
         return data
-    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(config.seed))
+    order = torch.randperm(
+        dataset_len(data.train), generator=torch.Generator().manual_seed(config.seed)
+    )
     subset = Subset(data.train, order[: config.limit_train].tolist())
     return dataclasses.replace(data, train=subset)
 

@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_write, load_checkpoint, save_checkpoint, write_json
-from prime.data import DataSplits, iterate_batches
+from prime.data import DataSplits, dataset_len, iterate_batches
 from prime.data.augment import FrameAugmentation
 from prime.hardware.replay import open_replay
 from prime.inference.evaluate import evaluate
@@ -89,13 +90,13 @@ def train(
             f"frame augmentation moves image frames [T, C, H, W]; {config.dataset} samples "
             f"are {tuple(data.train[0][0].shape)}: drop --shift-px/--rotate-deg/--zoom"
         )
-    _check_shards(len(data.train), config.batch_size, ranks)
+    _check_shards(dataset_len(data.train), config.batch_size, ranks)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    steps_per_epoch = math.ceil(dataset_len(data.train) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=config.epochs * steps_per_epoch
     )
-    state = {"epoch": 0, "step_in_epoch": 0, "history": [], "wall_seconds": 0.0}
+    state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "history": [], "wall_seconds": 0.0}
     if resume:
         model.load_state_dict(payload["model_state"])
         optimizer.load_state_dict(payload["optimizer_state"])
@@ -108,7 +109,8 @@ def train(
                 f"resuming {out_dir} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}"
             )
     progress = progress and ranks.is_main
-    net = model  # the same chip on every rank (seeded): only score gradients are exchanged
+    # the same chip on every rank (seeded): only score gradients are exchanged
+    net: nn.Module = model
     if ranks.distributed:
         with collectives(ranks, checkpoint_path):
             net = DistributedDataParallel(model, forward_sync_buffers=False)
@@ -153,7 +155,7 @@ def train(
         for step, (x, y) in enumerate(loader):
             if step < state["step_in_epoch"]:
                 continue
-            global_n = min(config.batch_size, len(data.train) - step * config.batch_size)
+            global_n = min(config.batch_size, dataset_len(data.train) - step * config.batch_size)
             if augment.active:  # the global batch's draws, this rank's share of them
                 draws = torch.Generator().manual_seed(_draw_seed(config.seed, epoch, step))
                 x = augment.apply(x, augment.draw(global_n, draws)[ranks.rank :: ranks.world_size])
@@ -244,7 +246,7 @@ def _epoch_batches(
     each, so one process with batch B and N processes with B/N each see the same batches.
     """
     generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-    order = torch.randperm(len(dataset), generator=generator).tolist()
+    order = torch.randperm(dataset_len(dataset), generator=generator).tolist()
     size = config.batch_size
     mine = [i for at in range(0, len(order), size) for i in shard(order[at : at + size], ranks)]
     return iterate_batches(Subset(dataset, mine), size // ranks.world_size)
@@ -256,7 +258,7 @@ def _evaluate_shared(
     """Test accuracy and loss over ``dataset``, every rank evaluating its share."""
     if not ranks.distributed:
         return evaluate(model, dataset, mode=mode)
-    part = evaluate(model, Subset(dataset, shard(range(len(dataset)), ranks)), mode=mode)
+    part = evaluate(model, Subset(dataset, shard(range(dataset_len(dataset)), ranks)), mode=mode)
     n = part["samples"]
     correct, loss_sum, total = all_sum([round(part["accuracy"] * n), part["loss"] * n, n], ranks)
     return {"accuracy": correct / total, "loss": loss_sum / total, "samples": int(total)}

@@ -19,10 +19,8 @@ from prime.core.errors import PrimeError
 from prime.hardware.devices import ConductanceModel, check_conductances
 from prime.hardware.readpath import IDEAL, CrossbarRead, ReadPath, ReadPathConfig
 from prime.kernels.sparse_conv import conv2d
+from prime.snn.config import PRIME_SCALE
 from prime.snn.masks import check_keep, supermask
-
-#: PRIME's fixed conductance-to-weight scale (reference code ``software_scale``).
-PRIME_SCALE = 0.01
 
 
 class MemristorLayer(nn.Module):
@@ -42,6 +40,9 @@ class MemristorLayer(nn.Module):
         mask_rule: ``"topk"`` (exactly round(keep n) edges) or ``"prime"`` (PRIME's rank rule).
         read_path: the configuration of the way from cells to numbers (default: ideal).
     """
+
+    g_us: torch.Tensor  # buffer [2, *weight_shape], µS
+    scale: torch.Tensor  # buffer, 0-d, 1/µS
 
     def __init__(
         self,

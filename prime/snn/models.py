@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,7 +18,9 @@ from torch import nn
 from prime.core.errors import PrimeError
 from prime.core.registry import Registry
 from prime.hardware.devices import ConductanceModel, chip_generator, device_from_config, get_device
-from prime.snn.layers import PRIME_SCALE, MemristorConv2d, MemristorLinear
+from prime.hardware.readpath import ReadPathConfig
+from prime.snn.config import ModelConfig
+from prime.snn.layers import MemristorConv2d, MemristorLinear
 from prime.snn.masks import MASK_RULES, check_keep
 from prime.snn.network import SpikingNetwork
 from prime.snn.neurons import LIF, Integrator, LIFParams
@@ -42,35 +44,6 @@ class ModelSpec:
 MODELS: Registry[ModelSpec] = Registry("model")
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything that determines a model's chip and initial scores."""
-
-    name: str
-    device_model: dict[str, Any] = field(default_factory=lambda: {"name": "prime-gaussian"})
-    chip_seed: int = 0
-    score_seed: int = 0
-    keep: float = 0.5
-    scale: float | str = PRIME_SCALE
-    mask_rule: str = "topk"
-    mask_scope: str = "layer"
-    timesteps: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> ModelConfig:
-        config = dict(config)
-        if "device" in config and "device_model" not in config:  # runs before the rename
-            config["device_model"] = config.pop("device")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise PrimeError(f"model config has unknown fields: {', '.join(unknown)}")
-        return cls(**config)
-
-
 class LayerFactory:
     """Makes a model's supermask layers on one chip, in order (so the same seed, same chip)."""
 
@@ -79,13 +52,14 @@ class LayerFactory:
             raise PrimeError(
                 f"unknown mask rule {config.mask_rule!r}; known: {', '.join(MASK_RULES)}"
             )
-        self.kwargs = dict(
+        self.kwargs: dict[str, Any] = dict(
             device_model=device_model,
             chip=chip_generator(config.chip_seed),
             scores_generator=torch.Generator().manual_seed(int(config.score_seed)),
             keep=check_keep(config.keep),
             scale=config.scale,
             mask_rule=config.mask_rule,
+            read_path=ReadPathConfig.from_dict(config.read_path),
         )
 
     def linear(self, in_features: int, out_features: int) -> MemristorLinear:
@@ -105,8 +79,8 @@ def get_model(name: str, **config: Any) -> SpikingNetwork:
         device_model = get_device(device_model)
     elif isinstance(device_model, dict):
         device_model = device_from_config(device_model)
-    config = ModelConfig(name=name, device_model=device_model.to_config(), **config)
-    return build_model(config, device_model)
+    model_config = ModelConfig(name=name, device_model=device_model.to_config(), **config)
+    return build_model(model_config, device_model)
 
 
 def build_model(

@@ -28,6 +28,7 @@ from prime.core.errors import PrimeError
 from prime.hardware.readpath import CrossbarRead
 from prime.kernels.lif import lif_pool_scan
 from prime.kernels.memory import avg_pool2d_saving_shape, spikes_saved_as_bool
+from prime.snn.config import ModelConfig
 from prime.snn.layers import MemristorLayer
 from prime.snn.masks import check_keep, global_supermasks
 from prime.snn.neurons import LIF, NeuronLayer
@@ -48,6 +49,8 @@ class SpikingNetwork(nn.Module):
         mask_scope: ``"layer"`` (each layer keeps its fraction) or ``"global"`` (one top-k
             over all layers' scores; every layer must have the same kept fraction).
     """
+
+    config: ModelConfig  # what built the model (set by prime.snn.models.build_model)
 
     def __init__(
         self,
@@ -202,7 +205,7 @@ class SpikingNetwork(nn.Module):
         return h
 
     def _fused_pooling(
-        self, layer: nn.Module, h: torch.Tensor, following: Sequence[nn.Module]
+        self, layer: nn.Module, h: torch.Tensor, following: nn.ModuleList
     ) -> torch.Tensor | None:
         """A LIF layer and the non-overlapping average pooling after it in one native scan
         (:func:`prime.kernels.lif.lif_pool_scan`), or None where that does not apply (or a

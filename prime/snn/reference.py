@@ -8,7 +8,7 @@ import torch
 
 from prime.core.errors import PrimeError
 from prime.core.io import load_torch_file
-from prime.snn.layers import PRIME_SCALE
+from prime.snn.config import PRIME_SCALE
 from prime.snn.models import get_model
 from prime.snn.network import SpikingNetwork
 

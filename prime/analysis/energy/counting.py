@@ -63,7 +63,7 @@ class LayerCounter:
     ``{metric: [count at t=0, t=1, ...]}``.
     """
 
-    def __init__(self, name: str, layer: torch.nn.Module, timesteps: int) -> None:
+    def __init__(self, name: str, layer: MemristorLayer | NeuronLayer, timesteps: int) -> None:
         self.name, self.layer, self.timesteps = name, layer, timesteps
         self.metrics = SYNAPSE_METRICS if isinstance(layer, MemristorLayer) else NEURON_METRICS
         self.reset()
@@ -79,6 +79,8 @@ class LayerCounter:
     @torch.no_grad()
     def update_synapse(self, x: torch.Tensor, weight: torch.Tensor, timestep: torch.Tensor) -> None:
         """Count a synaptic layer's frames x [N, ...] with effective ``weight``."""
+        if not isinstance(self.layer, MemristorLayer):
+            raise TypeError(f"{self.name} is a neuron layer, not a synaptic one")
         self.add(synapse_counts(self.layer, x, weight), timestep)
 
     @torch.no_grad()

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prime.analysis.energy.counting import OperationCounts
 from prime.core.errors import PrimeError
@@ -133,6 +133,7 @@ class DigitalAccelerator:
 
 
 EnergyModel = AnalogMacro | DigitalAccelerator
+M = TypeVar("M", AnalogMacro, DigitalAccelerator)
 ENERGY_MODELS: Registry[EnergyModel] = Registry("energy model")
 ENERGY_MODELS.register("rram-macro")(AnalogMacro())
 ENERGY_MODELS.register("digital-45nm-fp32")(DigitalAccelerator())
@@ -154,6 +155,14 @@ _KINDS = {"analog": AnalogMacro, "digital": DigitalAccelerator}
 
 def get_energy_model(name: str) -> EnergyModel:
     return ENERGY_MODELS.get(name)
+
+
+def energy_model_of_kind(name: str, kind: type[M]) -> M:
+    """The preset ``name``, which must be a ``kind`` (``PrimeError`` if it is not)."""
+    model = ENERGY_MODELS.get(name)
+    if not isinstance(model, kind):
+        raise PrimeError(f"energy model {name!r} is {model.kind}, not {kind.__name__}")
+    return model
 
 
 def load_energy_model(path: str | Path) -> EnergyModel:

@@ -18,7 +18,7 @@ from prime.inference.early_exit.calibration import (
     validation_split,
 )
 from prime.inference.early_exit.controller import evaluate_early_exit, top1_accuracy
-from prime.inference.early_exit.policies import get_policy, policy_name
+from prime.inference.early_exit.policies import ExitPolicy, get_policy, policy_name
 from prime.snn.network import SpikingNetwork
 
 
@@ -26,7 +26,7 @@ def early_exit_report(
     model: SpikingNetwork,
     data: DataSplits,
     out_dir: str | Path,
-    policy: str = "prime",
+    policy: str | ExitPolicy = "prime",
     threshold: float | None = None,
     target_drop_pp: float | None = None,
     min_steps: int = 1,
@@ -42,21 +42,27 @@ def early_exit_report(
     """
     if threshold is not None and target_drop_pp is not None:
         raise PrimeError("give either a threshold or a target drop, not both")
-    policy = get_policy(policy, alpha=alpha)
-    report: dict[str, Any] = {"policy": policy_name(policy), "alpha": policy.alpha}
+    exit_policy = get_policy(policy, alpha=alpha)
+    report: dict[str, Any] = {"policy": policy_name(exit_policy), "alpha": exit_policy.alpha}
     if target_drop_pp is not None:
         val = validation_split(data, val_seed)
         calibration = calibrate_threshold(
-            model, val, target_drop_pp, policy, min_steps=min_steps, batch_size=batch_size
+            model, val, target_drop_pp, exit_policy, min_steps=min_steps, batch_size=batch_size
         )
         threshold = calibration.pop("threshold")
         calibration.pop("sweep")
         report["calibration"] = {"val_samples": dataset_len(val), **calibration}
     threshold = 0.8 if threshold is None else threshold
     trajectory, labels = step_outputs(model, data.test, batch_size, progress)
-    sweep = sweep_trajectory(trajectory, labels, DEFAULT_THRESHOLDS, policy, min_steps)
+    sweep = sweep_trajectory(trajectory, labels, DEFAULT_THRESHOLDS, exit_policy, min_steps)
     result = evaluate_early_exit(
-        model, data.test, policy, threshold, min_steps, batch_size=batch_size, progress=progress
+        model,
+        data.test,
+        exit_policy,
+        threshold,
+        min_steps,
+        batch_size=batch_size,
+        progress=progress,
     )
     report.update(
         result, min_steps=min_steps, full_accuracy=top1_accuracy(trajectory.mean(0), labels)

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_write, load_checkpoint, write_json
 from prime.core.tables import new_figure, save_figure
-from prime.data import DataSplits
+from prime.data import DataSplits, dataset_len
 from prime.data.nmnist import load_nmnist
 from prime.inference.early_exit import early_exit_report, sweep_thresholds
 from prime.inference.evaluate import evaluate
@@ -45,7 +45,7 @@ SAMPLES_SEEN = 48_000
 MAX_EPOCHS = 150
 #: additions to the reference recipe for small data (prime.data.augment, prime.runs.train):
 #: recordings moved as a whole, and the per-step loss that trains the early steps
-RECIPE_AUGMENT = {"shift_px": 3, "rotate_deg": 12.0, "zoom": 0.1}
+RECIPE_AUGMENT: dict[str, Any] = {"shift_px": 3, "rotate_deg": 12.0, "zoom": 0.1}
 EXIT_LOSS = 0.5
 #: the paper's early-exit claim: computational load saved (within --target-drop of accuracy)
 PAPER_LOAD_SAVED = 0.77
@@ -153,7 +153,11 @@ def describe_data(config: ReproduceConfig, data: DataSplits) -> dict[str, Any]:
         "recordings": on_disk,
         "subset": not full,
         "test_from": "Test/" if on_disk["Test"] else "Train/ (split off)",
-        "splits": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        "splits": {
+            "train": dataset_len(data.train),
+            "val": dataset_len(_val(data)),
+            "test": dataset_len(data.test),
+        },
         "split_seed": config.split_seed,
         "test_fraction": config.test_fraction,
         "val_fraction": config.val_fraction,
@@ -214,13 +218,20 @@ def _check_out(out: Path, config: ReproduceConfig) -> None:
         shutil.rmtree(out / "run")
 
 
+def _val(data: DataSplits) -> Dataset:
+    """The validation split, which the reproduction always asks for (val_fraction > 0)."""
+    if data.val is None:
+        raise PrimeError("the reproduction needs a validation split: use --val-fraction > 0")
+    return data.val
+
+
 def _accuracy_both_binnings(
     model: SpikingNetwork, data: dict[str, DataSplits], config: ReproduceConfig
 ) -> dict[str, Any]:
     """Test-split and all-recordings accuracy with time- and event-count-binned frames."""
-    result = {}
+    result: dict[str, Any] = {}
     for mode, splits in data.items():
-        everything = ConcatDataset([splits.train, splits.val, splits.test])
+        everything: ConcatDataset = ConcatDataset([splits.train, _val(splits), splits.test])
         result[f"{mode}_bins"] = {
             "test_accuracy": evaluate(model, splits.test, progress=config.progress)["accuracy"],
             "all_accuracy": evaluate(model, everything, progress=config.progress)["accuracy"],
@@ -245,7 +256,7 @@ def _train_own(
     from prime.runs.train import train
 
     run_dir = out / "run"
-    epochs = epochs_for(len(data.train)) if config.epochs is None else config.epochs
+    epochs = epochs_for(dataset_len(data.train)) if config.epochs is None else config.epochs
     train_config = TrainConfig(
         dataset="nmnist",
         model="nmnist-conv",
@@ -360,14 +371,14 @@ def _read_noise(
 
 def _energy(out: Path, early_exit: dict[str, Any], config: ReproduceConfig) -> dict[str, Any]:
     """``prime bench energy`` of the run with its chosen early exit; the report's rows."""
-    from prime.analysis.energy.models import get_energy_model
+    from prime.analysis.energy.models import AnalogMacro, DigitalAccelerator, energy_model_of_kind
     from prime.runs.evaluation import bench_energy
 
     report = bench_energy(
         out / "run",
         out / "energy",
-        get_energy_model("rram-macro"),
-        get_energy_model("digital-45nm-fp32"),
+        energy_model_of_kind("rram-macro", AnalogMacro),
+        energy_model_of_kind("digital-45nm-fp32", DigitalAccelerator),
         {k: early_exit[k] for k in ("policy", "threshold", "min_steps")},
         force=True,
         progress=config.progress,

@@ -1,0 +1,45 @@
+"""What determines a model's chip and initial scores: :class:`ModelConfig` (checkpoints
+store it; :func:`prime.snn.models.build_model` builds the same network from it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from prime.core.errors import PrimeError
+
+#: PRIME's fixed conductance-to-weight scale (reference code ``software_scale``).
+PRIME_SCALE = 0.01
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that determines a model's chip and initial scores."""
+
+    name: str
+    device_model: dict[str, Any] = field(default_factory=lambda: {"name": "prime-gaussian"})
+    chip_seed: int = 0
+    score_seed: int = 0
+    keep: float = 0.5
+    scale: float | str = PRIME_SCALE
+    mask_rule: str = "topk"
+    mask_scope: str = "layer"
+    timesteps: int | None = None
+    #: the read path's configuration (:class:`~prime.hardware.readpath.ReadPathConfig`;
+    #: empty: ideal)
+    read_path: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> ModelConfig:
+        config = dict(config)
+        if "device" in config and "device_model" not in config:  # runs before the rename
+            config["device_model"] = config.pop("device")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise PrimeError(f"model config has unknown fields: {', '.join(unknown)}")
+        return cls(**config)
