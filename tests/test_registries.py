@@ -69,23 +69,8 @@ def test_device_preset_samples_reproducible_nonnegative_pairs(name):
 
 # ---------------------------------------------------------------- datasets
 
-#: datasets whose default model is not registered yet: remove an entry once its model exists
-#: (strict xfail: the test fails as soon as the model is registered)
-DEFAULT_MODEL_MISSING = {"mnist": "mnist-conv", "fashion-mnist": "fashion-mnist-conv"}
 
-
-def _dataset_params() -> list:
-    params = []
-    for name in list_datasets():
-        marks = []
-        if name in DEFAULT_MODEL_MISSING:
-            reason = f"default model {DEFAULT_MODEL_MISSING[name]!r} is not registered yet"
-            marks.append(pytest.mark.xfail(strict=True, reason=reason))
-        params.append(pytest.param(name, marks=marks))
-    return params
-
-
-@pytest.mark.parametrize("name", _dataset_params())
+@pytest.mark.parametrize("name", list_datasets())
 def test_dataset_has_description_and_registered_default_model(name):
     spec = dataset_spec(name)
     assert isinstance(spec.description, str) and spec.description.strip()

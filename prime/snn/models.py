@@ -156,6 +156,36 @@ MODELS.register("digits-conv")(
         "(both are 2x34x34 event frames, 10 classes, T = 10)",
     )
 )
+
+
+def _image_conv(make: LayerFactory) -> list[nn.Module]:
+    """nmnist-conv's cells for one-channel 28x28 images (repeated or rate coded over T)."""
+    return [
+        make.conv(1, 12, 5, padding=1),
+        LIF(PRIME_CONV_LIF),
+        nn.AvgPool2d(2),
+        make.conv(12, 64, 5),
+        LIF(PRIME_CONV_LIF),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        make.linear(64 * 4 * 4, 10),
+        Integrator(),
+    ]
+
+
+for _name, _data in (("mnist-conv", "MNIST"), ("fashion-mnist-conv", "FashionMNIST")):
+    MODELS.register(_name)(
+        ModelSpec(
+            _image_conv,
+            (1, 28, 28),
+            10,
+            10,
+            f"default model of {_data} (IDX images, T = 10): nmnist-conv's cells on 1x28x28 "
+            "frames: conv 1-12 k5 p1, LIF, avgpool 2, conv 12-64 k5, LIF, avgpool 2, "
+            "FC 1024-10 integrator",
+        )
+    )
+
 MODELS.register("nmnist-mlp")(
     ModelSpec(_nmnist_mlp, (2, 34, 34), 10, 10, "MLP 2312-250-250-10 on N-MNIST frames")
 )

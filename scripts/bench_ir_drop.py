@@ -1,0 +1,153 @@
+"""Benchmark the IR-drop models of prime.hardware.ir_drop.
+
+(a) Accuracy: the fast model's relative error of column currents against the exact solve, for
+square tiles and wire resistances (every word- and bit-line segment = r, no driver / sense
+resistance), on RRAM-like conductances (a fraction unformed at 0 µS, formed cells
+N(12.35, 1.86) µS clipped > 0) and random 0/1 spike inputs.
+(b) Speed: the exact solve (factorise + solve) of one tile for a batch of spike vectors, and
+the fast model on the same batch.
+
+    python scripts/bench_ir_drop.py                      # the table in docs/ir_drop.md
+    python scripts/bench_ir_drop.py --sizes 64 128 --skip-timing
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from prime.hardware.ir_drop import WireParams, fast_tile, solve_tile, wire_drop
+
+
+def rram_tile(n: int, unformed: float, gen: torch.Generator) -> torch.Tensor:
+    """[n, n] float64 µS: ``unformed`` of the cells at 0, the rest N(12.35, 1.86) clipped > 0."""
+    g = (torch.randn(n, n, generator=gen, dtype=torch.float64) * 1.86 + 12.35).clamp_min(0.01)
+    return torch.where(torch.rand(n, n, generator=gen, dtype=torch.float64) < unformed, 0.0, g)
+
+
+def spikes(batch: int, n: int, density: float, gen: torch.Generator) -> torch.Tensor:
+    """[batch, n] float64 0/1 V spike vectors."""
+    return (torch.rand(batch, n, generator=gen, dtype=torch.float64) < density).to(torch.float64)
+
+
+def spectral_radius(g: torch.Tensor, wire: WireParams, iterations: int = 50) -> float:
+    """Largest eigenvalue of R·G (power iteration); the Jacobi model converges iff it is < 1."""
+    x = torch.ones(1, *g.shape, dtype=torch.float64)
+    lam = 0.0
+    for _ in range(iterations):
+        y = wire_drop(g * x, wire)
+        lam = float(y.norm() / x.norm())
+        x = y / y.norm()
+    return lam
+
+
+def rel_errors(fast: torch.Tensor, exact: torch.Tensor) -> tuple[float, float]:
+    """Mean and worst |fast - exact| / |exact| over the columns carrying >= 1 % of the largest
+    column current of their input vector (the rest carry only tiny sneak currents)."""
+    keep = exact.abs() >= 0.01 * exact.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
+    rel = ((fast - exact).abs() / exact.abs())[keep]
+    return float(rel.mean()), float(rel.max())
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.3g}" if x < 10 else ">1e3"
+
+
+def accuracy(args: argparse.Namespace) -> None:
+    gen = torch.Generator().manual_seed(args.seed)
+    runs = [("ideal", 0)] + [(m, k) for m in ("jacobi", "cg") for k in args.iterations]
+    heads = [f"{m[0].upper() if m != 'ideal' else 'ideal'}{k or ''}" for m, k in runs]
+    print(
+        f"(a) fast model vs exact solve: relative error of column currents in %, mean / worst "
+        f"over {args.batch} spike vectors (density {args.density}) x columns\n"
+        "    (the columns carrying >= 1 % of their vector's largest column current);\n"
+        f"    {args.unformed:.0%} unformed cells, formed N(12.35, 1.86) µS; r = every word- and "
+        "bit-line segment; rho = spectral radius of R·G (Jacobi converges iff rho < 1);\n"
+        "    J<k> = Jacobi fixed point with k iterations (J1 = first order), C<k> = conjugate "
+        "gradients with k iterations, ideal = no wire resistance (v @ g)\n"
+    )
+    print("| size | r (Ω) | rho | " + " | ".join(heads) + " |")
+    print("|---:|---:|---:|" + "---:|" * len(heads))
+    for n in args.sizes:
+        g = rram_tile(n, args.unformed, gen)
+        v = spikes(args.batch, n, args.density, gen)
+        for r in args.resistances:
+            wire = WireParams(r_wordline_ohm=r, r_bitline_ohm=r)
+            exact = solve_tile(g, v, wire)
+            cells = []
+            for method, k in runs:
+                if method == "ideal":
+                    fast = v @ g
+                else:
+                    fast = fast_tile(g, v, wire, iterations=k, method=method)  # type: ignore[arg-type]
+                mean, worst = rel_errors(fast, exact)
+                cells.append(f"{pct(mean)} / {pct(worst)}")
+            rho = spectral_radius(g, wire)
+            print(f"| {n} | {r:g} | {rho:.3g} | " + " | ".join(cells) + " |", flush=True)
+
+
+def timing(args: argparse.Namespace) -> None:
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    n, batch = args.time_size, args.time_batch
+    g = rram_tile(n, args.unformed, gen)
+    v = spikes(batch, n, args.density, gen)
+    wire = WireParams(1.0, 1.0)
+    solve_tile(g[:8, :8], v[:, :8], wire)  # warm up
+    fast_tile(g[:8, :8], v[:, :8], wire)
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        solve_tile(g, v, wire)
+        times.append(time.perf_counter() - t0)
+    fast = {}
+    for dtype in (torch.float32, torch.float64):
+        for method in ("jacobi", "cg"):
+            ts = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                fast_tile(g.to(dtype), v.to(dtype), wire, iterations=3, method=method)
+                ts.append(time.perf_counter() - t0)
+            fast[(method, dtype)] = statistics.median(ts)
+    print(
+        f"\n(b) {n} x {n} tile, batch of {batch} spike vectors, r = 1 Ω, "
+        f"{torch.get_num_threads()} torch threads, median of {args.repeats}:"
+    )
+    print(
+        f"    exact solve (build + factorise + solve): {statistics.median(times):.2f} s "
+        f"(runs: {', '.join(f'{t:.2f}' for t in times)})"
+    )
+    for (method, dtype), t in fast.items():
+        print(
+            f"    fast_tile {method}, 3 iterations, {str(dtype).removeprefix('torch.')}: {t:.3f} s"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
+    parser.add_argument("--resistances", type=float, nargs="+", default=[0.5, 1.0, 2.0, 5.0])
+    parser.add_argument("--iterations", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--batch", type=int, default=32, help="spike vectors per accuracy run")
+    parser.add_argument("--density", type=float, default=0.1, help="spike probability per row")
+    parser.add_argument("--unformed", type=float, default=0.5, help="fraction of 0 µS cells")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-size", type=int, default=512)
+    parser.add_argument("--time-batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.skip_accuracy:
+        accuracy(args)
+    if not args.skip_timing:
+        timing(args)
+
+
+if __name__ == "__main__":
+    main()
