@@ -110,18 +110,28 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS.get(name)
 
 
-def _nmnist_conv(make: LayerFactory) -> list[nn.Module]:
-    return [
-        make.conv(2, 12, 5, padding=1),
-        LIF(PRIME_CONV_LIF),
-        nn.AvgPool2d(2),
-        make.conv(12, 64, 5),
-        LIF(PRIME_CONV_LIF),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-        make.linear(2304, 10),
-        Integrator(),
-    ]
+def _prime_conv(channels: int, side: int) -> Callable[[LayerFactory], list[nn.Module]]:
+    """PRIME's N-MNIST cells for frames of ``channels`` x ``side`` x ``side``: conv 12 k5 p1,
+    LIF, avgpool 2, conv 64 k5, LIF, avgpool 2, FC 10 integrator."""
+    pooled = ((side - 2) // 2 - 4) // 2  # side after conv k5 p1, pool 2, conv k5, pool 2
+
+    def build(make: LayerFactory) -> list[nn.Module]:
+        return [
+            make.conv(channels, 12, 5, padding=1),
+            LIF(PRIME_CONV_LIF),
+            nn.AvgPool2d(2),
+            make.conv(12, 64, 5),
+            LIF(PRIME_CONV_LIF),
+            nn.AvgPool2d(2),
+            nn.Flatten(),
+            make.linear(64 * pooled * pooled, 10),
+            Integrator(),
+        ]
+
+    return build
+
+
+_nmnist_conv = _prime_conv(2, 34)
 
 
 def _nmnist_mlp(make: LayerFactory) -> list[nn.Module]:
@@ -158,25 +168,10 @@ MODELS.register("digits-conv")(
 )
 
 
-def _image_conv(make: LayerFactory) -> list[nn.Module]:
-    """nmnist-conv's cells for one-channel 28x28 images (repeated or rate coded over T)."""
-    return [
-        make.conv(1, 12, 5, padding=1),
-        LIF(PRIME_CONV_LIF),
-        nn.AvgPool2d(2),
-        make.conv(12, 64, 5),
-        LIF(PRIME_CONV_LIF),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-        make.linear(64 * 4 * 4, 10),
-        Integrator(),
-    ]
-
-
 for _name, _data in (("mnist-conv", "MNIST"), ("fashion-mnist-conv", "FashionMNIST")):
     MODELS.register(_name)(
         ModelSpec(
-            _image_conv,
+            _prime_conv(1, 28),
             (1, 28, 28),
             10,
             10,

@@ -1,20 +1,5 @@
-"""Input-aware early exit: stop simulating a sample once its output is confident.
-
-After every timestep t the controller scores each running sample's mean output so far
-(sum of the output integrator over steps 1..t, divided by t) with an exit policy; samples
-that are done (and have run at least ``min_steps``) retire: their mean output and step
-count are kept, and they leave the batch, so later steps compute only for the samples still
-running. A sample that is never confident runs all T steps.
-
-Policies score ``p = softmax(mean_output / alpha)``; a sample is done when its confidence is
-strictly above the threshold θ, so θ = 1.0 never exits early:
-
-* ``prime``: max p (PRIME's rule; α = 2, θ = 0.8 in the paper),
-* ``margin``: top-1 p minus top-2 p,
-* ``entropy``: 1 - H(p) / log C.
-
-The load saved is 1 - mean steps / T: the fraction of timesteps not simulated.
-"""
+"""Exit policies: how confident a sample's mean output so far is (``prime``, ``margin``,
+``entropy``; see :mod:`prime.inference.early_exit`)."""
 
 from __future__ import annotations
 
