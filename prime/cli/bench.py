@@ -92,5 +92,32 @@ def run_energy(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_neurobench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "neurobench",
+        help="NeuroBench's own harness on the run (needs the neurobench package)",
+        description="Run NeuroBench's Benchmark on the run's test split, the network wrapped "
+        "as a NeuroBench model (prime.interop.neurobench): footprint, connection sparsity, "
+        "activation sparsity, synaptic operations (dense, effective MACs/ACs), accuracy; "
+        "beside them prime's own counters of the same run (docs/interop.md).",
+    )
+    p.add_argument("run_dir", type=Path, help="a run directory written by prime train")
+    p.add_argument("--limit", type=int, help="only the first N test samples")
+    p.add_argument("--batch-size", type=int, default=64)
+    add_compute_arguments(p)
+    p.set_defaults(run=run_neurobench)
+
+
+def run_neurobench(args: argparse.Namespace) -> int:
+    import json
+
+    from prime.runs.evaluation import neurobench_run
+
+    apply_compute_arguments(args)
+    report = neurobench_run(args.run_dir, limit=args.limit, batch_size=args.batch_size)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 #: benchmark name -> function adding its parser
-BENCHMARKS = {"energy": add_energy}
+BENCHMARKS = {"energy": add_energy, "neurobench": add_neurobench}

@@ -13,7 +13,18 @@ from prime.core.errors import PrimeError
 from prime.kernels.memory import keep_freed_memory
 
 #: subcommand modules under prime.cli, in the order ``prime --help`` lists them
-COMMANDS = ("train", "eval", "models", "trace", "bench", "datasets", "sweep", "reproduce")
+COMMANDS = (
+    "train",
+    "eval",
+    "models",
+    "trace",
+    "bench",
+    "datasets",
+    "sweep",
+    "reproduce",
+    "export",
+    "nir_import",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

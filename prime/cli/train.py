@@ -53,6 +53,13 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", type=float, default=0.5, help="kept fraction of edges, (0, 1]")
     p.add_argument("--scale", type=scale_arg, default=0.01, help="weight per µS, or fan-in")
     p.add_argument("--mask-scope", choices=("layer", "global"), default="layer")
+    p.add_argument(
+        "--neuron",
+        choices=("prime", "lif"),
+        default="prime",
+        help="prime: PRIME's LIF (LeakyReLU on the membrane); lif: the standard LIF, exact in "
+        "NIR (docs/interop.md)",
+    )
     p.add_argument("--timesteps", type=int, help="timesteps T (default: the model's)")
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
@@ -115,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         keep=args.keep,
         scale=args.scale,
         mask_scope=args.mask_scope,
+        neuron=args.neuron,
         timesteps=args.timesteps,
         mode=args.mode,
         save_every=args.save_every,

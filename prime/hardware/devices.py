@@ -21,6 +21,11 @@ from prime.core.registry import Registry
 
 DEVICES: Registry[type[ConductanceModel]] = Registry("device preset")
 
+#: the quantile of a device's formed cells taken as its programmable maximum, and its
+#: standard-normal z-score (Φ⁻¹(0.999) = 3.0902)
+G_MAX_QUANTILE = 0.999
+_G_MAX_Z = 3.0902
+
 
 class ConductanceModel:
     """Base of the device presets: a frozen dataclass with a ``sample`` method."""
@@ -35,6 +40,12 @@ class ConductanceModel:
     def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """Draw a crossbar of differential pairs: float32 [2, *shape] in µS (G+, G-)."""
         return self.sample_cells((2, *shape), generator)
+
+    def g_max_us(self) -> float:
+        """The largest conductance a cell of this device is programmed to (µS): the
+        :data:`G_MAX_QUANTILE` quantile of its formed cells (programming weights onto a chip,
+        :mod:`prime.interop.programming`)."""
+        raise NotImplementedError
 
     def to_config(self) -> dict[str, Any]:
         """A JSON-able description that :func:`get_device` turns back into this model."""
@@ -68,6 +79,10 @@ class GaussianDifferential(ConductanceModel):
     def sample_cells(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         return torch.randn(shape, generator=generator).abs() * self.delta_std_us
 
+    def g_max_us(self) -> float:
+        """|ΔG| is half-normal: its 99.9 % quantile is Φ⁻¹(0.9995) σ = 3.29 σ."""
+        return 3.2905 * self.delta_std_us
+
 
 @DEVICES.register("rram-lognormal")
 @dataclass(frozen=True)
@@ -97,6 +112,10 @@ class LognormalRRAM(ConductanceModel):
         log_g = math.log(self.median_us) + self.sigma_ln * torch.randn(shape, generator=generator)
         return torch.where(formed, log_g.exp(), torch.zeros(()))
 
+    def g_max_us(self) -> float:
+        """The 99.9 % quantile of the formed cells' lognormal: median · exp(3.09 σ_ln)."""
+        return self.median_us * math.exp(_G_MAX_Z * self.sigma_ln)
+
 
 @DEVICES.register("empirical")
 @dataclass(frozen=True, eq=False)
@@ -124,6 +143,13 @@ class EmpiricalConductance(ConductanceModel):
         values = torch.as_tensor(self.values_us, dtype=torch.float32)
         index = torch.randint(len(values), shape, generator=generator)
         return values[index]
+
+    def g_max_us(self) -> float:
+        """The 99.9 % quantile of the measured values (unformed zeros left out)."""
+        formed = self.values_us[self.values_us > 0]
+        if formed.size == 0:
+            raise PrimeError("the empirical device's values_us are all 0 µS: no cell conducts")
+        return float(np.quantile(formed, G_MAX_QUANTILE))
 
 
 def get_device(name: str, **params: Any) -> ConductanceModel:

@@ -17,6 +17,7 @@ from prime.data.augment import FrameAugmentation
 from prime.hardware.readpath import ReadPathConfig
 from prime.hardware.replay import DEFAULT_TILE
 from prime.snn.config import ModelConfig
+from prime.snn.neurons import neuron_leak_slope
 from prime.version import __version__
 
 
@@ -49,6 +50,7 @@ class TrainConfig:
     augment: dict[str, Any] = field(default_factory=dict)  # FrameAugmentation fields
     exit_loss: float = 0.0  # weight of the per-step loss (training_loss)
     read_path: dict[str, Any] = field(default_factory=dict)  # ReadPathConfig fields
+    neuron: str = "prime"  # prime.snn.neurons.NEURON_KINDS: PRIME's LIF or the standard LIF
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "save_every", "limit_train"):
@@ -63,6 +65,7 @@ class TrainConfig:
             raise PrimeError(f"exit loss weight must be in [0, 1], got {self.exit_loss!r}")
         FrameAugmentation.from_config(self.augment)  # bad settings fail before training
         ReadPathConfig.from_dict(self.read_path)
+        neuron_leak_slope(self.neuron)
 
     @property
     def model_name(self) -> str:
@@ -82,6 +85,7 @@ def model_config(config: TrainConfig) -> ModelConfig:
         mask_scope=config.mask_scope,
         timesteps=config.timesteps,
         read_path=config.read_path,
+        neuron=config.neuron,
     )
 
 

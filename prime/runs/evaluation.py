@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torch.utils.data import DataLoader
+
 from prime.analysis.energy.models import AnalogMacro, DigitalAccelerator
 from prime.analysis.energy.report import (
     energy_report,
@@ -14,8 +16,10 @@ from prime.analysis.energy.report import (
     write_energy_report,
 )
 from prime.core.errors import PrimeError
+from prime.data import dataset_len
 from prime.inference.early_exit import early_exit_report
 from prime.inference.evaluate import evaluate
+from prime.interop.neurobench import prime_figures, run_neurobench
 from prime.runs.rundir import load_data, load_run, prepare_run, replaying, run_config
 
 
@@ -104,3 +108,19 @@ def bench_energy(
     report.update(counted)
     write_energy_report(report, out_dir)
     return report
+
+
+def neurobench_run(
+    run_dir: str | Path, limit: int | None = None, batch_size: int = 64
+) -> dict[str, Any]:
+    """NeuroBench's harness on a run's test split (its trace bound, as trained) beside the
+    same figures from prime's counters (:mod:`prime.interop.neurobench`)."""
+    model, payload = load_run(run_dir)
+    config = run_config(payload)
+    test = limit_dataset(load_data(config).test, limit)
+    loader = DataLoader(test, batch_size=batch_size)
+    with replaying(model, config):
+        figures = {"neurobench": run_neurobench(model, loader)}
+        figures["prime"] = prime_figures(model, loader)
+    samples = dataset_len(test)
+    return {"model": config.model_name, "dataset": config.dataset, "samples": samples, **figures}

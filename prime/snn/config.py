@@ -29,6 +29,9 @@ class ModelConfig:
     #: the read path's configuration (:class:`~prime.hardware.readpath.ReadPathConfig`;
     #: empty: ideal)
     read_path: dict[str, Any] = field(default_factory=dict)
+    #: neuron kind (:data:`prime.snn.neurons.NEURON_KINDS`): PRIME's LIF with a LeakyReLU on
+    #: the membrane, or the standard LIF (exact in NIR)
+    neuron: str = "prime"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

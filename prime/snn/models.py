@@ -23,7 +23,7 @@ from prime.snn.config import ModelConfig
 from prime.snn.layers import MemristorConv2d, MemristorLinear
 from prime.snn.masks import MASK_RULES, check_keep
 from prime.snn.network import SpikingNetwork
-from prime.snn.neurons import LIF, Integrator, LIFParams
+from prime.snn.neurons import LIF, Integrator, LIFParams, lif_params, neuron_leak_slope
 
 #: PRIME's LIF constants: threshold 0.2 in conv layers, 0.5 in hidden fully connected layers.
 PRIME_CONV_LIF = LIFParams(threshold=0.2)
@@ -45,7 +45,8 @@ MODELS: Registry[ModelSpec] = Registry("model")
 
 
 class LayerFactory:
-    """Makes a model's supermask layers on one chip, in order (so the same seed, same chip)."""
+    """Makes a model's supermask layers on one chip, in order (so the same seed, same chip),
+    and its neurons of the config's kind (PRIME's or the standard LIF)."""
 
     def __init__(self, config: ModelConfig, device_model: ConductanceModel) -> None:
         if config.mask_rule not in MASK_RULES:
@@ -61,12 +62,20 @@ class LayerFactory:
             mask_rule=config.mask_rule,
             read_path=ReadPathConfig.from_dict(config.read_path),
         )
+        self.neuron = config.neuron
+        neuron_leak_slope(config.neuron)  # an unknown kind fails before any layer is made
 
     def linear(self, in_features: int, out_features: int) -> MemristorLinear:
         return MemristorLinear(in_features, out_features, **self.kwargs)
 
     def conv(self, in_ch: int, out_ch: int, kernel: int, **kwargs) -> MemristorConv2d:
         return MemristorConv2d(in_ch, out_ch, kernel, **kwargs, **self.kwargs)
+
+    def lif(self, params: LIFParams) -> LIF:
+        return LIF(lif_params(params, self.neuron))
+
+    def integrator(self) -> Integrator:
+        return Integrator(neuron_leak_slope(self.neuron))
 
 
 def get_model(name: str, **config: Any) -> SpikingNetwork:
@@ -118,14 +127,14 @@ def _prime_conv(channels: int, side: int) -> Callable[[LayerFactory], list[nn.Mo
     def build(make: LayerFactory) -> list[nn.Module]:
         return [
             make.conv(channels, 12, 5, padding=1),
-            LIF(PRIME_CONV_LIF),
+            make.lif(PRIME_CONV_LIF),
             nn.AvgPool2d(2),
             make.conv(12, 64, 5),
-            LIF(PRIME_CONV_LIF),
+            make.lif(PRIME_CONV_LIF),
             nn.AvgPool2d(2),
             nn.Flatten(),
             make.linear(64 * pooled * pooled, 10),
-            Integrator(),
+            make.integrator(),
         ]
 
     return build
@@ -138,11 +147,11 @@ def _nmnist_mlp(make: LayerFactory) -> list[nn.Module]:
     return [
         nn.Flatten(),
         make.linear(2312, 250),
-        LIF(PRIME_FC_LIF),
+        make.lif(PRIME_FC_LIF),
         make.linear(250, 250),
-        LIF(PRIME_FC_LIF),
+        make.lif(PRIME_FC_LIF),
         make.linear(250, 10),
-        Integrator(),
+        make.integrator(),
     ]
 
 
@@ -207,9 +216,9 @@ def _gesture_conv(pixels: int) -> Callable[[LayerFactory], list[nn.Module]]:
         layers: list[nn.Module] = []
         for conv in (first, make.conv(16, 32, 3, padding=1), make.conv(32, 64, 3, padding=1)):
             channels = conv.scores.shape[0]
-            layers += [conv, nn.BatchNorm2d(channels), LIF(GESTURE_LIF), nn.AvgPool2d(2)]
+            layers += [conv, nn.BatchNorm2d(channels), make.lif(GESTURE_LIF), nn.AvgPool2d(2)]
         side = pixels // (8 * stride)
-        return [*layers, nn.Flatten(), make.linear(64 * side * side, 11), Integrator()]
+        return [*layers, nn.Flatten(), make.linear(64 * side * side, 11), make.integrator()]
 
     return build
 
@@ -221,7 +230,7 @@ def _mlp(sizes: tuple[int, ...], lif: LIFParams) -> Callable[[LayerFactory], lis
         layers: list[nn.Module] = [nn.Flatten()]
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(make.linear(n_in, n_out))
-            layers.append(LIF(lif) if i < len(sizes) - 2 else Integrator())
+            layers.append(make.lif(lif) if i < len(sizes) - 2 else make.integrator())
         return layers
 
     return build

@@ -10,16 +10,22 @@ detached from the graph, as snnTorch does), plus PRIME's LeakyReLU on the membra
 
 Shapes: a step takes ``current`` [B, ...] and returns spikes [B, ...]; a scan takes
 currents [T, B, ...] and returns spikes [T, B, ...]. Both give identical results.
+
+Two neuron kinds (:data:`NEURON_KINDS`, a model's ``neuron`` setting): ``"prime"`` as above,
+and ``"lif"``, the standard LIF without the LeakyReLU (leak slope 1, the identity), whose
+NIR export is exact (``nir.LIF``; the output integrator becomes ``nir.I``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prime.core.errors import PrimeError
 from prime.kernels.lif import lif_scan
 
 
@@ -31,6 +37,22 @@ class LIFParams:
     decay: float = 0.8
     leak_slope: float = 0.1
     surrogate_width: float = 0.5
+
+
+#: neuron kind -> slope of the LeakyReLU on the membrane (1: none, the standard LIF)
+NEURON_KINDS = {"prime": 0.1, "lif": 1.0}
+
+
+def neuron_leak_slope(kind: str) -> float:
+    """The membrane's LeakyReLU slope of neuron ``kind`` (``PrimeError`` if unknown)."""
+    if kind not in NEURON_KINDS:
+        raise PrimeError(f"unknown neuron kind {kind!r}; known: {', '.join(NEURON_KINDS)}")
+    return NEURON_KINDS[kind]
+
+
+def lif_params(params: LIFParams, kind: str) -> LIFParams:
+    """``params`` for neuron ``kind``: PRIME's LeakyReLU, or none (the standard LIF)."""
+    return dataclasses.replace(params, leak_slope=neuron_leak_slope(kind))
 
 
 class RectangularSpike(torch.autograd.Function):

@@ -1,0 +1,57 @@
+"""``prime import FILE.nir``: a network trained elsewhere, programmed onto a chip of prime's
+device models and evaluated through its read path (docs/interop.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prime.cli.common import device_arg
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import", help="program a NIR graph onto a chip and evaluate it", description=__doc__
+    )
+    p.add_argument("nir_file", type=Path, help="a NIR graph (.nir) of linear/conv layers and LIF")
+    p.add_argument("--device-model", type=device_arg, default="prime-gaussian")
+    p.add_argument("--chip-seed", type=int, default=0, help="seed of the chip programmed")
+    p.add_argument(
+        "--weight-quantile",
+        type=float,
+        default=1.0,
+        help="quantile of |w| mapped to the device's largest conductance; larger weights are "
+        "clipped (default 1: none)",
+    )
+    p.add_argument("--timesteps", type=int, help="timesteps T (default: the graph's, or 10)")
+    p.add_argument("--dataset", help="evaluate on this dataset's test split")
+    p.add_argument("--read-noise", type=float, default=0.0, help="multiplicative read noise σ")
+    p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from prime.data import load_dataset
+    from prime.hardware.devices import device_from_config, get_device
+    from prime.inference.evaluate import evaluate
+    from prime.interop.nir_import import import_nir, read_nir
+
+    graph = read_nir(args.nir_file)
+    device = args.device_model
+    device = get_device(device) if isinstance(device, str) else device_from_config(device)
+    timesteps = args.timesteps or int(graph.metadata.get("timesteps", 10))
+    model, report = import_nir(graph, device, timesteps, args.chip_seed, args.weight_quantile)
+    print(f"{args.nir_file}: {len(report.layers)} layers programmed on {device.name} (ideal)")
+    for line in report.lines():
+        print(f"  {line}")
+    if args.dataset:
+        data = load_dataset(args.dataset, timesteps=timesteps)
+        model.set_read_noise(args.read_noise, args.noise_seed)
+        result = evaluate(model, data.test, batch_size=args.batch_size)
+        print(
+            f"{args.dataset} test accuracy {100 * result['accuracy']:.2f} % over "
+            f"{result['samples']} "
+            f"samples (read noise σ {args.read_noise:g})"
+        )
+    return 0

@@ -1,0 +1,1 @@
+"""Interoperability: NIR export and import, chip programming files, the NeuroBench harness."""
