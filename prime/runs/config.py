@@ -17,6 +17,7 @@ from prime.data.augment import FrameAugmentation
 from prime.hardware.readpath import ReadPathConfig
 from prime.hardware.replay import DEFAULT_TILE
 from prime.snn.config import ModelConfig
+from prime.snn.switching import hysteresis_schedule
 from prime.version import __version__
 
 
@@ -49,6 +50,11 @@ class TrainConfig:
     augment: dict[str, Any] = field(default_factory=dict)  # FrameAugmentation fields
     exit_loss: float = 0.0  # weight of the per-step loss (training_loss)
     read_path: dict[str, Any] = field(default_factory=dict)  # ReadPathConfig fields
+    #: mask hysteresis: a schedule of prime.snn.switching.HYSTERESIS or a constant margin
+    hysteresis: str = "none"
+    synapses: str = "supermask"  # ModelConfig.synapses
+    activation_bits: int | None = None  # ModelConfig.activation_bits
+    activation_quantizer: str = "uniform"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "save_every", "limit_train"):
@@ -63,6 +69,7 @@ class TrainConfig:
             raise PrimeError(f"exit loss weight must be in [0, 1], got {self.exit_loss!r}")
         FrameAugmentation.from_config(self.augment)  # bad settings fail before training
         ReadPathConfig.from_dict(self.read_path)
+        hysteresis_schedule(self.hysteresis)
 
     @property
     def model_name(self) -> str:
@@ -82,6 +89,9 @@ def model_config(config: TrainConfig) -> ModelConfig:
         mask_scope=config.mask_scope,
         timesteps=config.timesteps,
         read_path=config.read_path,
+        synapses=config.synapses,
+        activation_bits=config.activation_bits,
+        activation_quantizer=config.activation_quantizer,
     )
 
 
