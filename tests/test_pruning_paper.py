@@ -362,3 +362,19 @@ def test_reproduce_pruning_runs_end_to_end(tmp_path, capsys):
         assert (out / name).stat().st_size > 0
     assert main(["reproduce", "pruning", str(tmp_path / "missing"), "--out", str(out)]) == 1
     assert "no spoken-digit features" in capsys.readouterr().err
+
+
+def test_bench_energy_reports_the_programming_of_training():
+    from prime.runs.evaluation import training_programming
+
+    layer = linear(2, 2)
+    counter = SwitchCounter([layer])
+    for scores in ([4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]):
+        with torch.no_grad():
+            layer.scores.copy_(torch.tensor(scores).view(2, 2))
+        counter.program(0.0)
+    programming = training_programming({"switches": counter.state_dict()})
+    assert programming is not None
+    assert (programming["switches"], programming["initial_pruning"]) == (6, 2)
+    assert programming["energy_pj"] == 6 * programming["costs"]["pulse_pj"]
+    assert training_programming({}) is None

@@ -169,11 +169,3 @@ class SwitchCounter:
         for layer, held in zip(self.layers, state["held"], strict=True):
             layer.held = None if held is None else (held[0], held[1])
             layer.mask_margin = self.margin
-
-
-def cell_operations(switches: int, cells_per_switch: int) -> int:
-    """Set/reset pulses of ``switches`` edge switches, ``cells_per_switch`` cells each (2 when
-    both cells of a pair are reset and set again, 1 under the paper's positive-cell reset)."""
-    if cells_per_switch not in (1, 2):
-        raise PrimeError(f"an edge switch moves 1 or 2 cells, got {cells_per_switch}")
-    return switches * cells_per_switch
