@@ -378,3 +378,8 @@ def test_bench_energy_reports_the_programming_of_training():
     assert (programming["switches"], programming["initial_pruning"]) == (6, 2)
     assert programming["energy_pj"] == 6 * programming["costs"]["pulse_pj"]
     assert training_programming({}) is None
+
+
+def test_train_refuses_a_negative_margin(tmp_path, capsys):
+    assert main(["train", "--hysteresis", "-0.01", "--out", str(tmp_path / "run")]) == 1
+    assert "hysteresis margin must be a finite number >= 0" in capsys.readouterr().err
