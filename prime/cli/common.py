@@ -119,13 +119,15 @@ def add_replay_arguments(p: argparse.ArgumentParser, run_defaults: bool = False)
         "--replay",
         choices=REPLAY_MODES,
         default=default("static"),
-        help="which read: one (static), the next per batch, or per timestep",
+        help="which read: one (static), the next per batch, the next per evaluation batch "
+        "and read 0 in training (per-test-batch, the pruning paper), or per timestep",
     )
     p.add_argument(
         "--pruned",
         choices=PRUNED_MODES,
         default=default("zero"),
-        help="pruned weights: ideal 0, or the reset-state cells' G+ - G-",
+        help="pruned weights: ideal 0, the reset-state cells' G+ - G- (reset), or reset G+ "
+        "- read G- (reset-positive, the pruning paper)",
     )
     p.add_argument(
         "--tile",

@@ -18,6 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     papers = p.add_subparsers(dest="paper", metavar="PAPER", required=True)
     add_nmnist(papers)
+    add_pruning(papers)
 
 
 def add_nmnist(sub: argparse._SubParsersAction) -> None:
@@ -100,6 +101,59 @@ def run_nmnist(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     results = reproduce(config)
+    print((args.out / "report.md").read_text(), end="")
+    print(f"-> {args.out}/report.md, reproduce.json, PNGs ({results['wall_seconds']:.0f} s)")
+    return 0
+
+
+def add_pruning(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pruning",
+        help="pruning random resistive memory: pruning vs programmed weights",
+        description="Reproduce 'Pruning random resistive memory for optimizing analogue AI' "
+        "on the spoken-digit features in DATA (train.npz, test.npz) and, with "
+        "--fashion-mnist, on FashionMNIST: pruning (with and without mask hysteresis) "
+        "against trained weights programmed by write-verify, each with full-precision and "
+        "quantised activations. Writes OUT/report.md, OUT/reproduce.json and PNGs "
+        "(docs/pruning.md).",
+    )
+    p.add_argument("data", type=Path, help="folder holding the spoken digits' train/test.npz")
+    p.add_argument("--fashion-mnist", type=Path, help="FashionMNIST IDX folder (optional)")
+    p.add_argument("--out", type=Path, default=Path("runs/reproduce-pruning"))
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate of pruning")
+    p.add_argument("--weights-lr", type=float, default=1e-3, help="... of the trained weights")
+    p.add_argument("--seed", type=int, default=0, help="training, chip and programming seed")
+    p.add_argument("--writer", default="write-verify", help="programming preset")
+    p.add_argument("--trace", type=Path, help="chip trace replayed under pruning, per batch")
+    p.add_argument("--limit-train", type=int, help="train on this many samples only")
+    p.add_argument("--force", action="store_true", help="retrain and overwrite --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_compute_arguments(p)
+    p.set_defaults(run=run_pruning)
+
+
+def run_pruning(args: argparse.Namespace) -> int:
+    from prime.runs.reproduce.pruning import PruningReproduceConfig, reproduce_pruning
+
+    apply_compute_arguments(args)
+    config = PruningReproduceConfig(
+        data=args.data,
+        fashion_mnist=args.fashion_mnist,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weights_lr=args.weights_lr,
+        seed=args.seed,
+        writer=args.writer,
+        trace=args.trace,
+        limit_train=args.limit_train,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    results = reproduce_pruning(config)
     print((args.out / "report.md").read_text(), end="")
     print(f"-> {args.out}/report.md, reproduce.json, PNGs ({results['wall_seconds']:.0f} s)")
     return 0

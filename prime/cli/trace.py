@@ -7,6 +7,8 @@ import argparse
 import math
 from pathlib import Path
 
+from prime.cli.common import tile_arg
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trace", help="chip conductance traces (HDF5)", description=__doc__)
@@ -30,6 +32,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--key", help="array name inside .npz/.mat (default: the only one)")
     imp.add_argument("--units", default="uS", help="units of the values: uS, mS, S, nS")
     imp.add_argument("--reset", type=Path, help="matrix of the same cells in the reset state")
+    imp.add_argument(
+        "--layout",
+        choices=("matrix", "set-reset"),
+        default="matrix",
+        help='set-reset: the pruning paper\'s chip data, a .npz/.pt dict of "set" and "reset" '
+        "reads [n_reads, cells]",
+    )
+    imp.add_argument("--shape", type=tile_arg, help="ROWSxCOLS of flat set-reset reads")
     imp.add_argument("--synthetic", action="store_true", help="label the data synthetic")
     _add_info(imp, provenance="imported from the source file")
     _add_force(imp)
@@ -135,11 +145,14 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from prime.hardware.traces.importers import import_matrix
+    from prime.hardware.traces.importers import import_matrix, import_set_reset
 
     out = args.out or args.file.with_suffix(".h5")
     info = _info(args, "synthetic" if args.synthetic else "measured", f"imported from {args.file}")
-    import_matrix(args.file, out, info, args.units, args.key, args.reset, args.force)
+    if args.layout == "set-reset":
+        import_set_reset(args.file, out, info, args.units, args.shape, args.force)
+    else:
+        import_matrix(args.file, out, info, args.units, args.key, args.reset, args.force)
     print(f"wrote {out}")
     return 0
 

@@ -64,6 +64,12 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     p.add_argument("--limit-train", type=int, help="train on a seeded subset of N samples")
+    p.add_argument(
+        "--hysteresis",
+        default="none",
+        help="mask hysteresis: a schedule (pruning-spoken-digits, pruning-fashion-mnist) or "
+        "a constant margin >= 0 (default: none)",
+    )
     add_recipe_arguments(p)
     add_replay_arguments(p)
     add_data_arguments(p)
@@ -134,6 +140,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         data=data_options(args),
         augment=augment_options(args),
         exit_loss=args.exit_loss,
+        hysteresis=args.hysteresis,
     )
 
 

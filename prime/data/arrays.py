@@ -4,7 +4,9 @@ A file holds ``features`` [N, ...] (float, in [0, 1]) and ``labels`` [N] (whole 
 from 0), e.g. ``../shared/reference/spoken_digits/{train,test}.npz``. Features become T
 binary frames with snntorch's ``spikegen``: ``"rate"`` (each step spikes with probability
 = feature; sample i draws from seed ``(seed, i)``) or ``"latency"`` (one spike per
-feature, earlier for larger values, linear in T; deterministic).
+feature, earlier for larger values, linear in T; deterministic); or ``"repeat"``: the
+features themselves (float32) at every step, the direct input of ANNs (one step) such as
+the pruning paper's spoken-digit CRNN.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from snntorch import spikegen
 from torch.utils.data import Dataset
 
 from prime.core.errors import PrimeError
-from prime.data.base import DATASETS, DatasetSpec, DataSplits
+from prime.data.base import DATASETS, DatasetSpec, DataSplits, FrameDataset
 from prime.data.cache import cached_frames, fingerprint, returning
 from prime.data.splits import make_splits, reject_options, resolve_root
 from prime.data.tonic_files import check_timesteps
 
-ENCODINGS = ("rate", "latency")
+ENCODINGS = ("rate", "latency", "repeat")
 DEFAULT_TIMESTEPS = 20
 
 
@@ -101,11 +103,19 @@ def load_npz(
     params = {"timesteps": timesteps, "encoding": encoding}
     if encoding == "rate":
         params["seed"] = seed
+    if encoding not in ENCODINGS:
+        raise PrimeError(f"unknown encoding {encoding!r}; known: {', '.join(ENCODINGS)}")
     frames = {}
     for split, path in (("train", data_path), ("test", test_path)):
         if path is None:
             continue
         features, labels = read_arrays(path)
+        if encoding == "repeat":  # in memory, nothing to cache
+            repeated = torch.from_numpy(features)[:, None].expand(
+                -1, timesteps, *features.shape[1:]
+            )
+            frames[split] = FrameDataset(repeated.contiguous(), torch.from_numpy(labels))
+            continue
         source = SpikeEncoded(features, labels, timesteps, encoding, seed)
         key = {**params, "file": Path(path).name, "files": fingerprint([path], Path(path).parent)}
         frames[split] = cached_frames(root, "npz", split, key, returning(source), workers=workers)
@@ -120,7 +130,7 @@ DATASETS.register("npz")(
         load_npz,
         default_model="spoken-digits-mlp",
         description="any .npz (features [N, ...] in [0, 1], labels [N]) as spike trains; "
-        "--data-path FILE [--test-path FILE] [--encoding rate|latency]",
+        "--data-path FILE [--test-path FILE] [--encoding rate|latency|repeat]",
         on_disk=lambda root: "any file given with --data-path",
     )
 )

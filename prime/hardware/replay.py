@@ -8,13 +8,17 @@ are packed left to right into the tiles, each block from the tile's first row (a
 when the next block's columns do not fit). The trace must hold enough tiles.
 
 **Replay modes.** ``static``: one read (``position``) for every forward; ``per-batch``: each
-forward call (one training or evaluation batch) loads the next read, as the pruning paper's
-hardware simulation does; ``per-step``: each timestep loads the next read (the network then
-runs its single-step path). Reads wrap around after the last one.
+forward call (one training or evaluation batch) loads the next read; ``per-test-batch``: the
+pruning paper's hardware simulation (``*_hardware_TO.py``: ``count = 0`` in training,
+``count += 1`` per test batch): training forwards use read 0, evaluation forwards load the
+next read each; ``per-step``: each timestep loads the next read (the network then runs its
+single-step path). Reads wrap around after the last one.
 
 **Pruned weights.** ``zero``: a pruned weight is an ideal 0. ``reset``: pruning resets both
 cells of the pair, so a pruned weight is ``scale * (G+reset - G-reset)`` from the trace's
 reset-state read of the same two cells, while kept weights are ``scale * (G+ - G-)``.
+``reset-positive``: the pruning paper's convention, pruning resets only the positive cell, so
+a pruned weight is ``scale * (G+reset - G-)`` (G- from the same read as the kept weights).
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ import torch
 from prime.core.errors import PrimeError
 from prime.hardware.traces.format import Trace
 
-REPLAY_MODES = ("static", "per-batch", "per-step")
-PRUNED_MODES = ("zero", "reset")
+REPLAY_MODES = ("static", "per-batch", "per-test-batch", "per-step")
+PRUNED_MODES = ("zero", "reset", "reset-positive")
 DEFAULT_TILE = (512, 512)
 
 
@@ -149,7 +153,7 @@ class TraceReplay:
             raise PrimeError(f"unknown replay mode {mode!r}; known: {', '.join(REPLAY_MODES)}")
         if pruned not in PRUNED_MODES:
             raise PrimeError(f"unknown --pruned {pruned!r}; known: {', '.join(PRUNED_MODES)}")
-        if pruned == "reset":
+        if pruned != "zero":
             trace.require_reset()
         self.model, self.trace, self.mode, self.pruned = model, trace, mode, pruned
         self.layers = model.memristor_layers()
@@ -159,15 +163,21 @@ class TraceReplay:
         self._hook = None
         if mode == "static":
             self.load_read(self.position)
-        elif mode == "per-batch":
+        elif mode in ("per-batch", "per-test-batch"):
             self._hook = model.register_forward_pre_hook(self._next_batch, with_kwargs=True)
         else:
             model.read_every_step(self.advance)
 
     def _next_batch(self, module: Any, args: tuple, kwargs: dict[str, Any]) -> None:
-        """Forward pre-hook: a whole input sequence (not one step of it) loads the next read."""
-        if kwargs.get("state") is None:
-            self.advance()
+        """Forward pre-hook: a whole input sequence (not one step of it) loads the next read
+        (``per-test-batch``: read 0 while the model trains)."""
+        if kwargs.get("state") is not None:
+            return
+        if self.mode == "per-test-batch" and module.training:
+            if self.current_read != 0:
+                self.load_read(0)
+            return
+        self.advance()
 
     def _gather(self, read: np.ndarray) -> list[torch.Tensor]:
         flat = torch.from_numpy(read).reshape(-1)
@@ -178,8 +188,12 @@ class TraceReplay:
         index %= self.trace.n_reads
         reads = self._gather(self.trace.read(index))
         resets: Sequence[torch.Tensor | None] = [None] * len(reads)
-        if self.pruned == "reset":
-            resets = self._gather(self.trace.read(index, reset=True))
+        if self.pruned != "zero":
+            reset_reads = self._gather(self.trace.read(index, reset=True))
+            if self.pruned == "reset-positive":  # G+ reset, G- as read
+                pairs = zip(reset_reads, reads, strict=True)
+                reset_reads = [torch.stack([r[0], g[1]]) for r, g in pairs]
+            resets = reset_reads
         for layer, g_us, reset_us in zip(self.layers, reads, resets, strict=True):
             layer.load_conductances(g_us, reset_us)
         self.current_read = index

@@ -78,7 +78,7 @@ def export_nir(model: SpikingNetwork, readout: str = "integrator", dt_s: float =
             nodes[name] = nir.Conv2d(
                 shape[2:], w, layer.stride, layer.padding, 1, 1, bias, metadata=_read_note()
             )
-            shape = (1, w.shape[0], *_conv_out(shape[2:], w.shape[2], layer))
+            shape = (1, w.shape[0], *_conv_out(shape[2:], w.shape[2:], layer))
         elif isinstance(layer, MemristorLinear):
             assert weight is not None
             nodes[name] = nir.Linear(weight.detach().numpy(), metadata=_read_note())
@@ -158,6 +158,13 @@ def _fold_batch_norm(w: np.ndarray, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.
     return scaled.astype(np.float32), shift.detach().numpy().astype(np.float32)
 
 
-def _conv_out(hw: tuple[int, ...], kernel: int, layer: MemristorConv2d) -> tuple[int, int]:
-    h, w = (int((n + 2 * layer.padding - kernel) // layer.stride + 1) for n in hw)
+def _conv_out(
+    hw: tuple[int, ...], kernel: tuple[int, int], layer: MemristorConv2d
+) -> tuple[int, int]:
+    pair = nn.modules.utils._pair
+    strides, pads = pair(layer.stride), pair(layer.padding)
+    h, w = (
+        (n + 2 * pad - k) // stride + 1
+        for n, k, stride, pad in zip(hw, kernel, strides, pads, strict=True)
+    )
     return h, w

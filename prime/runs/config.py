@@ -18,6 +18,7 @@ from prime.hardware.readpath import ReadPathConfig
 from prime.hardware.replay import DEFAULT_TILE
 from prime.snn.config import ModelConfig
 from prime.snn.neurons import neuron_leak_slope
+from prime.snn.switching import hysteresis_schedule
 from prime.version import __version__
 
 
@@ -51,6 +52,11 @@ class TrainConfig:
     exit_loss: float = 0.0  # weight of the per-step loss (training_loss)
     read_path: dict[str, Any] = field(default_factory=dict)  # ReadPathConfig fields
     neuron: str = "prime"  # prime.snn.neurons.NEURON_KINDS: PRIME's LIF or the standard LIF
+    #: mask hysteresis: a schedule of prime.snn.switching.HYSTERESIS or a constant margin
+    hysteresis: str = "none"
+    synapses: str = "supermask"  # ModelConfig.synapses
+    activation_bits: int | None = None  # ModelConfig.activation_bits
+    activation_quantizer: str = "uniform"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "save_every", "limit_train"):
@@ -66,6 +72,7 @@ class TrainConfig:
         FrameAugmentation.from_config(self.augment)  # bad settings fail before training
         ReadPathConfig.from_dict(self.read_path)
         neuron_leak_slope(self.neuron)
+        hysteresis_schedule(self.hysteresis)
 
     @property
     def model_name(self) -> str:
@@ -86,6 +93,9 @@ def model_config(config: TrainConfig) -> ModelConfig:
         timesteps=config.timesteps,
         read_path=config.read_path,
         neuron=config.neuron,
+        synapses=config.synapses,
+        activation_bits=config.activation_bits,
+        activation_quantizer=config.activation_quantizer,
     )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from prime.analysis.energy.report import (
 )
 from prime.core.errors import PrimeError
 from prime.data import dataset_len
+from prime.hardware.programming import PULSE_COSTS
 from prime.inference.early_exit import early_exit_report
 from prime.inference.evaluate import evaluate
 from prime.interop.neurobench import prime_figures, run_neurobench
@@ -104,8 +106,13 @@ def bench_energy(
     config = run_config(payload)
     test = limit_dataset(load_data(config).test, limit)
     counted = energy_report(model, test, analog, baseline, early_exit, batch_size, progress)
-    report = {"run": str(run_dir), "model": config.model_name, "dataset": config.dataset}
+    report: dict[str, Any] = {
+        "run": str(run_dir),
+        "model": config.model_name,
+        "dataset": config.dataset,
+    }
     report.update(counted)
+    report["programming"] = training_programming(payload)
     write_energy_report(report, out_dir)
     return report
 
@@ -124,3 +131,24 @@ def neurobench_run(
         figures["prime"] = prime_figures(model, loader)
     samples = dataset_len(test)
     return {"model": config.model_name, "dataset": config.dataset, "samples": samples, **figures}
+
+
+def training_programming(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The set/reset pulses training cost the chip (one per mask switch: a switch resets or
+    sets the pair's positive cell, the pruning paper's convention), their energy and time
+    (:data:`prime.hardware.programming.PULSE_COSTS` ``rram-40nm``); None for runs that
+    counted none."""
+    switches = payload.get("switches")
+    if not switches or not switches["counts"]:
+        return None
+    costs = PULSE_COSTS.get("rram-40nm")
+    total = int(sum(int(c.sum()) for c in switches["counts"]))
+    initial = sum(switches["initial"] or [])
+    return {
+        "steps": switches["steps"],
+        "switches": total,
+        "initial_pruning": initial,
+        "reprogrammed": total - initial,
+        "costs": dataclasses.asdict(costs),
+        **costs.cost(total, 0),
+    }

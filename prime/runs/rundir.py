@@ -27,6 +27,7 @@ from prime.runs.config import TrainConfig
 from prime.snn.config import ModelConfig
 from prime.snn.models import build_model, model_spec
 from prime.snn.network import SpikingNetwork
+from prime.snn.switching import SwitchCounter
 
 
 def load_data(config: TrainConfig) -> DataSplits:
@@ -54,6 +55,8 @@ def load_run(run_dir: str | Path) -> tuple[SpikingNetwork, dict[str, Any]]:
     payload = load_checkpoint(path)
     model = build_model(ModelConfig.from_dict(payload["model_config"]))
     model.load_state_dict(payload["model_state"])
+    if payload.get("switches") and payload["switches"]["counts"]:
+        SwitchCounter(model.memristor_layers()).load_state_dict(payload["switches"])
     return model.eval(), payload
 
 

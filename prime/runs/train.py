@@ -34,6 +34,7 @@ from prime.runs.distributed import Ranks, all_sum, collectives, current, shard
 from prime.runs.rundir import load_data, run_config
 from prime.snn.models import build_model
 from prime.snn.network import SpikingNetwork
+from prime.snn.switching import SwitchCounter, hysteresis_schedule
 
 
 def training_loss(outputs: torch.Tensor, labels: torch.Tensor, exit_loss: float) -> torch.Tensor:
@@ -97,8 +98,15 @@ def train(
         optimizer, T_max=config.epochs * steps_per_epoch
     )
     state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "history": [], "wall_seconds": 0.0}
+    schedule = hysteresis_schedule(config.hysteresis)
+    if schedule.start > 0 and config.mask_scope != "layer":
+        raise PrimeError("mask hysteresis works per layer: use --mask-scope layer")
+    # per-layer masks are what the chip programs; a global top-k is not counted
+    switches = SwitchCounter(model.memristor_layers() if config.mask_scope == "layer" else [])
     if resume:
         model.load_state_dict(payload["model_state"])
+        if "switches" in payload:
+            switches.load_state_dict(payload["switches"])
         optimizer.load_state_dict(payload["optimizer_state"])
         scheduler.load_state_dict(payload["scheduler_state"])
         state = payload["progress"]
@@ -135,6 +143,7 @@ def train(
                 "masks": [m.bool() for m in model.masks()],
                 "optimizer_state": optimizer.state_dict(),
                 "scheduler_state": scheduler.state_dict(),
+                "switches": switches.state_dict(),
                 "progress": state,
                 "versions": versions(),
             },
@@ -159,6 +168,7 @@ def train(
             if augment.active:  # the global batch's draws, this rank's share of them
                 draws = torch.Generator().manual_seed(_draw_seed(config.seed, epoch, step))
                 x = augment.apply(x, augment.draw(global_n, draws)[ranks.rank :: ranks.world_size])
+            switches.program(schedule.margin(epoch))  # the chip's masks for this step
             with collectives(ranks, checkpoint_path):
                 outputs = net(x, config.mode)
                 logits = outputs.mean(0)
@@ -221,6 +231,7 @@ def train(
         "test_accuracy": state["history"][-1]["test_accuracy"],
         "kept_fraction": model.kept_fraction(),
         "conductances_unchanged": unchanged,
+        "switches": switches.summary() if switches.layers else None,
         "epochs": config.epochs,
         "wall_seconds": state["wall_seconds"],
         "history": state["history"],

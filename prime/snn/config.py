@@ -11,6 +11,7 @@ from prime.core.errors import PrimeError
 
 #: PRIME's fixed conductance-to-weight scale (reference code ``software_scale``).
 PRIME_SCALE = 0.01
+SYNAPSES = ("supermask", "weights")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,14 @@ class ModelConfig:
     #: neuron kind (:data:`prime.snn.neurons.NEURON_KINDS`): PRIME's LIF with a LeakyReLU on
     #: the membrane, or the standard LIF (exact in NIR)
     neuron: str = "prime"
+    #: ``"supermask"`` (random crossbars, learned masks) or ``"weights"`` (plain trainable
+    #: weights of the same architecture: the software model that programmed-weight
+    #: baselines write onto a chip, :mod:`prime.hardware.programming`)
+    synapses: str = "supermask"
+    #: bits of the activation quantisers models place before their crossbars
+    #: (:mod:`prime.snn.quantize`); None: none
+    activation_bits: int | None = None
+    activation_quantizer: str = "uniform"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -46,3 +55,7 @@ class ModelConfig:
         if unknown:
             raise PrimeError(f"model config has unknown fields: {', '.join(unknown)}")
         return cls(**config)
+
+    def __post_init__(self) -> None:
+        if self.synapses not in SYNAPSES:
+            raise PrimeError(f"unknown synapses {self.synapses!r}; known: {', '.join(SYNAPSES)}")

@@ -20,7 +20,7 @@ from prime.hardware.devices import ConductanceModel, check_conductances
 from prime.hardware.readpath import IDEAL, CrossbarRead, ReadPath, ReadPathConfig
 from prime.kernels.sparse_conv import conv2d
 from prime.snn.config import PRIME_SCALE
-from prime.snn.masks import check_keep, supermask
+from prime.snn.masks import check_keep, check_margin, supermask
 
 
 class MemristorLayer(nn.Module):
@@ -63,6 +63,10 @@ class MemristorLayer(nn.Module):
         #: the cells of pruned pairs in the reset state [2, *weight_shape] (µS), or None for
         #: ideal zeros (set by :meth:`load_conductances`)
         self.reset_us: torch.Tensor | None = None
+        #: mask hysteresis (:func:`prime.snn.masks.hold_mask`): the margin, and the (mask,
+        #: |scores|) last programmed on the chip (set by :meth:`hold`; None: no hysteresis)
+        self.mask_margin = 0.0
+        self.held: tuple[torch.Tensor, torch.Tensor] | None = None
         self.read_path = ReadPath(read_path)
         self.register_buffer("g_us", device_model.sample(weight_shape, chip))
         self.scores = nn.Parameter(torch.empty(weight_shape))
@@ -88,8 +92,18 @@ class MemristorLayer(nn.Module):
         raise PrimeError(f"scale must be a number > 0 or 'fan-in', got {scale!r}")
 
     def mask(self) -> torch.Tensor:
-        """The binary mask (float, weight shape) with a straight-through gradient to scores."""
-        return supermask(self.scores, self.keep, self.mask_rule)
+        """The binary mask (float, weight shape) with a straight-through gradient to scores;
+        with a margin and a held state, edges whose score barely moved keep their held state."""
+        return supermask(self.scores, self.keep, self.mask_rule, self.held, self.mask_margin)
+
+    def hold(self, margin: float) -> torch.Tensor:
+        """Program the chip's mask: compute it with hysteresis ``margin`` against the state
+        held so far, then hold it and the current |scores|. Returns the new binary mask."""
+        self.mask_margin = check_margin(margin)
+        with torch.no_grad():
+            mask = self.mask().detach()
+            self.held = (mask, self.scores.detach().abs().clone())
+        return mask
 
     def read(self, mask: torch.Tensor | None = None) -> CrossbarRead:
         """One read of the crossbar (read noise drawn if set) under ``mask`` (default: the
@@ -111,9 +125,16 @@ class MemristorLayer(nn.Module):
     def forward(self, x: torch.Tensor, read: CrossbarRead | None = None) -> torch.Tensor:
         return self.read_path(x, self.read() if read is None else read, self.linear_map)
 
-    def load_conductances(self, g_us: torch.Tensor, reset_us: torch.Tensor | None = None) -> None:
+    def load_conductances(
+        self,
+        g_us: torch.Tensor,
+        reset_us: torch.Tensor | None = None,
+        scale: float | None = None,
+    ) -> None:
         """Replace the crossbar by given conductances [2, *weight_shape] (µS); ``reset_us``,
-        the same shape, are the cells pruned pairs are reset to (None: ideal zeros)."""
+        the same shape, are the cells pruned pairs are reset to (None: ideal zeros).
+        ``scale`` (1/µS): a new conductance-to-weight scale, for cells programmed to
+        weights (:mod:`prime.hardware.programming`); None keeps the layer's."""
         for cells in (g_us,) if reset_us is None else (g_us, reset_us):
             if tuple(cells.shape) != tuple(self.g_us.shape):
                 raise PrimeError(
@@ -123,6 +144,8 @@ class MemristorLayer(nn.Module):
             check_conductances(cells)
         with torch.no_grad():
             self.g_us.copy_(g_us)
+            if scale is not None:
+                self.scale.fill_(self._scale(scale))
         self.reset_us = None if reset_us is None else reset_us.clone()
 
     def export_mask(self) -> torch.Tensor:
@@ -168,12 +191,13 @@ class MemristorConv2d(MemristorLayer):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
         padding: int = 0,
         **kwargs,
     ) -> None:
-        super().__init__((out_channels, in_channels, kernel_size, kernel_size), **kwargs)
+        kh, kw = nn.modules.utils._pair(kernel_size)
+        super().__init__((out_channels, in_channels, kh, kw), **kwargs)
         self.stride, self.padding = stride, padding
 
     def linear_map(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

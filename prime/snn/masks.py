@@ -60,10 +60,54 @@ class _StraightThrough(torch.autograd.Function):
         return grad, None
 
 
-def supermask(scores: torch.Tensor, keep: float, rule: str = "topk") -> torch.Tensor:
+def straight_through(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` in the forward pass, with the gradient passed to ``x`` unchanged."""
+    return _StraightThrough.apply(x, value)
+
+
+def check_margin(margin: float) -> float:
+    """Validate a hysteresis margin: a finite number >= 0 (0: no hysteresis)."""
+    if not (isinstance(margin, int | float) and math.isfinite(margin) and margin >= 0):
+        raise PrimeError(
+            f"hysteresis margin must be a finite number >= 0, got {margin!r} (0 turns it off; "
+            "the pruning paper uses 0.01 to 0.007)"
+        )
+    return float(margin)
+
+
+def hold_mask(
+    mask: torch.Tensor,
+    score_abs: torch.Tensor,
+    held_mask: torch.Tensor,
+    held_score_abs: torch.Tensor,
+    margin: float,
+) -> torch.Tensor:
+    """Mask hysteresis (the pruning paper's ``GetSubnet`` with ``limit_size``): an edge keeps
+    its held state unless its |score| moved by at least ``margin`` relative to the held
+    |score|, ``| |s| - |s_held| | / |s_held| >= margin``; the others take ``mask``.
+
+    Shapes: all the weight shape. Margin 0 returns ``mask`` itself (no edge is held); an edge
+    whose held |score| is 0 always takes ``mask``.
+    """
+    if check_margin(margin) == 0:
+        return mask
+    score_abs = score_abs.detach()
+    moved = (score_abs - held_score_abs).abs() >= margin * held_score_abs
+    return torch.where(moved | (held_score_abs == 0), mask, held_mask)
+
+
+def supermask(
+    scores: torch.Tensor,
+    keep: float,
+    rule: str = "topk",
+    held: tuple[torch.Tensor, torch.Tensor] | None = None,
+    margin: float = 0.0,
+) -> torch.Tensor:
     """Mask of ``scores``' shape from |scores|, with a straight-through gradient to ``scores``.
 
-    As PRIME and edge-popup, d loss / d score = d loss / d mask * sign(score).
+    As PRIME and edge-popup, d loss / d score = d loss / d mask * sign(score). ``held``:
+    (mask, |scores|) last programmed on the chip, which :func:`hold_mask` keeps for edges
+    whose score moved by less than ``margin``.
     """
     score_abs = scores.abs()
     if rule == "topk":
@@ -72,6 +116,8 @@ def supermask(scores: torch.Tensor, keep: float, rule: str = "topk") -> torch.Te
         mask = prime_mask(score_abs, keep)
     else:
         raise PrimeError(f"unknown mask rule {rule!r}; known: {', '.join(MASK_RULES)}")
+    if held is not None:
+        mask = hold_mask(mask, score_abs, held[0], held[1], margin)
     return _StraightThrough.apply(score_abs, mask)
 
 

@@ -8,6 +8,7 @@ build the same network again (checkpoints store it).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,17 @@ from prime.snn.config import ModelConfig
 from prime.snn.layers import MemristorConv2d, MemristorLinear
 from prime.snn.masks import MASK_RULES, check_keep
 from prime.snn.network import SpikingNetwork
-from prime.snn.neurons import LIF, Integrator, LIFParams, lif_params, neuron_leak_slope
+from prime.snn.neurons import (
+    LIF,
+    Integrator,
+    LIFParams,
+    NeuronLayer,
+    ReLUUnit,
+    lif_params,
+    neuron_leak_slope,
+)
+from prime.snn.quantize import ActivationQuantizer
+from prime.snn.recurrent import FrameRecurrent, Recurrent, RecurrentCell
 
 #: PRIME's LIF constants: threshold 0.2 in conv layers, 0.5 in hidden fully connected layers.
 PRIME_CONV_LIF = LIFParams(threshold=0.2)
@@ -46,13 +57,20 @@ MODELS: Registry[ModelSpec] = Registry("model")
 
 class LayerFactory:
     """Makes a model's supermask layers on one chip, in order (so the same seed, same chip),
-    and its neurons of the config's kind (PRIME's or the standard LIF)."""
+    and its neurons of the config's kind (PRIME's or the standard LIF).
+
+    With ``config.synapses == "weights"`` it makes plain bias-free ``nn.Linear``/``nn.Conv2d``
+    layers of the same shapes instead (Kaiming-uniform from the score seed), the software model
+    of a programmed-weights baseline. ``config.activation_bits`` switches the activation
+    quantisers (:meth:`quantize`) on.
+    """
 
     def __init__(self, config: ModelConfig, device_model: ConductanceModel) -> None:
         if config.mask_rule not in MASK_RULES:
             raise PrimeError(
                 f"unknown mask rule {config.mask_rule!r}; known: {', '.join(MASK_RULES)}"
             )
+        self.config = config
         self.kwargs: dict[str, Any] = dict(
             device_model=device_model,
             chip=chip_generator(config.chip_seed),
@@ -65,10 +83,16 @@ class LayerFactory:
         self.neuron = config.neuron
         neuron_leak_slope(config.neuron)  # an unknown kind fails before any layer is made
 
-    def linear(self, in_features: int, out_features: int) -> MemristorLinear:
+    def linear(self, in_features: int, out_features: int) -> nn.Module:
+        if self.config.synapses == "weights":
+            return self._init(nn.Linear(in_features, out_features, bias=False))
         return MemristorLinear(in_features, out_features, **self.kwargs)
 
-    def conv(self, in_ch: int, out_ch: int, kernel: int, **kwargs) -> MemristorConv2d:
+    def conv(
+        self, in_ch: int, out_ch: int, kernel: int | tuple[int, int], **kwargs: Any
+    ) -> nn.Module:
+        if self.config.synapses == "weights":
+            return self._init(nn.Conv2d(in_ch, out_ch, kernel, bias=False, **kwargs))
         return MemristorConv2d(in_ch, out_ch, kernel, **kwargs, **self.kwargs)
 
     def lif(self, params: LIFParams) -> LIF:
@@ -76,6 +100,25 @@ class LayerFactory:
 
     def integrator(self) -> Integrator:
         return Integrator(neuron_leak_slope(self.neuron))
+
+    def _init(self, layer: nn.Linear | nn.Conv2d) -> nn.Module:
+        nn.init.kaiming_uniform_(
+            layer.weight, a=math.sqrt(5), generator=self.kwargs["scores_generator"]
+        )
+        return layer
+
+    def quantize(self, nonnegative: bool = False) -> nn.Module:
+        """An activation quantiser (identity without ``activation_bits``)."""
+        bits = self.config.activation_bits
+        if bits is None:
+            return nn.Identity()
+        return ActivationQuantizer(bits, self.config.activation_quantizer, nonnegative)
+
+    def recurrent_cell(self, hidden_size: int, neuron: NeuronLayer) -> RecurrentCell:
+        """A recurrent cell with its own H x H hidden crossbar; the fed-back output is
+        quantised like every other crossbar input."""
+        hidden = self.linear(hidden_size, hidden_size)
+        return RecurrentCell(hidden, neuron, self.quantize(nonnegative=True))
 
 
 def get_model(name: str, **config: Any) -> SpikingNetwork:
@@ -214,8 +257,8 @@ def _gesture_conv(pixels: int) -> Callable[[LayerFactory], list[nn.Module]]:
             else make.conv(2, 16, 3, padding=1)
         )
         layers: list[nn.Module] = []
-        for conv in (first, make.conv(16, 32, 3, padding=1), make.conv(32, 64, 3, padding=1)):
-            channels = conv.scores.shape[0]
+        convs = (first, make.conv(16, 32, 3, padding=1), make.conv(32, 64, 3, padding=1))
+        for conv, channels in zip(convs, (16, 32, 64), strict=True):
             layers += [conv, nn.BatchNorm2d(channels), make.lif(GESTURE_LIF), nn.AvgPool2d(2)]
         side = pixels // (8 * stride)
         return [*layers, nn.Flatten(), make.linear(64 * side * side, 11), make.integrator()]
@@ -272,5 +315,119 @@ MODELS.register("spoken-digits-mlp")(
         10,
         20,
         "spoken digits MLP 460-256-10 (LIF threshold 0.5) on rate-coded 23x20 features, T = 20",
+    )
+)
+
+
+class SequenceMean(nn.Module):
+    """Mean over axis 1 (a frame's sequence): [N, L, ...] -> [N, ...] (the CRNN's ``aver_h``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(1)
+
+
+def _fashion_cnn(make: LayerFactory) -> list[nn.Module]:
+    """The pruning paper's FashionMNIST CNN (``CNN_FashionMNIST_TO``): max-pool the 28x28
+    image to 14x14, conv 1-64 k3, BN, ReLU, conv 64-16 k3, max-pool, BN, ReLU, FC 400-128,
+    ReLU, FC 128-10; batch norm without affine parameters, a quantiser before every crossbar."""
+    return [
+        nn.MaxPool2d(2),
+        make.quantize(),
+        make.conv(1, 64, 3),
+        nn.BatchNorm2d(64, affine=False),
+        nn.ReLU(),
+        make.quantize(nonnegative=True),
+        make.conv(64, 16, 3),
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(16, affine=False),
+        nn.ReLU(),
+        make.quantize(nonnegative=True),
+        nn.Flatten(),
+        make.linear(400, 128),
+        nn.ReLU(),
+        make.quantize(nonnegative=True),
+        make.linear(128, 10),
+    ]
+
+
+def _spoken_digits_crnn(make: LayerFactory) -> list[nn.Module]:
+    """The pruning paper's spoken-digit CRNN (``CRNN_Spoken_Digit_TO``, hardware version).
+
+    Features [23, 20] as one 1x23x20 image: conv 1-64 k(3, 2) s(2, 1), max-pool 2, BN, ReLU
+    -> 64x5x9; conv 64-32 k(3, 2) s(2, 1), max-pool 2, BN, ReLU -> 32x1x4; the 4 columns are a
+    sequence of 32 features: input crossbar 32-128, ReLU RNN with a 128x128 hidden crossbar,
+    mean over the sequence, FC 128-256, ReLU, FC 256-10.
+    """
+    return [
+        nn.Unflatten(1, (1, 23)),
+        make.quantize(),
+        make.conv(1, 64, (3, 2), stride=(2, 1)),
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(64, affine=False),
+        nn.ReLU(),
+        make.quantize(nonnegative=True),
+        make.conv(64, 32, (3, 2), stride=(2, 1)),
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(32, affine=False),
+        nn.ReLU(),
+        make.quantize(nonnegative=True),
+        nn.Flatten(1, 2),  # [N, 32, 1, 4] -> [N, 32, 4]
+        _Transpose(),  # -> [N, 4, 32]: the sequence of 4 columns
+        make.linear(32, 128),
+        FrameRecurrent(make.recurrent_cell(128, ReLUUnit())),
+        SequenceMean(),
+        make.quantize(),
+        make.linear(128, 256),
+        nn.ReLU(),
+        make.quantize(nonnegative=True),
+        make.linear(256, 10),
+    ]
+
+
+class _Transpose(nn.Module):
+    """[N, A, B] -> [N, B, A]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2)
+
+
+def _shd_rsnn(make: LayerFactory) -> list[nn.Module]:
+    return [
+        make.linear(700, 256),
+        Recurrent(make.recurrent_cell(256, LIF(PRIME_FC_LIF))),
+        make.linear(256, 20),
+        Integrator(),
+    ]
+
+
+MODELS.register("fashion-cnn")(
+    ModelSpec(
+        _fashion_cnn,
+        (1, 28, 28),
+        10,
+        1,
+        "the pruning paper's FashionMNIST CNN (ReLU, one timestep): max-pool 2, conv 1-64 k3, "
+        "BN, ReLU, conv 64-16 k3, max-pool 2, BN, ReLU, FC 400-128-10",
+    )
+)
+MODELS.register("spoken-digits-crnn")(
+    ModelSpec(
+        _spoken_digits_crnn,
+        (23, 20),
+        10,
+        1,
+        "the pruning paper's spoken-digit CRNN (ReLU, one timestep): conv 1-64 and 64-32 "
+        "k(3,2) s(2,1) with max-pool, BN, ReLU; ReLU RNN (input 128x32, hidden 128x128) over "
+        "4 columns, mean; FC 128-256-10",
+    )
+)
+MODELS.register("shd-rsnn")(
+    ModelSpec(
+        _shd_rsnn,
+        (700,),
+        20,
+        50,
+        "recurrent SNN on SHD: input crossbar 700-256, recurrent LIF layer (hidden 256x256, "
+        "threshold 0.5), FC 256-20 integrator, 50 time bins",
     )
 )

@@ -32,6 +32,7 @@ from prime.snn.config import ModelConfig
 from prime.snn.layers import MemristorLayer
 from prime.snn.masks import check_keep, global_supermasks
 from prime.snn.neurons import LIF, NeuronLayer
+from prime.snn.recurrent import crossbar_of
 
 MODES = ("multi", "single")
 
@@ -73,7 +74,8 @@ class SpikingNetwork(nn.Module):
         self._before_step_read: Callable[[], None] | None = None
 
     def memristor_layers(self) -> list[MemristorLayer]:
-        return [m for m in self.layers if isinstance(m, MemristorLayer)]
+        """Every supermask crossbar in order, recurrent layers' hidden crossbars included."""
+        return [m for m in self.layers.modules() if isinstance(m, MemristorLayer)]
 
     def masks(self) -> list[torch.Tensor]:
         """One binary mask per supermask layer, with straight-through gradients."""
@@ -86,9 +88,11 @@ class SpikingNetwork(nn.Module):
         return global_supermasks([layer.scores for layer in layers], check_keep(keep.pop()))
 
     def crossbar_reads(self) -> list[CrossbarRead | None]:
-        """One read of every crossbar (``None`` for layers without), masks computed once."""
+        """One read per layer of the crossbar it reads through (``None`` for layers without;
+        :func:`prime.snn.recurrent.crossbar_of`), masks computed once."""
         masks = iter(self.masks())
-        return [m.read(next(masks)) if isinstance(m, MemristorLayer) else None for m in self.layers]
+        crossbars = [crossbar_of(m) for m in self.layers]
+        return [None if c is None else c.read(next(masks)) for c in crossbars]
 
     def weights(self) -> list[torch.Tensor | None]:
         """Effective weights, one per layer (``None`` for layers without), one read each."""
@@ -190,7 +194,7 @@ class SpikingNetwork(nn.Module):
                     if pooled is not None:
                         h, pooled_already = pooled, True
                         continue
-                    h = layer(h)
+                    h = layer(h) if read is None else layer(h, read=read)
                     if isinstance(layer, LIF):
                         mark_spikes(h)
                 else:
@@ -234,8 +238,8 @@ class SpikingNetwork(nn.Module):
         h = frame
         for i, (layer, read) in enumerate(zip(self.layers, reads, strict=True)):
             if isinstance(layer, NeuronLayer):
-                mem = state[i]
-                h, new_state[i] = layer(h, layer.initial_state(h) if mem is None else mem)
+                mem = layer.initial_state(h) if state[i] is None else state[i]
+                h, new_state[i] = layer(h, mem) if read is None else layer(h, mem, read=read)
             else:
                 h = layer(h) if read is None else layer(h, read)
         return h, new_state
@@ -248,10 +252,14 @@ class SpikingNetwork(nn.Module):
             layer.read_generator = generator
 
     def kept_fraction(self) -> float:
-        """Fraction of all edges the masks keep."""
+        """Fraction of all edges the masks keep (1 for a model of plain weights)."""
         with torch.no_grad():
             masks = self.masks()
-            return sum(m.sum().item() for m in masks) / sum(m.numel() for m in masks)
+            return (
+                sum(m.sum().item() for m in masks) / max(sum(m.numel() for m in masks), 1)
+                if masks
+                else 1.0
+            )
 
 
 def _observed(module: nn.Module) -> bool:

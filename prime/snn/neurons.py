@@ -159,3 +159,15 @@ class Integrator(NeuronLayer):
 
     def extra_repr(self) -> str:
         return f"leak_slope={self.leak_slope}"
+
+
+class ReLUUnit(NeuronLayer):
+    """Non-spiking ReLU unit with no memory: output ``max(I, 0)`` every step (the state is
+    carried unchanged). With one timestep, a network of them is an ANN; in a recurrent
+    layer (:mod:`prime.snn.recurrent`) it is the paper's ReLU RNN cell."""
+
+    def step(self, current: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.relu(current), state
+
+    def scan(self, currents: torch.Tensor) -> torch.Tensor:
+        return F.relu(currents)

@@ -147,6 +147,16 @@ def format_report(report: dict[str, Any]) -> str:
     analog = rows[-1]["energy_breakdown_pj"]
     share = ", ".join(f"{k} {100 * v / sum(analog.values()):.1f} %" for k, v in analog.items())
     lines += ["", f"Analog energy by component ({rows[-1]['name']}): {share}.", ""]
+    programming = report.get("programming")
+    if programming:
+        lines += [
+            f"Programming the chip during training: {programming['switches']:,} mask switches "
+            f"in {programming['steps']:,} steps ({programming['initial_pruning']:,} of them the "
+            f"initial pruning), one set/reset pulse each: "
+            f"{programming['energy_pj'] / 1e6:.4g} µJ, {programming['time_ns'] / 1e6:.4g} ms "
+            f"({programming['costs']['description']}).",
+            "",
+        ]
     names = list(report["sensitivity"][0]["energy_efficiency_x"])
     lines += [
         "Sensitivity: × energy efficiency against the baseline",

@@ -92,3 +92,75 @@ def import_matrix(
 
     reset = None if reset_source is None else load(reset_source)
     return write_trace(out, load(source), info, reset_us=reset, force=force)
+
+
+def load_set_reset(
+    path: str | os.PathLike, shape: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pruning paper's chip data (``CNN_RRAM_hardware_weight.pt``): a dict of ``"set"``
+    and ``"reset"`` arrays [n_reads, cells] (or [n_reads, rows, cols]), every read of the
+    array in the set (formed) and reset state, in a .npz or a torch .pt file. Returns both as
+    [n_reads, rows, cols]; flat reads become ``shape`` (default: square)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrimeError(f"no such file: {path}")
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        else:
+            import torch
+
+            arrays = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file: one line, not a traceback
+        raise PrimeError(
+            f"cannot read {path} as set/reset chip data ({type(exc).__name__}: {exc}); "
+            'save it as .npz with arrays "set" and "reset"'
+        ) from None
+    if not isinstance(arrays, dict) or not {"set", "reset"} <= set(arrays):
+        found = ", ".join(map(str, arrays)) if isinstance(arrays, dict) else type(arrays).__name__
+        raise PrimeError(f'{path} must hold arrays "set" and "reset"; it has: {found}')
+    set_reads, reset_reads = (
+        _read_stack(np.asarray(arrays[k]), shape, f"{path}:{k}") for k in ("set", "reset")
+    )
+    return set_reads, reset_reads
+
+
+def _read_stack(values: np.ndarray, shape: tuple[int, int] | None, what: str) -> np.ndarray:
+    if values.ndim == 3:
+        return values
+    if values.ndim != 2:
+        raise PrimeError(
+            f"{what} must be [n_reads, cells] or [n_reads, rows, cols], got {values.shape}"
+        )
+    cells = values.shape[1]
+    if shape is None:
+        side = int(round(cells**0.5))
+        if side * side != cells:
+            raise PrimeError(
+                f"{what} holds {cells} cells per read, not a square: pass --shape ROWSxCOLS"
+            )
+        shape = (side, side)
+    if shape[0] * shape[1] != cells:
+        raise PrimeError(f"{what} holds {cells} cells per read, not {shape[0]}x{shape[1]}")
+    return values.reshape(len(values), *shape)
+
+
+def import_set_reset(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    info: TraceInfo,
+    units: str = UNITS,
+    shape: tuple[int, int] | None = None,
+    force: bool = False,
+) -> Path:
+    """Convert the paper's ``{"set", "reset"}`` chip data (:func:`load_set_reset`) to a
+    trace: the set reads become the reads, the reset reads the reset-state reads."""
+    if units not in TO_US:
+        raise PrimeError(f"unknown units {units!r}; known: {', '.join(TO_US)}")
+    reads, resets = (v * TO_US[units] for v in load_set_reset(source, shape))
+    for values, what in ((reads, "set"), (resets, "reset")):
+        problem = value_problem(values)
+        if problem:
+            raise PrimeError(f"{source}:{what} {problem}")
+    return write_trace(out, reads, info, reset_us=resets, force=force)
