@@ -410,7 +410,7 @@ def test_lock_is_reentrant_in_one_process_and_readers_are_not_blocked(capsys, tm
 @pytest.mark.slow
 def test_two_concurrent_train_commands(tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--dataset", TINY, "--epochs", "40", "--batch-size", "4", "--quiet"]
+    args = ["train", "--dataset", TINY, "--epochs", "15", "--batch-size", "4", "--quiet"]
     first = prime_process([*args, "--out", str(run)], stdout=subprocess.PIPE)
     deadline = time.time() + 120
     while not (run / LOCK_NAME).is_file() or not (run / LOCK_NAME).read_text():
@@ -421,7 +421,7 @@ def test_two_concurrent_train_commands(tmp_path):
     out, _ = first.communicate(timeout=300)
     assert first.returncode == 0 and "test accuracy" in out
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs"] == 40 and len(metrics["history"]) == 40
+    assert metrics["epochs"] == 15 and len(metrics["history"]) == 15
 
 
 # ------------------------------------------------------------------ full disks, killed writes
@@ -478,7 +478,7 @@ def test_temporary_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_path
 def test_killed_cache_build_is_cleaned_on_the_next_run(tmp_path):
     npz = tmp_path / "data.npz"
     rng = np.random.default_rng(0)
-    np.savez(npz, features=rng.random((20000, 400), np.float32), labels=np.arange(20000) % 4)
+    np.savez(npz, features=rng.random((8000, 400), np.float32), labels=np.arange(8000) % 4)
     argv = ["train", "--dataset", "npz", "--data-path", str(npz), "--data-root", str(tmp_path)]
     argv += ["--out", str(tmp_path / "run"), "--quiet", "--epochs", "1", "--timesteps", "50"]
     first = prime_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
