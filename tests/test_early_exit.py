@@ -234,5 +234,11 @@ def test_eval_early_exit_command_reports_and_writes_files(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", str(run), "--early-exit", "--threshold", "0.5", "--target-drop", "1"])
     assert "not allowed with argument" in capsys.readouterr().err
-    assert main(["eval", str(run), "--early-exit", "--threshold", "0.5", "--min-steps", "0"]) == 1
+    with pytest.raises(SystemExit):  # refused by the argument's type, before any work
+        main(["eval", str(run), "--early-exit", "--threshold", "0.5", "--min-steps", "0"])
+    assert "argument --min-steps: must be >= 1" in capsys.readouterr().err
+    too_many = str(T + 1)
+    assert (
+        main(["eval", str(run), "--early-exit", "--threshold", "0.5", "--min-steps", too_many]) == 1
+    )
     assert f"min_steps must be a whole number from 1 to T = {T}" in capsys.readouterr().err

@@ -307,5 +307,6 @@ def test_bench_energy_command(tmp_path, capsys):
     assert "pass --force" in capsys.readouterr().err
     assert main([*bench, "--force", "--no-early-exit", "--baseline", "rram-macro"]) == 1
     assert "--baseline needs a model of kind 'digital'" in capsys.readouterr().err
-    assert main([*bench, "--force", "--batch-size", "0"]) == 1
-    assert "batch size must be a whole number >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # refused by the argument's type, before any work
+        main([*bench, "--force", "--batch-size", "0"])
+    assert "argument --batch-size: must be >= 1" in capsys.readouterr().err

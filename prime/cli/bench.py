@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prime.cli.common import add_compute_arguments, apply_compute_arguments
+from prime.cli.common import add_compute_arguments, apply_compute_arguments, int_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,10 +41,10 @@ def add_energy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline-constants", type=Path, help="JSON file of baseline constants")
     p.add_argument("--policy", default="prime", help="early-exit policy (prime, margin, entropy)")
     p.add_argument("--threshold", type=float, default=0.8, help="early-exit threshold")
-    p.add_argument("--min-steps", type=int, default=1, help="early exit: fewest steps run")
+    p.add_argument("--min-steps", type=int_arg(1), default=1, help="early exit: fewest steps run")
     p.add_argument("--no-early-exit", action="store_true", help="leave out the early-exit row")
-    p.add_argument("--limit", type=int, help="count only the first N test samples")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--limit", type=int_arg(1), help="count only the first N test samples")
+    p.add_argument("--batch-size", type=int_arg(1), default=128)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_compute_arguments(p)
     p.set_defaults(run=run_energy)

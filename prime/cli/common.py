@@ -1,8 +1,113 @@
-"""Argument helpers shared by subcommands."""
+"""Argument helpers shared by subcommands: the one-line parser, checked numbers, which
+options were given, and the options that only apply together with another."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn
+
+from prime.core.errors import PrimeError
+from prime.core.resources import MAX_SEED
+
+#: most processes ``--nproc`` starts on one machine
+MAX_PROCESSES = 64
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line naming the command and its ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> frozenset[str]:
+    """The destinations of the options ``argv`` gives explicitly (defaults left out).
+
+    ``parser`` is a fresh parser of the same command line; its defaults are removed here.
+    """
+    for p in _parsers(parser):
+        p._defaults.clear()
+        for action in p._actions:
+            if not isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
+                action.default = argparse.SUPPRESS
+    return frozenset(vars(parser.parse_args(argv)))
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterable[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def int_arg(low: int = 1, high: int | None = None, limit: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high] (``limit`` says why ``high``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if high is not None and value > high:
+            why = f" ({limit})" if limit else ""
+            raise argparse.ArgumentTypeError(f"{value} is above the limit of {high:,}{why}")
+        return value
+
+    return parse
+
+
+def float_arg(low: float = 0.0, high: float = math.inf) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            bounds = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bounds}, got {text}")
+        return value
+
+    return parse
+
+
+#: ``--seed`` and the other seeds: whole numbers in [0, 2**63 - 1]
+seed_arg = int_arg(0, MAX_SEED, "seeds are 63-bit")
+
+
+def require_with(args: argparse.Namespace, rules: dict[str, tuple[str, bool]]) -> None:
+    """Refuse an option that only applies together with another: ``rules`` maps an option's
+    destination to (the option it needs, whether that one is in effect)."""
+    given: frozenset[str] = getattr(args, "given", frozenset())
+    for dest, (needed, present) in rules.items():
+        if dest in given and not present:
+            flag = "--" + dest.replace("_", "-")
+            raise PrimeError(f"{flag} applies only with {needed}: add {needed} or drop {flag}")
+
+
+def given_settings(args: argparse.Namespace, config: Any) -> dict[str, Any]:
+    """The settings of a TrainConfig built from ``args`` that the command line gave
+    explicitly: field -> value, and ``data.<option>``/``augment.<option>`` -> value."""
+    given: frozenset[str] = getattr(args, "given", frozenset())
+    settings = {name: value for name, value in vars(config).items() if name in given}
+    for group in ("data", "augment"):
+        for option, value in getattr(config, group).items():
+            if option in given:
+                settings[f"{group}.{option}"] = value
+    return settings
+
+
+def require_replay(args: argparse.Namespace) -> None:
+    """``--replay/--pruned/--tile`` set how a chip trace is replayed: refused without one."""
+    trace = bool(getattr(args, "trace", None))
+    require_with(args, {name: ("--trace FILE", trace) for name in ("replay", "pruned", "tile")})
 
 
 def scale_arg(text: str) -> float | str:
@@ -23,7 +128,12 @@ def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
         default="cpu",
         help="torch device to run on: cpu (default); the memristor model is --device-model",
     )
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all)")
+    cores = os.cpu_count() or 1
+    parser.add_argument(
+        "--threads",
+        type=int_arg(1, cores, f"this machine has {cores} CPU cores"),
+        help="CPU threads for torch (default: all)",
+    )
 
 
 def apply_compute_arguments(args: argparse.Namespace) -> None:
@@ -82,7 +192,6 @@ def device_arg(text: str) -> str | dict:
     import json
     from pathlib import Path
 
-    from prime.core.errors import PrimeError
     from prime.hardware.devices import device_from_config
 
     path = Path(text)
@@ -92,9 +201,14 @@ def device_arg(text: str) -> str | dict:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PrimeError(f"{path} is not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise PrimeError(f"cannot read {path} ({exc.strerror})") from None
     if not isinstance(config, dict) or "name" not in config:
         raise PrimeError(f"{path} must hold a device config object with a 'name' field")
-    device_from_config(config)  # raise now on unknown presets or parameters
+    try:
+        device_from_config(config)  # raise now on unknown presets or parameters
+    except PrimeError as exc:
+        raise PrimeError(f"{path}: {exc}") from None
     return config
 
 

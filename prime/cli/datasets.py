@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from prime.data.cache import cache_files
     from prime.data.splits import resolve_root
 
-    root = resolve_root(args.data_root)
+    root = resolve_root(args.data_root, create=False)
     print(f"data root: {root}")
     for name in list_datasets():
         spec = dataset_spec(name)

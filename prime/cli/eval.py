@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prime.cli.common import add_compute_arguments, add_replay_arguments, apply_compute_arguments
+from prime.cli.common import (
+    add_compute_arguments,
+    add_replay_arguments,
+    apply_compute_arguments,
+    int_arg,
+    require_with,
+    seed_arg,
+)
+from prime.core.resources import MAX_REPEATS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,20 +27,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="multiplicative read noise σ per crossbar read (PRIME: 0.02); several, comma "
         "separated (0,0.02,0.05), write a robustness report (docs/distributed.md)",
     )
-    p.add_argument("--noise-seed", type=int, default=0, help="seed of the read noise")
+    p.add_argument("--noise-seed", type=seed_arg, default=0, help="seed of the read noise")
     p.add_argument(
         "--repeats",
-        type=int,
+        type=int_arg(1, MAX_REPEATS),
         default=1,
         help="evaluations per noise level, seeds --noise-seed, +1, ... (a robustness report)",
     )
     p.add_argument(
         "--chip-seed",
-        type=int,
+        type=seed_arg,
         help="re-form the conductances on another chip (same learned scores)",
     )
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int_arg(1), default=128)
     add_replay_arguments(p, run_defaults=True)
     add_early_exit_arguments(p)
     add_compute_arguments(p)
@@ -43,7 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from prime.runs.evaluation import evaluate_run
 
     apply_compute_arguments(args)
-    if len(args.read_noise) > 1 or args.repeats > 1:
+    report = len(args.read_noise) > 1 or args.repeats > 1
+    early = ("--early-exit", args.early_exit)
+    names = ("threshold", "target_drop", "policy", "alpha", "min_steps")
+    require_with(args, {name: early for name in names})
+    require_with(args, {"out": ("--early-exit or a read-noise report", args.early_exit or report)})
+    if report:
         return run_read_noise(args)
     args.read_noise = args.read_noise[0]
     if args.early_exit:
@@ -80,26 +93,28 @@ def noise_levels_arg(text: str) -> list[float]:
 
 def run_read_noise(args: argparse.Namespace) -> int:
     from prime.core.errors import PrimeError
+    from prime.core.lock import exclusive
     from prime.inference.robustness import read_noise_sweep, summarize, write_report
     from prime.runs.rundir import prepare_run
 
     if args.early_exit:
         raise PrimeError("--early-exit takes one --read-noise value and no --repeats")
     replay = {k: getattr(args, k) for k in ("trace", "replay", "pruned", "tile")}
-    model, config, data = prepare_run(args.run_dir, args.chip_seed, replay)
-    rows = read_noise_sweep(
-        model,
-        data.test,
-        args.read_noise,
-        args.repeats,
-        seed=args.noise_seed,
-        mode=args.mode,
-        batch_size=args.batch_size,
-        replay=config,
-    )
-    chip = f"trace {config.trace}" if config.trace else f"chip seed {model.config.chip_seed}"
-    title = f"{config.model_name} on {config.dataset}, {chip}"
-    paths = write_report(args.out or args.run_dir / "read-noise", rows, title)
+    with exclusive(args.out or args.run_dir / "read-noise") as out:
+        model, config, data = prepare_run(args.run_dir, args.chip_seed, replay)
+        rows = read_noise_sweep(
+            model,
+            data.test,
+            args.read_noise,
+            args.repeats,
+            seed=args.noise_seed,
+            mode=args.mode,
+            batch_size=args.batch_size,
+            replay=config,
+        )
+        chip = f"trace {config.trace}" if config.trace else f"chip seed {model.config.chip_seed}"
+        title = f"{config.model_name} on {config.dataset}, {chip}"
+        paths = write_report(out, rows, title)
     print(f"{title}: test accuracy under read noise ({len(data.test)} samples)")
     for s in summarize(rows):
         print(
@@ -129,7 +144,7 @@ def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--policy", choices=("prime", "margin", "entropy"), default="prime")
     g.add_argument("--alpha", type=float, default=2.0, help="softmax temperature α (PRIME: 2)")
-    g.add_argument("--min-steps", type=int, default=1, help="never exit before this step")
+    g.add_argument("--min-steps", type=int_arg(1), default=1, help="never exit before this step")
     g.add_argument(
         "--out",
         type=Path,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from prime.cli.common import MAX_PROCESSES, int_arg
+
 
 def add_nproc(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nproc",
-        type=int,
+        type=int_arg(1, MAX_PROCESSES),
         default=1,
         help="processes to start on this machine (a shortcut for torchrun --nproc_per_node)",
     )

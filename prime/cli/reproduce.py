@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prime.cli.common import add_compute_arguments, apply_compute_arguments
+from prime.cli.common import add_compute_arguments, apply_compute_arguments, int_arg, seed_arg
+from prime.core.resources import MAX_EPOCHS as EPOCH_LIMIT
+from prime.core.resources import MAX_REPEATS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,15 +46,15 @@ def add_nmnist(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/reproduce-nmnist"))
     p.add_argument(
         "--epochs",
-        type=int,
+        type=int_arg(1, EPOCH_LIMIT),
         help=f"training epochs (default: ceil({SAMPLES_SEEN} / training recordings), "
         f"at most {MAX_EPOCHS})",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int_arg(1), default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     add_recipe_arguments(p, **RECIPE_AUGMENT, exit_loss=EXIT_LOSS)
-    p.add_argument("--seed", type=int, default=0, help="training, chip and noise seed")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the data split")
+    p.add_argument("--seed", type=seed_arg, default=0, help="training, chip and noise seed")
+    p.add_argument("--split-seed", type=seed_arg, default=0, help="seed of the data split")
     p.add_argument("--test-fraction", type=float, default=0.2, help="without Test/ only")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument(
@@ -61,7 +63,12 @@ def add_nmnist(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policies", type=_names, default=("prime", "margin", "entropy"))
     p.add_argument("--min-steps", type=_whole_numbers, default=(1, 2), help="e.g. 1,2")
     p.add_argument("--read-noise", type=_noise_levels, default=(0.0, 0.02, 0.05, 0.1))
-    p.add_argument("--repeats", type=int, default=3, help="evaluations per read-noise level")
+    p.add_argument(
+        "--repeats",
+        type=int_arg(1, MAX_REPEATS),
+        default=3,
+        help="evaluations per read-noise level",
+    )
     p.add_argument("--data-root", type=Path, help="frame cache folder (default: $PRIME_DATA)")
     p.add_argument("--no-energy", action="store_true", help="leave out the energy report")
     p.add_argument("--force", action="store_true", help="start over in an existing --out")

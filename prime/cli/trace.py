@@ -7,7 +7,8 @@ import argparse
 import math
 from pathlib import Path
 
-from prime.cli.common import tile_arg
+from prime.cli.common import float_arg, int_arg, seed_arg, tile_arg
+from prime.core.resources import MAX_ARRAY_SIDE, MAX_TRACE_READS, check_memory
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,11 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("file", type=Path)
     fit.add_argument(
         "--unformed-below",
-        type=float,
+        type=float_arg(0.0),
         default=1.0,
         help="cells below this conductance (µS) count as unformed (default 1)",
     )
-    fit.add_argument("--max-reads", type=int, help="fit the mean of the first N reads")
+    fit.add_argument("--max-reads", type=int_arg(1), help="fit the mean of the first N reads")
     fit.add_argument(
         "--save", type=Path, help="write the fitted preset as JSON for prime train --device-model"
     )
@@ -63,11 +64,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     synth = actions.add_parser("synth", help="generate a synthetic trace from a device preset")
     synth.add_argument("--preset", default="rram-lognormal", help="preset name or JSON file")
     synth.add_argument("--out", type=Path, required=True)
-    synth.add_argument("--rows", type=int, default=512)
-    synth.add_argument("--cols", type=int, default=512)
-    synth.add_argument("--reads", type=int, default=4)
-    synth.add_argument("--read-noise", type=float, default=0.02, help="σ per read (default 0.02)")
-    synth.add_argument("--seed", type=int, default=0, help="chip and read-noise seed")
+    side = int_arg(1, MAX_ARRAY_SIDE, "the largest array prime synthesises")
+    synth.add_argument("--rows", type=side, default=512)
+    synth.add_argument("--cols", type=side, default=512)
+    synth.add_argument("--reads", type=int_arg(1, MAX_TRACE_READS), default=4)
+    synth.add_argument(
+        "--read-noise", type=float_arg(0.0), default=0.02, help="σ per read (default 0.02)"
+    )
+    synth.add_argument("--seed", type=seed_arg, default=0, help="chip and read-noise seed")
     synth.add_argument(
         "--reset-ratio",
         type=float,
@@ -83,8 +87,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     plot.add_argument("file", type=Path)
     plot.add_argument("--out", type=Path, help="PNG to write (default: FILE with .png)")
-    plot.add_argument("--unformed-below", type=float, default=1.0)
-    plot.add_argument("--max-reads", type=int, help="use the first N reads")
+    plot.add_argument("--unformed-below", type=float_arg(0.0), default=1.0)
+    plot.add_argument("--max-reads", type=int_arg(1), help="use the first N reads")
     _add_force(plot)
     plot.set_defaults(run=run_plot)
 
@@ -183,6 +187,11 @@ def run_synth(args: argparse.Namespace) -> int:
 
     preset = device_arg(args.preset)
     device = device_from_config({"name": preset} if isinstance(preset, str) else preset)
+    check_memory(
+        args.rows * args.cols * 4 * 4,  # the formed cells, a read, its noise and a copy
+        f"a {args.rows}x{args.cols} synthetic array",
+        "choose smaller --rows/--cols",
+    )
     reads, reset = synth_reads(
         device, (args.rows, args.cols), args.reads, args.read_noise, args.seed, args.reset_ratio
     )

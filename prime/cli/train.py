@@ -11,10 +11,15 @@ from prime.cli.common import (
     add_replay_arguments,
     apply_compute_arguments,
     device_arg,
+    given_settings,
+    int_arg,
+    require_replay,
     scale_arg,
+    seed_arg,
 )
 from prime.cli.datasets import add_data_arguments, data_options
 from prime.cli.nproc import add_nproc, launch_command
+from prime.core.resources import MAX_EPOCHS, MAX_TIMESTEPS
 
 if TYPE_CHECKING:
     from prime.runs.config import TrainConfig
@@ -40,11 +45,11 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     """The options that make a :class:`~prime.runs.config.TrainConfig` (config_from_args)."""
     p.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
     p.add_argument("--model", help="model name (default: the dataset's default model)")
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int_arg(1, MAX_EPOCHS), default=6)
+    p.add_argument("--batch-size", type=int_arg(1), default=32)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0, help="seed of scores and data order")
-    p.add_argument("--chip-seed", type=int, help="seed of the chip (default: --seed)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of scores and data order")
+    p.add_argument("--chip-seed", type=seed_arg, help="seed of the chip (default: --seed)")
     p.add_argument(
         "--device-model",
         default="prime-gaussian",
@@ -60,10 +65,12 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
         help="prime: PRIME's LIF (LeakyReLU on the membrane); lif: the standard LIF, exact in "
         "NIR (docs/interop.md)",
     )
-    p.add_argument("--timesteps", type=int, help="timesteps T (default: the model's)")
+    p.add_argument(
+        "--timesteps", type=int_arg(1, MAX_TIMESTEPS), help="timesteps T (default: the model's)"
+    )
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
-    p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
-    p.add_argument("--limit-train", type=int, help="train on a seeded subset of N samples")
+    p.add_argument("--save-every", type=int_arg(1), default=50, help="checkpoint every N steps")
+    p.add_argument("--limit-train", type=int_arg(1), help="train on a seeded subset of N samples")
     p.add_argument(
         "--hysteresis",
         default="none",
@@ -152,15 +159,18 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc > 1:
         return launch_command(args)
     apply_compute_arguments(args)
+    requested = config_from_args(args)
     if args.resume:
         if args.out is None:
             raise PrimeError("--resume needs --out RUN_DIR: the run to continue")
         config, out = None, args.out
     else:
-        config = config_from_args(args)
+        require_replay(args)
+        config = requested
         out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
+    expect = given_settings(args, requested) if args.resume else None
     with process_group() as ranks:
-        metrics = train(config, out, resume=args.resume, progress=not args.quiet)
+        metrics = train(config, out, args.resume, not args.quiet, expect=expect)
     if not ranks.is_main:
         return 0
     print(

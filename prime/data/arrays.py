@@ -44,6 +44,8 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise PrimeError(
             f"{path}: features {features.shape} and labels {labels.shape} must be [N, ...] and [N]"
         )
+    if len(labels) == 0:
+        raise PrimeError(f"{path} holds 0 samples: give an .npz with at least one sample")
     numeric = np.issubdtype(features.dtype, np.number)
     if not numeric or not np.all((features >= 0) & (features <= 1)):
         raise PrimeError(f"{path}: features must be numbers in [0, 1] (scale them first)")

@@ -17,9 +17,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from prime.core.io import atomic_path
+from prime.core.errors import PrimeError
+from prime.core.io import atomic_hdf5
+from prime.core.resources import check_memory
 from prime.data.base import FrameDataset, dataset_len
 
 CACHE_FORMAT = "prime-frame-cache"
@@ -113,9 +116,15 @@ def bin_frames(
     )
     frames, labels, filled = None, np.empty(n, dtype=np.int64), 0
     with tqdm(total=n, desc=desc, unit="sample", disable=None, leave=False) as bar:
-        for batch, batch_labels in loader:
+        for batch, batch_labels in _reraised(loader):
             if frames is None:
-                frames = np.empty((n, *batch.shape[1:]), dtype=dtype)
+                shape = (n, *batch.shape[1:])
+                check_memory(
+                    math.prod(shape) * np.dtype(dtype).itemsize,
+                    f"the frames {list(shape)} of {desc.removeprefix('binning ')}",
+                    "use fewer --timesteps or fewer recordings",
+                )
+                frames = np.empty(shape, dtype=dtype)
             frames[filled : filled + len(batch)] = batch
             labels[filled : filled + len(batch)] = batch_labels
             filled += len(batch)
@@ -123,6 +132,19 @@ def bin_frames(
     if frames is None:
         raise CacheError("has no samples to bin")
     return frames, labels
+
+
+def _reraised(loader: DataLoader) -> Iterator[Any]:
+    """``loader``'s batches; a PrimeError in a worker is raised again with its own message
+    (the DataLoader wraps it in the worker's traceback)."""
+    try:
+        yield from loader
+    except PrimeError as exc:
+        marker = f"{PrimeError.__name__}: "
+        text = str(exc)
+        raise PrimeError(
+            text[text.rindex(marker) + len(marker) :] if marker in text else text
+        ) from None
 
 
 def _collate(
@@ -141,7 +163,7 @@ def _checksum(frames: np.ndarray, labels: np.ndarray) -> str:
 
 def write_cache(path: Path, params: dict[str, Any], frames: np.ndarray, labels: np.ndarray) -> None:
     """Write one cache file atomically, with its parameters, key and checksum."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_hdf5(path) as f:
         chunks = (1, *frames.shape[1:])
         f.create_dataset("frames", data=frames, chunks=chunks, compression="lzf")
         f.create_dataset("labels", data=labels)

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from prime.data.base import DATASETS, DatasetSpec, DataSplits
 from prime.data.cache import cached_frames
-from prime.data.splits import resolve_root, subset
-from prime.data.tonic_files import EventList
+from prime.data.splits import reject_options, resolve_root, subset
+from prime.data.tonic_files import EventList, check_timesteps
 
 SENSOR_SIZE = (34, 34, 2)  # tonic order: (width, height, polarities)
 EVENT_DTYPE = np.dtype([("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "<i8")])
@@ -108,12 +108,15 @@ def split_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_digits_dataset(
-    timesteps: int = 10, seed: int = 0, data_root: str | None = None, **_: object
+    timesteps: int = 10, seed: int = 0, data_root: str | None = None, **unknown: object
 ) -> DataSplits:
     """Train/test frames [T, 2, 34, 34] (event counts) of the neuromorphic digits.
 
-    The frames are cached under the data root (:mod:`prime.data.cache`).
+    The frames are cached under the data root (:mod:`prime.data.cache`). The dataset is
+    built in, with a fixed split: any other option is refused.
     """
+    reject_options("digits", unknown)
+    check_timesteps(timesteps)
     params = {
         "timesteps": timesteps,
         "seed": seed,

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from prime.core.io import atomic_path, atomic_write
+from prime.core.io import atomic_hdf5, atomic_path, atomic_write
 
 NMNIST_MAX_US = 2**23  # 23-bit timestamps (no overflow records needed below this)
 
@@ -99,7 +99,7 @@ def write_fake_shd(
         times.append(np.sort(rng.uniform(0, 1.0, spikes)).astype(np.float16))
         units.append(rng.permutation(unit).astype(np.uint16))
     path = Path(folder, f"shd_{split}.h5")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_hdf5(path) as f:
         for name, rows, dtype in (("times", times, np.float16), ("units", units, np.uint16)):
             column = f.create_dataset(f"spikes/{name}", (samples,), h5py.vlen_dtype(dtype))
             for i, row in enumerate(rows):

@@ -17,8 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tonic.datasets
+import tonic.io
 
+from prime.core.errors import PrimeError
 from prime.data.base import DATASETS, DatasetSpec, DataSplits
 from prime.data.tonic_files import (
     Offline,
@@ -30,13 +33,54 @@ from prime.data.tonic_files import (
 
 
 class NMNIST(Offline, tonic.datasets.NMNIST):
-    """tonic's N-MNIST on any subset of its recordings."""
+    """tonic's N-MNIST on any subset of its recordings.
+
+    Recordings that cannot be right are refused with the file named, never trained on: a
+    class folder that is not a digit, a file that is empty or not whole 5-byte records
+    (checked when the folder is opened), events outside the 34x34 sensor (checked when the
+    recording is binned).
+    """
 
     layout = "Train/<digit>/<id>.bin and Test/<digit>/<id>.bin (40-bit event records)"
     source = "https://www.garrickorchard.com/datasets/n-mnist (Train.zip, Test.zip, unzipped)"
 
     def present(self) -> bool:
         return self.count("*/*.bin") > 0
+
+    def _check_exists(self) -> bool:
+        if not self.present():
+            return False
+        for path in sorted(Path(self.location_on_system, self.folder_name).rglob("*.bin")):
+            if path.parent.name not in DIGITS:
+                raise PrimeError(
+                    f"N-MNIST recording {path} is in the folder {path.parent.name!r}, which is "
+                    "not a class (0 to 9): move it into its digit's folder or remove it"
+                )
+            size = path.stat().st_size
+            if size == 0 or size % EVENT_BYTES:
+                raise PrimeError(_unreadable(path, f"{size} bytes, not whole 5-byte events"))
+        return True
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        path = self.data[index]
+        events = tonic.io.read_mnist_file(path, dtype=self.dtype)
+        width, height, _ = self.sensor_size
+        outside = (events["x"] >= width) | (events["y"] >= height)
+        if len(events) == 0 or outside.any():
+            problem = f"{int(outside.sum())} of {len(events)} events outside the 34x34 sensor"
+            raise PrimeError(_unreadable(Path(path), problem))
+        return self.transform(events), self.targets[index]
+
+
+DIGITS = tuple("0123456789")
+EVENT_BYTES = 5  # one 40-bit event record
+
+
+def _unreadable(path: Path, problem: str) -> str:
+    return (
+        f"N-MNIST recording {path} is unreadable ({problem}): prime refuses damaged "
+        "recordings rather than skip them; remove or replace the file"
+    )
 
 
 def load_nmnist(

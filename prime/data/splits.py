@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,29 @@ from prime.core.errors import PrimeError
 from prime.data.base import DataSplits, FrameDataset, default_data_root
 
 
-def resolve_root(data_root: str | Path | None) -> Path:
-    """``data_root`` if given, else ``$PRIME_DATA``, else ``datasets/``."""
-    return Path(data_root).expanduser() if data_root else default_data_root()
+def resolve_root(data_root: str | Path | None, create: bool = True) -> Path:
+    """``data_root`` if given, else ``$PRIME_DATA``, else ``datasets/``; a PrimeError if it
+    is a file. With ``create``, a missing root is made, and announced on stderr."""
+    root = Path(data_root).expanduser() if data_root else default_data_root()
+    if root.exists() and not root.is_dir():
+        raise PrimeError(
+            f"the data root {root} is a file, not a folder: pass --data-root FOLDER (or set "
+            "PRIME_DATA)"
+        )
+    if create and not root.exists():
+        try:
+            root.mkdir(parents=True)
+        except OSError as exc:
+            raise PrimeError(
+                f"cannot create the data root {root} ({exc.strerror or exc}): pass --data-root "
+                "FOLDER (or set PRIME_DATA) to a writable folder"
+            ) from None
+        print(
+            f"prime: created the data root {root.resolve()} (frame caches, downloads); "
+            "--data-root or PRIME_DATA choose another",
+            file=sys.stderr,
+        )
+    return root
 
 
 def reject_options(dataset: str, options: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ import tonic.transforms
 from torch.utils.data import Dataset
 
 from prime.core.errors import PrimeError
+from prime.core.resources import MAX_TIMESTEPS, check_count
 from prime.data.base import DataSplits
 from prime.data.cache import cached_frames, fingerprint, returning
 from prime.data.splits import make_splits, reject_options, resolve_root
@@ -194,6 +195,5 @@ def to_frame(
 
 
 def check_timesteps(timesteps: int) -> int:
-    if not isinstance(timesteps, int) or timesteps < 1:
-        raise PrimeError(f"timesteps must be a whole number >= 1, got {timesteps!r}")
-    return timesteps
+    """``timesteps`` if it is a whole number in [1, MAX_TIMESTEPS]."""
+    return check_count("timesteps", timesteps, 1, MAX_TIMESTEPS)

@@ -131,7 +131,12 @@ class EmpiricalConductance(ConductanceModel):
     values_us: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
 
     def __post_init__(self) -> None:
-        values = np.asarray(self.values_us, dtype=np.float64).ravel()
+        try:
+            values = np.asarray(self.values_us, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise PrimeError(
+                f"empirical values_us must be a list of numbers (µS), got {self.values_us!r:.60}"
+            ) from None
         if values.size == 0:
             raise PrimeError(
                 "the empirical device needs measured conductances: pass values_us=<array of µS>"
@@ -162,13 +167,23 @@ def get_device(name: str, **params: Any) -> ConductanceModel:
             f"device preset {name!r} has no parameter {', '.join(unknown)}; "
             f"its parameters are: {', '.join(sorted(known)) or 'none'}"
         )
+    for field in dataclasses.fields(cls):
+        value = params.get(field.name)
+        if isinstance(field.default, float) and field.name in params:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise PrimeError(
+                    f"device preset {name!r}: {field.name} must be a number, got {value!r}"
+                )
     return cls(**params)
 
 
 def device_from_config(config: dict[str, Any]) -> ConductanceModel:
     """Inverse of :meth:`ConductanceModel.to_config`."""
     params = dict(config)
-    return get_device(params.pop("name"), **params)
+    name = params.pop("name", None)
+    if not isinstance(name, str):
+        raise PrimeError(f"a device config needs a preset 'name' (a string), got {name!r}")
+    return get_device(name, **params)
 
 
 def list_devices() -> list[str]:

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from prime.core.errors import PrimeError
+from prime.core.resources import MAX_EPOCHS, MAX_SEED, MAX_TIMESTEPS, check_count
 from prime.data import dataset_spec
 from prime.data.augment import FrameAugmentation
 from prime.hardware.readpath import ReadPathConfig
@@ -59,12 +62,11 @@ class TrainConfig:
     activation_quantizer: str = "uniform"
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "save_every", "limit_train"):
+        limits = {"epochs": MAX_EPOCHS, "timesteps": MAX_TIMESTEPS, "seed": MAX_SEED}
+        for name in ("epochs", "batch_size", "save_every", "limit_train", "timesteps", "seed"):
             value = getattr(self, name)
-            if name == "limit_train" and value is None:
-                continue
-            if not isinstance(value, int) or value < 1:
-                raise PrimeError(f"{name} must be a whole number >= 1, got {value!r}")
+            if value is not None or name not in ("limit_train", "timesteps"):
+                check_count(name, value, 0 if name == "seed" else 1, limits.get(name))
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise PrimeError(f"lr must be a number > 0, got {self.lr!r}")
         if not (isinstance(self.exit_loss, int | float) and 0 <= self.exit_loss <= 1):
@@ -77,6 +79,21 @@ class TrainConfig:
     @property
     def model_name(self) -> str:
         return self.model or dataset_spec(self.dataset).default_model
+
+
+#: TrainConfig.data options that name files or folders
+PATH_OPTIONS = ("data_root", "data_path", "test_path")
+
+
+def resolve_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with its trace and data paths absolute, so that the run can be evaluated
+    from any working directory."""
+    data = {
+        name: str(Path(value).expanduser().resolve()) if name in PATH_OPTIONS else value
+        for name, value in config.data.items()
+    }
+    trace = str(Path(config.trace).expanduser().resolve()) if config.trace else config.trace
+    return dataclasses.replace(config, data=data, trace=trace)
 
 
 def model_config(config: TrainConfig) -> ModelConfig:

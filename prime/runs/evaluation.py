@@ -17,6 +17,7 @@ from prime.analysis.energy.report import (
     write_energy_report,
 )
 from prime.core.errors import PrimeError
+from prime.core.lock import exclusive
 from prime.data import dataset_len
 from prime.hardware.programming import PULSE_COSTS
 from prime.inference.early_exit import early_exit_report
@@ -67,11 +68,12 @@ def early_exit_run(
     """:func:`early_exit_report` for a trained run (``out_dir`` defaults to
     ``RUN_DIR/early-exit``), optionally under read noise, on another chip or on a chip
     trace (``replay`` as :func:`evaluate_run`)."""
-    model, config, data = prepare_run(run_dir, chip_seed, replay)
-    model.set_read_noise(read_noise, seed=noise_seed)
     out_dir = Path(run_dir) / "early-exit" if out_dir is None else Path(out_dir)
-    with replaying(model, config):
-        report = early_exit_report(model, data, out_dir, val_seed=config.seed, **options)
+    with exclusive(out_dir):  # before any work: an unwritable folder fails at once
+        model, config, data = prepare_run(run_dir, chip_seed, replay)
+        model.set_read_noise(read_noise, seed=noise_seed)
+        with replaying(model, config):
+            report = early_exit_report(model, data, out_dir, val_seed=config.seed, **options)
     chip = f"trace {config.trace}" if config.trace else f"chip seed {model.config.chip_seed}"
     return {
         "model": config.model_name,
@@ -98,22 +100,23 @@ def bench_energy(
     to ``out_dir`` and return the report (``early_exit=None`` leaves out that row)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise PrimeError(f"batch size must be a whole number >= 1, got {batch_size!r}")
-    outputs = report_paths(out_dir)
-    existing = [str(p) for p in outputs if p.exists()]
-    if existing and not force:
-        raise PrimeError(f"{', '.join(existing)} exist; pass --force to overwrite or use --out")
-    model, payload = load_run(run_dir)
-    config = run_config(payload)
-    test = limit_dataset(load_data(config).test, limit)
-    counted = energy_report(model, test, analog, baseline, early_exit, batch_size, progress)
-    report: dict[str, Any] = {
-        "run": str(run_dir),
-        "model": config.model_name,
-        "dataset": config.dataset,
-    }
-    report.update(counted)
-    report["programming"] = training_programming(payload)
-    write_energy_report(report, out_dir)
+    with exclusive(out_dir):  # before any work: an unwritable folder fails at once
+        outputs = report_paths(out_dir)
+        existing = [str(p) for p in outputs if p.exists()]
+        if existing and not force:
+            raise PrimeError(f"{', '.join(existing)} exist; pass --force to overwrite or use --out")
+        model, payload = load_run(run_dir)
+        config = run_config(payload)
+        test = limit_dataset(load_data(config).test, limit)
+        counted = energy_report(model, test, analog, baseline, early_exit, batch_size, progress)
+        report: dict[str, Any] = {
+            "run": str(run_dir),
+            "model": config.model_name,
+            "dataset": config.dataset,
+        }
+        report.update(counted)
+        report["programming"] = training_programming(payload)
+        write_energy_report(report, out_dir)
     return report
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
+from prime.core import io
 from prime.core.errors import PrimeError
-from prime.core.io import load_checkpoint
 from prime.data import DataSplits, dataset_len, load_dataset
 from prime.hardware.replay import TraceReplay, open_replay
 from prime.runs.config import TrainConfig
@@ -48,13 +48,41 @@ def load_data(config: TrainConfig) -> DataSplits:
     return dataclasses.replace(data, train=subset)
 
 
+#: what every run checkpoint holds, and what a resume needs as well
+RUN_KEYS = ("train_config", "model_config", "model_state")
+RESUME_KEYS = ("optimizer_state", "scheduler_state", "progress")
+
+
+def load_checkpoint(path: str | Path, keys: tuple[str, ...] = RUN_KEYS) -> dict[str, Any]:
+    """A run's checkpoint payload, its structure checked: ``keys`` present, every float in
+    its model state finite (a PrimeError naming the problem otherwise)."""
+    payload = io.load_checkpoint(path)
+    missing = [key for key in keys if not isinstance(payload.get(key), dict)]
+    if missing:
+        raise PrimeError(
+            f"{path} is not a complete prime run checkpoint: it lacks {', '.join(missing)} "
+            "(written by another tool, or damaged); train the run again"
+        )
+    io.check_finite(payload["model_state"], f"{path}: model_state")
+    return payload
+
+
 def load_run(run_dir: str | Path) -> tuple[SpikingNetwork, dict[str, Any]]:
     """The trained model of a run directory (or checkpoint file) and its checkpoint payload."""
     path = Path(run_dir)
     path = path / "checkpoint.pt" if path.is_dir() else path
     payload = load_checkpoint(path)
-    model = build_model(ModelConfig.from_dict(payload["model_config"]))
-    model.load_state_dict(payload["model_state"])
+    try:
+        model = build_model(ModelConfig.from_dict(payload["model_config"]))
+        model.load_state_dict(payload["model_state"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, PrimeError):
+            raise PrimeError(f"{path}: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PrimeError(
+            f"{path}: its model_state does not fit its model_config ({first}); the checkpoint "
+            "was altered or written by another version: train the run again"
+        ) from None
     if payload.get("switches") and payload["switches"]["counts"]:
         SwitchCounter(model.memristor_layers()).load_state_dict(payload["switches"])
     return model.eval(), payload
@@ -75,7 +103,16 @@ def prepare_run(
     """(model, TrainConfig, DataSplits) of a run to evaluate; see :func:`evaluate_run`."""
     model, payload = load_run(run_dir)
     overrides = {k: v for k, v in (replay or {}).items() if v is not None}
-    config = dataclasses.replace(run_config(payload), **overrides)
+    config = run_config(payload)
+    if "trace" not in overrides:
+        check_trace_unchanged(config, payload)
+    config = dataclasses.replace(config, **overrides)
+    unused = [f"--{name}" for name in ("replay", "pruned", "tile") if name in overrides]
+    if unused and not config.trace:
+        raise PrimeError(
+            f"{', '.join(unused)} set how a chip trace is replayed, and this run has none: "
+            "add --trace FILE or drop them"
+        )
     if chip_seed is not None:
         if overrides.get("trace"):
             raise PrimeError(
@@ -92,7 +129,34 @@ def run_config(payload: dict[str, Any]) -> TrainConfig:
     settings = dict(payload["train_config"])
     if "device" in settings and "device_model" not in settings:
         settings["device_model"] = settings.pop("device")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise PrimeError(
+            f"the run's train_config has unknown settings {', '.join(unknown)} (written by a "
+            "newer prime, or altered): upgrade prime or train the run again"
+        )
     return TrainConfig(**settings)
+
+
+def check_trace_unchanged(config: TrainConfig, payload: dict[str, Any]) -> None:
+    """Refuse a run's chip trace whose content changed since the run was trained (the
+    checkpoint records its sha256; runs written before that are not checked)."""
+    recorded = payload.get("fingerprints", {}).get("trace_sha256")
+    if not config.trace or recorded is None:
+        return
+    if not Path(config.trace).is_file():
+        raise PrimeError(
+            f"the run's chip trace {config.trace} is gone: restore it, or pass --trace FILE to "
+            "evaluate on another trace"
+        )
+    now = io.file_sha256(config.trace)
+    if now != recorded:
+        raise PrimeError(
+            f"the run's chip trace {config.trace} changed since the run was trained (sha256 "
+            f"{recorded[:12]}… then, {now[:12]}… now): restore it, or pass --trace "
+            f"{config.trace} to evaluate on the new content knowingly"
+        )
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ std, min, max) and ``sweep.png``. ``resume`` keeps finished chips and resumes th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -21,6 +22,7 @@ import torch.distributed as dist
 
 from prime.core.errors import PrimeError
 from prime.core.io import write_json
+from prime.core.lock import exclusive
 from prime.core.tables import describe, new_figure, save_figure, write_csv
 from prime.runs.config import TrainConfig
 from prime.runs.distributed import SINGLE, Ranks, collectives, current, timeout_s
@@ -46,9 +48,16 @@ def sweep_chips(
     """Train ``chips`` chips (this rank's share of them) and return the sweep's summary.
 
     ``resume`` continues the sweep in ``out_dir`` with its own config (``config`` may be None).
+    Rank 0 holds the sweep folder's write lock meanwhile (:func:`prime.core.lock.exclusive`).
     """
     ranks = current() if ranks is None else ranks
-    out_dir = Path(out_dir)
+    with exclusive(out_dir) if ranks.is_main else contextlib.nullcontext():
+        return _sweep_chips(config, chips, Path(out_dir), resume, ranks)
+
+
+def _sweep_chips(
+    config: TrainConfig | None, chips: int, out_dir: Path, resume: bool, ranks: Ranks
+) -> dict[str, Any]:
     config, chips = _sweep_config(config, chips, out_dir, resume)
     with collectives(ranks, f"the chips' run folders in {out_dir}"):
         if ranks.distributed:  # everyone has checked the folder before anyone writes to it

@@ -8,6 +8,7 @@ order of every epoch is drawn from (seed, epoch).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -24,14 +25,22 @@ from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from prime.core.errors import PrimeError
-from prime.core.io import atomic_write, load_checkpoint, save_checkpoint, write_json
+from prime.core.io import atomic_write, file_sha256, save_checkpoint, write_json
+from prime.core.lock import exclusive
 from prime.data import DataSplits, dataset_len, iterate_batches
 from prime.data.augment import FrameAugmentation
 from prime.hardware.replay import open_replay
 from prime.inference.evaluate import evaluate
-from prime.runs.config import TrainConfig, model_config, versions
+from prime.runs.config import TrainConfig, model_config, resolve_paths, versions
 from prime.runs.distributed import Ranks, all_sum, collectives, current, shard
-from prime.runs.rundir import load_data, run_config
+from prime.runs.rundir import (
+    RESUME_KEYS,
+    RUN_KEYS,
+    check_trace_unchanged,
+    load_checkpoint,
+    load_data,
+    run_config,
+)
 from prime.snn.models import build_model
 from prime.snn.network import SpikingNetwork
 from prime.snn.switching import SwitchCounter, hysteresis_schedule
@@ -59,28 +68,48 @@ def train(
     resume: bool = False,
     progress: bool = True,
     ranks: Ranks | None = None,
+    expect: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train into ``out_dir`` and return the metrics.
 
-    ``resume`` continues the run in ``out_dir`` with its own config (``config`` may be None).
+    ``resume`` continues the run in ``out_dir`` with its own config (``config`` may be None);
+    ``expect`` holds settings the caller asks for (TrainConfig fields, ``data.<option>``,
+    ``augment.<option>``): one that differs from the run's is refused, never ignored.
     ``ranks`` (default: the joined process group, see :mod:`prime.runs.distributed`) trains data
     parallel: every rank builds the same chip and scores, takes its share of each global batch,
-    and DistributedDataParallel averages the score gradients; rank 0 alone writes and prints.
+    and DistributedDataParallel averages the score gradients; rank 0 alone writes and prints,
+    and holds the run directory's write lock (:func:`prime.core.lock.exclusive`) meanwhile.
     """
     ranks = current() if ranks is None else ranks
-    out_dir = Path(out_dir)
+    with exclusive(out_dir) if ranks.is_main else contextlib.nullcontext():
+        return _train(config, Path(out_dir), resume, progress, ranks, expect or {})
+
+
+def _train(
+    config: TrainConfig | None,
+    out_dir: Path,
+    resume: bool,
+    progress: bool,
+    ranks: Ranks,
+    expect: dict[str, Any],
+) -> dict[str, Any]:
     checkpoint_path = out_dir / "checkpoint.pt"
     if resume:
         if not checkpoint_path.is_file():
             raise PrimeError(f"nothing to resume: {checkpoint_path} does not exist")
-        payload = load_checkpoint(checkpoint_path)
+        payload = load_checkpoint(checkpoint_path, RUN_KEYS + RESUME_KEYS)
         config = run_config(payload)
+        check_resume_settings(config, expect, out_dir)
+        check_trace_unchanged(config, payload)
     elif config is None:
         raise PrimeError("a new run needs a TrainConfig")
     elif checkpoint_path.exists():
         raise PrimeError(
             f"{out_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
+    else:
+        config = resolve_paths(config)
+    fingerprints = {"trace_sha256": file_sha256(config.trace)} if config.trace else {}
     torch.manual_seed(config.seed)
     data = load_data(config)
     model = build_model(model_config(config))
@@ -146,6 +175,7 @@ def train(
                 "switches": switches.state_dict(),
                 "progress": state,
                 "versions": versions(),
+                "fingerprints": fingerprints,
             },
         )
 
@@ -241,6 +271,40 @@ def train(
         write_json(out_dir / "metrics.json", metrics)
         _write_summary(out_dir / "summary.md", metrics, model)
     return metrics
+
+
+def check_resume_settings(config: TrainConfig, expect: dict[str, Any], out_dir: Path) -> None:
+    """Refuse settings (``expect``: field or ``data.<option>`` -> value) that differ from
+    those the run in ``out_dir`` was trained with: a resume continues the same run."""
+    requested = resolve_paths(config_with(config, expect))
+    changed = [
+        f"{name} {_setting(requested, name)!r} (the run has {_setting(config, name)!r})"
+        for name in expect
+        if _setting(requested, name) != _setting(config, name)
+    ]
+    if changed:
+        raise PrimeError(
+            f"--resume continues {out_dir} with the settings it was trained with, but "
+            f"{'; '.join(changed)}: drop those options, or train a new run with another --out"
+        )
+
+
+def config_with(config: TrainConfig, settings: dict[str, Any]) -> TrainConfig:
+    """``config`` with ``settings`` (field or ``group.option`` -> value) applied."""
+    fields: dict[str, Any] = {}
+    for name, value in settings.items():
+        group, _, option = name.partition(".")
+        if option:
+            fields[group] = {**fields.get(group, getattr(config, group)), option: value}
+        else:
+            fields[name] = value
+    return dataclasses.replace(config, **fields)
+
+
+def _setting(config: TrainConfig, name: str) -> Any:
+    group, _, option = name.partition(".")
+    value = getattr(config, group)
+    return value.get(option) if option else value
 
 
 def _draw_seed(seed: int, epoch: int, step: int) -> int:

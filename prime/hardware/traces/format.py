@@ -28,7 +28,8 @@ import h5py
 import numpy as np
 
 from prime.core.errors import PrimeError
-from prime.core.io import atomic_path
+from prime.core.io import atomic_hdf5
+from prime.core.resources import MAX_TRACE_READS, check_memory
 
 FORMAT = "prime-trace"
 FORMAT_VERSION = 1
@@ -74,7 +75,7 @@ def write_trace(
     if isinstance(reads_us, np.ndarray):
         reads_us = as_stack(reads_us, "conductance")
     filters = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if compress else {}
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_hdf5(path) as f:
         dataset = None
         for i, read in enumerate(reads_us):
             read = np.asarray(read, dtype=np.float32)
@@ -176,6 +177,12 @@ class Trace:
             )
         if "conductance_us" not in f:
             raise PrimeError(f"{name} has no /conductance_us dataset (the reads)")
+        root_units = _plain(f.attrs.get("units"))
+        if root_units != UNITS:
+            raise PrimeError(
+                f"{name} has root units {root_units!r}; traces store {UNITS!r} (µS): re-import "
+                "the data with prime trace import --units <its unit>"
+            )
         self.reads = f["conductance_us"]
         self.reset = f.get("reset_conductance_us")
         for dataset in (self.reads, self.reset):
@@ -193,6 +200,17 @@ class Trace:
                     f"{name}:{dataset.name} has units {units!r}; traces store {UNITS!r} (µS): "
                     "re-import the data with prime trace import --units <its unit>"
                 )
+            if dataset.shape[0] > MAX_TRACE_READS:
+                raise PrimeError(
+                    f"{name}:{dataset.name} declares {dataset.shape[0]:,} reads, above the limit "
+                    f"of {MAX_TRACE_READS:,}: split the measurement into several traces"
+                )
+        rows, cols = self.reads.shape[1:]
+        check_memory(
+            rows * cols * 4 * 2,  # one float32 read and its check
+            f"one {rows}x{cols} read of {name}",
+            "the trace declares an array larger than this machine can hold",
+        )
         if self.reset is not None and self.reset.shape[1:] != self.reads.shape[1:]:
             raise PrimeError(
                 f"{name}: reset reads are {self.reset.shape[1:]} cells, the reads "

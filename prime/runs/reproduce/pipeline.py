@@ -30,6 +30,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_write, load_checkpoint, write_json
+from prime.core.lock import exclusive
 from prime.core.tables import new_figure, save_figure
 from prime.data import DataSplits, dataset_len
 from prime.data.nmnist import load_nmnist
@@ -165,7 +166,13 @@ def describe_data(config: ReproduceConfig, data: DataSplits) -> dict[str, Any]:
 
 
 def reproduce(config: ReproduceConfig) -> dict[str, Any]:
-    """Run every step, write the report files to ``config.out`` and return the results."""
+    """Run every step, write the report files to ``config.out`` and return the results;
+    the folder's write lock (:func:`prime.core.lock.exclusive`) is held meanwhile."""
+    with exclusive(config.out):
+        return _reproduce(config)
+
+
+def _reproduce(config: ReproduceConfig) -> dict[str, Any]:
     started = time.perf_counter()
     out = Path(config.out)
     _check_out(out, config)
