@@ -1,20 +1,27 @@
 """Early-exit benchmark: does skipping timesteps save wall-clock time?
 
-Measures, in one process, on the same model and the same test samples (preloaded):
+Measures, in one process, on the same model and the same samples (preloaded), at each of
+``--threads``:
 
-* samples/s of full-T inference, single-step (the path early exit drives) and multi-step,
-* samples/s of early-exit inference (``prime.inference.early_exit.run_early_exit``, compaction on),
-* the ideal speedup T / mean steps, the measured speedup over full-T single-step and their
-  ratio (goal: >= 0.8),
-* the cost of one single-step call per batch size (ms), which bounds what compaction can
-  save: when few samples remain, the per-step overhead dominates.
+* samples/s of full-T inference, multi-step (the fastest full-length path) and single-step,
+* samples/s of early-exit inference (``prime.inference.early_exit.run_early_exit``) for each
+  of ``--chunk-steps`` (steps run multi-step between compactions; 1: one step per call),
+* the ideal speedup T / mean steps and the speedups over full-T multi-step (the headline;
+  goal: >= 0.8 x ideal) and over full-T single-step,
+* the exits against the per-step rule (``exit_from_trajectory`` on the full-T single-step
+  outputs): equal steps, and how far the outputs at exit differ (batch-size rounding),
+* the cost of one single-step call per batch size (ms).
 
 Implementations are timed round-robin, batch by batch (load from other processes hits all
-alike); figures are medians over ``--repeats`` passes over the test set. θ is
-``--threshold`` or calibrated on the validation split for ``--target-drop`` percentage
-points (default 0.5).
+alike); figures are medians over ``--repeats`` passes over the samples. θ is ``--threshold``
+or calibrated on the validation split for ``--target-drop`` percentage points (default 0.5).
 
-    python scripts/bench_early_exit.py runs/digits --threads 1 --json bench_early_exit.json
+    python scripts/bench_early_exit.py runs/digits --json bench_early_exit.json
+    python scripts/bench_early_exit.py --reference ../shared/reference/prime/classification.pt \\
+        --nmnist ../shared/reference/nmnist --data-root /tmp/prime-data
+
+The second form times the PRIME authors' ``nmnist-conv`` checkpoint on every recording of
+the N-MNIST folder (all splits), θ calibrated on its validation split.
 """
 
 from __future__ import annotations
@@ -24,14 +31,25 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch.utils.data import ConcatDataset, Dataset
 
 from prime.core.io import write_json
-from prime.data import iterate_batches
-from prime.inference.early_exit import calibrate_threshold, run_early_exit, validation_split
+from prime.data import DataSplits, iterate_batches
+from prime.data.nmnist import load_nmnist
+from prime.inference.early_exit import (
+    CHUNK_STEPS,
+    calibrate_threshold,
+    exit_from_trajectory,
+    run_early_exit,
+    validation_split,
+)
 from prime.runs.config import TrainConfig
 from prime.runs.rundir import load_data, load_run
+from prime.snn.network import SpikingNetwork
+from prime.snn.reference import load_prime_reference
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -56,53 +74,52 @@ def step_ms(model, frames: torch.Tensor, sizes: list[int], repeats: int) -> dict
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, nargs="?", default=Path("runs/digits"))
-    choice = parser.add_mutually_exclusive_group()
-    choice.add_argument("--threshold", type=float, help="exit threshold θ")
-    choice.add_argument("--target-drop", type=float, default=0.5, help="calibrate θ (points)")
-    parser.add_argument("--policy", default="prime", choices=("prime", "margin", "entropy"))
-    parser.add_argument("--min-steps", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5, help="timed passes per figure")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: all)")
-    parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+def load_model(args: argparse.Namespace) -> tuple[SpikingNetwork, str, Dataset, DataSplits, int]:
+    """(model, its name, the timed samples, the data's splits, the calibration seed)."""
+    if args.reference is None:
+        model, payload = load_run(args.run_dir)
+        config = TrainConfig(**payload["train_config"])
+        data = load_data(config)
+        return model, f"{config.model_name} ({args.run_dir})", data.test, data, config.seed
+    model = load_prime_reference(args.reference)
+    options = {"data_path": str(args.nmnist), "val_fraction": 0.2}
+    if args.data_root is not None:
+        options["data_root"] = str(args.data_root)
+    data = load_nmnist(model.timesteps, **options)
+    everything = ConcatDataset([d for d in (data.train, data.val, data.test) if d is not None])
+    return model, f"nmnist-conv, authors' checkpoint {args.reference}", everything, data, 0
 
-    model, payload = load_run(args.run_dir)
-    config = TrainConfig(**payload["train_config"])
-    data = load_data(config)
-    threshold = args.threshold
-    if threshold is None:
-        val = validation_split(data, config.seed)
-        threshold = calibrate_threshold(
-            model, val, args.target_drop, args.policy, min_steps=args.min_steps
-        )["threshold"]
-    loader, _ = iterate_batches(data.test, args.batch_size)
-    batches = [x for x, _ in loader]
+
+def measure(
+    model: SpikingNetwork,
+    batches: list[torch.Tensor],
+    args: argparse.Namespace,
+    threshold: float,
+) -> dict[str, Any]:
+    """Every figure at the current thread count."""
     samples = sum(x.shape[1] for x in batches)
     T = model.timesteps
+    steps: dict[tuple[int, int], torch.Tensor] = {}  # (chunk steps, batch) -> steps used
 
-    steps: dict[int, torch.Tensor] = {}  # batch index -> steps used per sample
+    def early_exit(chunk: int) -> Callable[[int], None]:
+        def run(i: int) -> None:
+            result = run_early_exit(
+                model, batches[i], args.policy, threshold, args.min_steps, chunk_steps=chunk
+            )
+            steps[chunk, i] = result.steps
 
-    def early_exit(i: int) -> None:
-        result = run_early_exit(model, batches[i], args.policy, threshold, args.min_steps)
-        steps[i] = result.steps
+        return run
 
-    runs = {
-        "full-single": lambda i: model.logits(batches[i], "single"),
+    runs: dict[str, Callable[[int], object]] = {
         "full-multi": lambda i: model.logits(batches[i], "multi"),
-        "early-exit": early_exit,
+        "full-single": lambda i: model.logits(batches[i], "single"),
     }
+    runs |= {f"early-exit k={k}": early_exit(k) for k in args.chunk_steps}
     times: dict[str, list[float]] = {name: [] for name in runs}
     with torch.no_grad():
         for fn in runs.values():  # warm-up
             fn(0)
-        for _ in range(args.repeats):  # one pass over the test set per implementation
+        for _ in range(args.repeats):  # one pass over the samples per implementation
             spent = dict.fromkeys(runs, 0.0)
             for i in range(len(batches)):  # interleaved batch by batch
                 for name, fn in runs.items():
@@ -111,52 +128,131 @@ def main(argv: list[str] | None = None) -> int:
                 times[name].append(spent[name])
         sizes = [s for s in (128, 64, 32, 16, 8, 4, 2, 1) if s <= batches[0].shape[1]]
         per_step = step_ms(model, batches[0], sizes, args.repeats)
+        per_step_rule = exits_against_per_step_rule(model, batches, args, threshold)
 
     rate = {name: samples / statistics.median(t) for name, t in times.items()}
-    mean_steps = torch.cat(list(steps.values())).double().mean().item()
+    first = args.chunk_steps[0]
+    mean_steps = torch.cat([steps[first, i] for i in range(len(batches))]).double().mean().item()
     ideal = T / mean_steps
-    speedup = rate["early-exit"] / rate["full-single"]
-    paired = sorted(f / e for f, e in zip(times["full-single"], times["early-exit"], strict=True))
-    figures = {
-        "run": str(args.run_dir),
-        "samples": samples,
-        "batch_size": args.batch_size,
+    chunks = {}
+    for k in args.chunk_steps:
+        name = f"early-exit k={k}"
+        multi = rate[name] / rate["full-multi"]
+        chunks[k] = {
+            "samples_per_s": rate[name],
+            "speedup_vs_full_multi": multi,
+            "speedup_vs_full_single": rate[name] / rate["full-single"],
+            "ratio_to_ideal": multi / ideal,
+            "speedup_vs_full_multi_per_pass": sorted(
+                f / e for f, e in zip(times["full-multi"], times[name], strict=True)
+            ),
+            "goal_met": multi >= 0.8 * ideal,
+        }
+    return {
         "threads": torch.get_num_threads(),
-        "policy": args.policy,
-        "threshold": threshold,
-        "min_steps": args.min_steps,
-        "timesteps": T,
         "mean_steps": mean_steps,
         "load_saved": 1 - mean_steps / T,
+        "ideal_speedup": ideal,
         "samples_per_s": rate,
         "seconds_per_pass": times,
-        "ideal_speedup": ideal,
-        "speedup_vs_full_single": speedup,
-        "speedup_per_pass": paired,
-        "speedup_vs_full_multi": rate["early-exit"] / rate["full-multi"],
-        "speedup_over_ideal": speedup / ideal,
-        "goal_met": speedup >= 0.8 * ideal,
+        "chunk_steps": chunks,
+        "per_step_rule": per_step_rule,
         "step_ms_by_batch": per_step,
     }
+
+
+def exits_against_per_step_rule(
+    model: SpikingNetwork, batches: list[torch.Tensor], args: argparse.Namespace, threshold: float
+) -> dict[str, Any]:
+    """Every chunk size against the per-step rule on the full-T single-step outputs
+    (``exit_from_trajectory``): whether the exit steps are equal, the largest difference of
+    the outputs at exit, and the samples whose outputs differ at all."""
+    equal, difference, differ = True, 0.0, 0
+    for x in batches:
+        rule = exit_from_trajectory(model(x, "single"), args.policy, threshold, args.min_steps)
+        for k in args.chunk_steps:
+            result = run_early_exit(model, x, args.policy, threshold, args.min_steps, chunk_steps=k)
+            equal &= torch.equal(result.steps, rule.steps)
+            gap = (result.outputs - rule.outputs).abs()
+            difference = max(difference, gap.max().item())
+            differ += int((gap > 0).any(1).sum())
+    return {"steps_equal": equal, "max_output_difference": difference, "outputs_differ": differ}
+
+
+def report(figures: dict[str, Any], repeats: int) -> None:
+    rule = figures["per_step_rule"]
     print(
-        f"{samples} test samples of {config.dataset}, batch {args.batch_size}, "
-        f"{torch.get_num_threads()} threads, {args.policy} θ = {threshold:g}: "
-        f"mean steps {mean_steps:.2f} of {T} (load saved {100 * (1 - mean_steps / T):.1f} %)"
+        f"  {figures['threads']} threads: mean steps {figures['mean_steps']:.2f} "
+        f"(load saved {100 * figures['load_saved']:.1f} %), ideal T / mean steps "
+        f"{figures['ideal_speedup']:.2f}x"
     )
-    for name, value in rate.items():
-        print(f"  {name:<12} {value:8.1f} samples/s (median of {args.repeats})")
     print(
-        f"  speedup over full-T single-step {speedup:.2f}x, ideal T / mean steps {ideal:.2f}x, "
-        f"ratio {speedup / ideal:.2f} (goal >= 0.8: {'met' if figures['goal_met'] else 'missed'})"
-        f"; over full-T multi-step {figures['speedup_vs_full_multi']:.2f}x"
+        f"    against the per-step rule (every k): exit steps equal {rule['steps_equal']}, "
+        f"outputs at exit differ by at most {rule['max_output_difference']:.3g} "
+        f"({rule['outputs_differ']} sample outputs not bit-equal)"
     )
-    print(f"  speedup per pass (same pass, sorted): {', '.join(f'{r:.2f}' for r in paired)}")
+    for name, value in figures["samples_per_s"].items():
+        print(f"    {name:<16} {value:8.1f} samples/s (median of {repeats})")
+    for k, chunk in figures["chunk_steps"].items():
+        print(
+            f"    k={k}: {chunk['speedup_vs_full_multi']:.2f}x over full-T multi-step "
+            f"(ratio to ideal {chunk['ratio_to_ideal']:.2f}, goal >= 0.8: "
+            f"{'met' if chunk['goal_met'] else 'missed'}; per pass "
+            f"{', '.join(f'{r:.2f}' for r in chunk['speedup_vs_full_multi_per_pass'])}), "
+            f"{chunk['speedup_vs_full_single']:.2f}x over full-T single-step"
+        )
     print(
-        "  one step, ms per batch size: "
-        + ", ".join(f"{s}: {ms:.2f}" for s, ms in per_step.items())
+        "    one single step, ms per batch size: "
+        + ", ".join(f"{s}: {ms:.2f}" for s, ms in figures["step_ms_by_batch"].items())
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, nargs="?", default=Path("runs/digits"))
+    parser.add_argument("--reference", type=Path, help="the authors' checkpoint instead of a run")
+    parser.add_argument("--nmnist", type=Path, help="N-MNIST folder for --reference")
+    parser.add_argument("--data-root", type=Path, help="frame cache (default $PRIME_DATA)")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--threshold", type=float, help="exit threshold θ")
+    choice.add_argument("--target-drop", type=float, default=0.5, help="calibrate θ (points)")
+    parser.add_argument("--policy", default="prime", choices=("prime", "margin", "entropy"))
+    parser.add_argument("--min-steps", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per figure")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads")
+    parser.add_argument(
+        "--chunk-steps", type=int, nargs="+", default=[CHUNK_STEPS], help="early exit's chunks"
+    )
+    parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    args = parser.parse_args(argv)
+    if args.reference is not None and args.nmnist is None:
+        parser.error("--reference needs --nmnist (the folder of the recordings)")
+    torch.manual_seed(0)
+
+    model, name, samples, data, seed = load_model(args)
+    threshold = args.threshold
+    if threshold is None:
+        val = validation_split(data, seed)
+        threshold = calibrate_threshold(
+            model, val, args.target_drop, args.policy, min_steps=args.min_steps
+        )["threshold"]
+    loader, _ = iterate_batches(samples, args.batch_size)
+    batches = [x for x, _ in loader]
+    count = sum(x.shape[1] for x in batches)
+    print(
+        f"{name}: {count} samples, batch {args.batch_size}, {args.policy} θ = {threshold:g}, "
+        f"T = {model.timesteps}"
+    )
+    results = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        results.append(measure(model, batches, args, threshold))
+        report(results[-1], args.repeats)
     if args.json:
-        write_json(args.json, figures)
+        setting = {"model": name, "samples": count, "batch_size": args.batch_size}
+        setting |= {"policy": args.policy, "threshold": threshold, "min_steps": args.min_steps}
+        write_json(args.json, {**setting, "timesteps": model.timesteps, "by_threads": results})
         print(f"wrote {args.json}")
     return 0
 

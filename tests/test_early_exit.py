@@ -72,6 +72,8 @@ def test_bad_arguments_are_prime_errors(model, x):
         run_early_exit(model, x, threshold=float("nan"))
     with pytest.raises(PrimeError, match="timesteps"):
         run_early_exit(model, x[:3])
+    with pytest.raises(PrimeError, match="chunk_steps must be a whole number >= 1, got 0"):
+        run_early_exit(model, x, chunk_steps=0)
 
 
 @pytest.mark.parametrize("policy", POLICIES.names())
@@ -109,6 +111,38 @@ def test_compaction_equals_each_sample_run_alone_to_its_exit(model, x):
     offline = exit_from_trajectory(model(x, mode="single"), "prime", threshold, min_steps=2)
     assert torch.equal(offline.steps, result.steps)
     assert torch.allclose(offline.outputs, result.outputs, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["digits-conv", "nmnist-mlp"])
+@pytest.mark.parametrize("native_kernels", [True, False], ids=["native", "torch-ops"])
+def test_network_chunks_from_a_state_equal_single_steps(name, native_kernels, x, monkeypatch):
+    """Chunks run multi-step from the state the last one left (fused LIF + pooling for the
+    conv net, LIF scans for the MLP) give the single steps' outputs bit for bit."""
+    if not native_kernels:
+        monkeypatch.setattr("prime.kernels.lif.kernels", lambda: None)
+    net = get_model(name, timesteps=T, chip_seed=3, score_seed=3).eval()
+    with torch.no_grad():
+        steps = net(x, mode="single")
+        state, chunks = net.initial_state(), []
+        for chunk in x[:4].split([1, 3]):
+            out, state = net(chunk, state=state)
+            chunks.append(out)
+        out, state = net(x[4], state=state)  # a single step goes on from a chunk's state
+        chunks.append(out[None])
+        chunks.append(net(x[5:], state=state)[0])  # and a chunk from a single step's
+    assert steps.abs().sum() > 0
+    assert torch.equal(torch.cat(chunks), steps)
+
+
+@pytest.mark.parametrize("chunk_steps", [1, 2, 3, T])
+def test_chunked_exits_are_those_of_the_per_step_rule(model, x, chunk_steps):
+    threshold = _median_confidence(model, x)
+    rule = exit_from_trajectory(model(x, mode="single"), "prime", threshold, min_steps=2)
+    result = run_early_exit(model, x, "prime", threshold, min_steps=2, chunk_steps=chunk_steps)
+    assert len(set(rule.steps.tolist())) > 2
+    assert torch.equal(result.steps, rule.steps)
+    # equal up to the rounding of the linear layer's GEMM, which depends on the batch size
+    torch.testing.assert_close(result.outputs, rule.outputs, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("policy", POLICIES.names())
@@ -150,7 +184,8 @@ def test_threshold_zero_exits_everyone_at_min_steps(model, x):
 
 
 @pytest.mark.slow
-def test_golden_early_exit_steps_of_the_prime_reference():
+@pytest.mark.parametrize("chunk_steps", [1, 3])
+def test_golden_early_exit_steps_of_the_prime_reference(chunk_steps):
     from prime.snn.reference import load_prime_reference
 
     model = load_prime_reference(reference_file("prime/classification.pt"))
@@ -163,7 +198,9 @@ def test_golden_early_exit_steps_of_the_prime_reference():
             if not key.startswith(f"{prefix}early_exit_steps_th"):
                 continue
             threshold = float(key.rsplit("th", 1)[1])
-            result = run_early_exit(model, x, "prime", threshold, alpha=alpha)
+            result = run_early_exit(
+                model, x, "prime", threshold, alpha=alpha, chunk_steps=chunk_steps
+            )
             steps = torch.from_numpy(golden[key])
             output = torch.from_numpy(golden[key.replace("steps", "output")])
             assert torch.equal(result.steps, steps), (key, result.steps, steps)
@@ -171,7 +208,7 @@ def test_golden_early_exit_steps_of_the_prime_reference():
             checked += 1
     assert checked == 8
     real = torch.from_numpy(golden["real_inputs"]).float().transpose(0, 1)
-    assert run_early_exit(model, real).steps.tolist() == [9, 6]
+    assert run_early_exit(model, real, chunk_steps=chunk_steps).steps.tolist() == [9, 6]
 
 
 @pytest.mark.slow

@@ -16,8 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from prime.core.errors import PrimeError
 from prime.kernels import native
-from prime.kernels.lif import LIFScan, lif_pool_scan
+from prime.kernels.lif import LIFScan, lif_pool_scan, lif_pool_scan_from, lif_scan_from
 from prime.kernels.memory import keep_freed_memory, spikes_saved_as_bool
 from prime.snn.models import get_model
 from prime.snn.neurons import LIF, LIFParams, lif_scan, lif_step
@@ -362,3 +363,90 @@ def test_network_with_and_without_fused_pooling_agree(name):
     for a, b in zip(grads_fused, grads_plain, strict=True):
         assert a.abs().sum() > 0
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def loop_from(currents: torch.Tensor, mem: torch.Tensor, params: LIFParams):
+    """The reference of a scan from a state: (spikes, last membrane) of a ``lif_step`` loop."""
+    spikes = []
+    for current in currents:
+        spike, mem = lif_step(current, mem, params)
+        spikes.append(spike)
+    return torch.stack(spikes), mem
+
+
+def reset(mem: torch.Tensor, params: LIFParams) -> torch.Tensor:
+    return torch.where(mem > params.threshold, 0.0, mem)
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=repr)
+@pytest.mark.parametrize("native_kernels", [True, False], ids=["native", "torch-ops"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_scans_in_chunks_from_a_state_equal_the_step_loop(
+    params, native_kernels, channels_last, monkeypatch
+):
+    if native_kernels:
+        needs_native()
+    else:
+        torch_ops_only(monkeypatch)
+    g = torch.Generator().manual_seed(4)
+    frames = torch.randn(9 * 6, 5, 8, 10, generator=g) * params.threshold * 1.5
+    if channels_last:
+        frames = frames.contiguous(memory_format=torch.channels_last)
+    currents = frames.unflatten(0, (9, 6))
+    start = torch.randn(6, 5, 8, 10, generator=g) * params.threshold * 1.5  # some above it
+    ref_spikes, ref_mem = loop_from(currents, start, params)
+    mem, chunks = start, []
+    for chunk in currents.split([1, 3, 5]):
+        spikes, mem = lif_scan_from(chunk, mem, params)
+        chunks.append(spikes)
+    assert 0.05 < ref_spikes.mean() < 0.95 and (start > params.threshold).any()
+    assert torch.equal(torch.cat(chunks), ref_spikes)
+    assert torch.equal(mem, reset(ref_mem, params))  # the state lif_step goes on from
+    assert mem.stride() == currents[0].stride()
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=repr)
+@pytest.mark.parametrize("channels_last", [True, False], ids=["cl-out", "contiguous-out"])
+def test_fused_lif_pooling_in_chunks_equals_one_scan(params, channels_last):
+    needs_native()
+    T, B, C, H, W, k = 7, 3, 4, 8, 12, 2
+    g = torch.Generator().manual_seed(6)
+    frames = torch.randn(T * B, C, H, W, generator=g) * params.threshold * 1.5
+    currents = frames.contiguous(memory_format=torch.channels_last).unflatten(0, (T, B))
+    with torch.no_grad():
+        whole = lif_pool_scan(currents, params, k, channels_last=channels_last)
+        _, ref_mem = loop_from(currents, torch.zeros(B, C, H, W), params)
+        mem, chunks = torch.zeros(B, C, H, W), []
+        for chunk in currents.split([2, 1, 4]):
+            fused = lif_pool_scan_from(chunk, mem, params, k, channels_last)
+            assert fused is not None
+            pooled, mem = fused
+            chunks.append(pooled)
+    assert whole is not None and 0.05 < whole.mean() < 0.95
+    assert torch.equal(torch.cat(chunks), whole)
+    assert torch.equal(mem, reset(ref_mem, params))
+    assert lif_pool_scan_from(currents, mem, params, 5, channels_last) is None  # 8 % 5 != 0
+
+
+def test_scan_from_a_state_of_the_wrong_shape_is_refused():
+    with pytest.raises(PrimeError, match="membranes of shape \\(2, 3\\) do not fit currents"):
+        lif_scan_from(torch.zeros(4, 2, 5), torch.zeros(2, 3), PARAMS[0])
+
+
+def test_lif_layer_scans_from_a_state_with_gradients():
+    """``layer(currents, state)`` scans on from the state, with the step loop's gradients."""
+    layer = LIF(PARAMS[1])
+    g = torch.Generator().manual_seed(8)
+    currents = torch.randn(5, 3, 7, generator=g)
+    start = torch.randn(3, 7, generator=g)
+    grad_out = torch.randn(5, 3, 7, generator=g)
+    grads = []
+    for scan in (lambda c: layer(c, start)[0], lambda c: loop_from(c, start, layer.params)[0]):
+        c = currents.clone().requires_grad_()
+        scan(c).backward(grad_out)
+        grads.append(c.grad)
+    assert grads[0].abs().sum() > 0 and torch.equal(grads[0], grads[1])
+    with torch.no_grad():
+        spikes, mem = layer(currents, start)
+    assert torch.equal(spikes, loop_from(currents, start, layer.params)[0])
+    assert mem.shape == start.shape

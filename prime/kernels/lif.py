@@ -3,7 +3,10 @@
 :func:`lif_scan` and :func:`lif_pool_scan` are the multi-step kernels of
 :class:`prime.snn.neurons.LIF`; both run the native kernels of ``prime/kernels/lif_scan.c``
 (:mod:`prime.kernels.native`) where they are built, else PyTorch ops, with bit-identical
-results. The neuron model itself (one step, its constants) is :mod:`prime.snn.neurons`.
+results. :func:`lif_scan_from` and :func:`lif_pool_scan_from` (inference) start from given
+membranes and return the membranes after the last step, so a sequence can run in chunks of
+steps (early exit) with the results of one scan. The neuron model itself (one step, its
+constants) is :mod:`prime.snn.neurons`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from prime.core.errors import PrimeError
 from prime.kernels.native import channels_last_frames, kernels, loaded_kernels, step_major
 
 
@@ -40,11 +44,36 @@ def lif_scan(currents: torch.Tensor, params: LIFConstants) -> torch.Tensor:
     return lif_scan_forward(currents, params)
 
 
+def lif_scan_from(
+    currents: torch.Tensor, membrane: torch.Tensor, params: LIFConstants
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LIF over T steps from membranes [B, ...] (as :func:`~prime.snn.neurons.lif_step`'s
+    state): currents [T, B, ...] -> (spikes [T, B, ...], membranes after the last step, reset
+    to 0 where they fired). Inference only (no gradients); bit for bit a ``lif_step`` loop."""
+    after = _membranes_from(currents, membrane)
+    return lif_scan_forward(currents, params, membrane=after), after
+
+
+def _membranes_from(currents: torch.Tensor, membrane: torch.Tensor) -> torch.Tensor:
+    """A copy of ``membrane`` laid out as one step of ``currents`` (what the kernels update)."""
+    if membrane.shape != currents.shape[1:]:
+        raise PrimeError(
+            f"membranes of shape {tuple(membrane.shape)} do not fit currents "
+            f"{tuple(currents.shape)}: pass one membrane per element of a step [B, ...]"
+        )
+    return torch.empty_like(currents[0]).copy_(membrane)
+
+
 def lif_scan_forward(
-    currents: torch.Tensor, params: LIFConstants, state: torch.Tensor | None = None
+    currents: torch.Tensor,
+    params: LIFConstants,
+    state: torch.Tensor | None = None,
+    membrane: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The fused scan's forward: spikes [T, B, ...]; fills ``state`` (uint8, currents' shape)
     with the bits backward needs (:data:`FIRED`, :data:`IN_WINDOW`, :data:`POSITIVE`) if given.
+    Starts from ``membrane`` (laid out as ``currents[0]``) if given, and overwrites it with the
+    membranes after the last step (reset to 0 where they fired).
 
     Runs the native kernel (:mod:`prime.kernels.native`) where it is built, else PyTorch ops; both
     give the same bits.
@@ -57,6 +86,7 @@ def lif_scan_forward(
             currents.data_ptr(),
             spikes.data_ptr(),
             None if state is None else state.data_ptr(),
+            None if membrane is None else membrane.data_ptr(),
             T,
             n,
             1.0 - params.decay,
@@ -65,7 +95,7 @@ def lif_scan_forward(
             params.surrogate_width,
         )
         return spikes
-    mem = torch.zeros_like(currents[0])
+    mem = torch.zeros_like(currents[0]) if membrane is None else reset_fired(membrane, params)
     not_fired = torch.ones_like(mem)
     distance = torch.empty_like(mem)
     bit = torch.empty_like(mem, dtype=torch.bool)
@@ -83,7 +113,14 @@ def lif_scan_forward(
         state[t].add_(bit.view(torch.uint8), alpha=IN_WINDOW)
         torch.gt(mem, 0.0, out=bit)
         state[t].add_(bit.view(torch.uint8), alpha=POSITIVE)
+    if membrane is not None:
+        membrane.copy_(reset_fired(mem, params))
     return spikes
+
+
+def reset_fired(mem: torch.Tensor, params: LIFConstants) -> torch.Tensor:
+    """``mem`` with 0 where it is above threshold: the reset after a spike (``lif_step``)."""
+    return torch.where(mem > params.threshold, torch.zeros((), dtype=mem.dtype), mem)
 
 
 def lif_scan_backward(
@@ -170,14 +207,35 @@ def lif_pool_scan(
     storing the spikes (backward keeps the state bytes only). Returns None where it cannot
     run: native kernels not built, frames not channels-last, or H, W not divisible by k.
     """
-    if kernels() is None or not channels_last_frames(currents):
-        return None
-    *_, C, H, W = currents.shape
-    if H % kernel or W % kernel or kernel * W * C > POOL_ROW_LIMIT:
+    if not _poolable(currents, kernel):
         return None
     if torch.is_grad_enabled() and currents.requires_grad:
         return LIFPoolScan.apply(currents, params, kernel, channels_last)
     return lif_pool_scan_forward(currents, params, kernel, channels_last)
+
+
+def lif_pool_scan_from(
+    currents: torch.Tensor,
+    membrane: torch.Tensor,
+    params: LIFConstants,
+    kernel: int,
+    channels_last: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """:func:`lif_pool_scan` from membranes [B, C, H, W] (as :func:`lif_scan_from`):
+    (pooled spikes, membranes after the last step), or None where it cannot run. Inference
+    only (no gradients)."""
+    if not _poolable(currents, kernel):
+        return None
+    after = _membranes_from(currents, membrane)
+    return lif_pool_scan_forward(currents, params, kernel, channels_last, membrane=after), after
+
+
+def _poolable(currents: torch.Tensor, kernel: int) -> bool:
+    """Whether the fused kernel runs: built, channels-last frames, H and W divisible by k."""
+    if kernels() is None or not channels_last_frames(currents):
+        return False
+    *_, C, H, W = currents.shape
+    return not (H % kernel or W % kernel or kernel * W * C > POOL_ROW_LIMIT)
 
 
 def _pooled_frames(T: int, B: int, C: int, H: int, W: int, channels_last: bool) -> torch.Tensor:
@@ -197,15 +255,17 @@ def lif_pool_scan_forward(
     kernel: int,
     channels_last: bool = True,
     state: torch.Tensor | None = None,
+    membrane: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`lif_pool_scan`'s forward (native kernel; checked input): pooled spikes, and
-    ``state`` filled as :func:`lif_scan_forward` fills it, if given."""
+    ``state`` and ``membrane`` used as :func:`lif_scan_forward` uses them, if given."""
     T, B, C, H, W = currents.shape
     pooled = _pooled_frames(T, B, C, H // kernel, W // kernel, channels_last)
     status = loaded_kernels().lif_pool_scan_forward(
         currents.data_ptr(),
         pooled.data_ptr(),
         None if state is None else state.data_ptr(),
+        None if membrane is None else membrane.data_ptr(),
         T,
         B,
         H,

@@ -8,6 +8,9 @@
  *     on channels-last frames: currents [T][B][H][W][C] -> pooled [T][B][H/k][W/k][C]; the
  *     spikes themselves are never written. Backward takes d loss / d pooled.
  * The state byte per element and step holds FIRED | IN_WINDOW | POSITIVE (see LIFScan).
+ * The forward scans start at rest (membrane NULL) or from given membranes [n] (a step's
+ *     layout, as lif_step's state), which they overwrite with the membranes after the last
+ *     step (reset to 0 where the neuron fired), so a sequence runs in chunks of steps.
  * Work is split over OpenMP threads: PyTorch's own pool where PyTorch uses libgomp.
  */
 #include <math.h>
@@ -56,6 +59,15 @@ static inline void step_row(float *restrict mem, const float *restrict current,
         bits[i] = (uint8_t)(fired | (fabsf(u - p.threshold) < p.width) << 1 | (u > 0.0f) << 2);
         mem[i] = fired ? 0.0f : u;
     }
+}
+
+/* The membranes m neurons start from: 0, or membrane (reset to 0 above threshold, as
+ * lif_step resets its state). */
+static inline void start_row(float *restrict mem, const float *restrict membrane, int64_t m,
+                             lif_params p)
+{
+    for (int64_t i = 0; i < m; i++)
+        mem[i] = membrane && !(membrane[i] > p.threshold) ? membrane[i] : 0.0f;
 }
 
 /* One backward step of m neurons: d loss / d spikes at t and d loss / d current at t + 1
@@ -138,20 +150,24 @@ static lif_params params(float beta, float slope, float threshold, float width)
     return p;
 }
 
-/* currents [T][n] -> spikes [T][n], and the state bytes if state is not NULL. */
+/* currents [T][n] -> spikes [T][n], and the state bytes if state is not NULL; from and to
+ * membrane [n] if it is not NULL. */
 VECTOR_CLONES void lif_scan_forward(const float *currents, float *spikes, uint8_t *state,
-                                    int64_t T, int64_t n, float beta, float slope, float threshold,
-                                    float width)
+                                    float *membrane, int64_t T, int64_t n, float beta,
+                                    float slope, float threshold, float width)
 {
     const lif_params p = params(beta, slope, threshold, width);
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (int64_t block = 0; block < n; block += BLOCK) {
         const int64_t m = n - block < BLOCK ? n - block : BLOCK;
-        float mem[BLOCK] = {0};
+        float mem[BLOCK];
+        start_row(mem, membrane ? membrane + block : NULL, m, p);
         for (int64_t t = 0; t < T; t++) {
             const int64_t at = t * n + block;
             step_row(mem, currents + at, spikes + at, state ? state + at : NULL, m, p);
         }
+        if (membrane)
+            memcpy(membrane + block, mem, sizeof(float) * m);
     }
 }
 
@@ -174,12 +190,12 @@ VECTOR_CLONES void lif_scan_backward(const float *grad_spikes, const uint8_t *st
 /* Fused scan + k x k average pooling. A pooled row (b, ho) covers k input rows, k * W * C
  * contiguous elements of each frame; a work item is a run of consecutive pooled rows (over
  * ho, then b) of at most BLOCK elements (pooling()). The pooled frames are channels-last
- * or, with channels_last 0, [T*B][C][Ho][Wo]. Returns -1 (nothing done) if one pooled
- * row's input exceeds BLOCK. */
+ * or, with channels_last 0, [T*B][C][Ho][Wo]. membrane, if not NULL, is [B][H][W][C].
+ * Returns -1 (nothing done) if one pooled row's input exceeds BLOCK. */
 VECTOR_CLONES int lif_pool_scan_forward(const float *currents, float *pooled, uint8_t *state,
-                                        int64_t T, int64_t B, int64_t H, int64_t W, int64_t C,
-                                        int64_t k, int64_t channels_last, float beta,
-                                        float slope, float threshold, float width)
+                                        float *membrane, int64_t T, int64_t B, int64_t H,
+                                        int64_t W, int64_t C, int64_t k, int64_t channels_last,
+                                        float beta, float slope, float threshold, float width)
 {
     const lif_params p = params(beta, slope, threshold, width);
     const pool_shape g = pooling(B, H, W, C, k, channels_last);
@@ -189,7 +205,8 @@ VECTOR_CLONES int lif_pool_scan_forward(const float *currents, float *pooled, ui
 #pragma omp parallel for schedule(static) if (T * step >= PARALLEL_MIN)
     for (int64_t first = 0; first < g.rows; first += per_item) {
         const int64_t count = g.rows - first < per_item ? g.rows - first : per_item;
-        float mem[BLOCK] = {0}, spike[BLOCK], averages[BLOCK];
+        float mem[BLOCK], spike[BLOCK], averages[BLOCK];
+        start_row(mem, membrane ? membrane + first * row : NULL, count * row, p);
         for (int64_t t = 0; t < T; t++) {
             const int64_t at = t * step + first * row;
             step_row(mem, currents + at, spike, state ? state + at : NULL, count * row, p);
@@ -205,6 +222,8 @@ VECTOR_CLONES int lif_pool_scan_forward(const float *currents, float *pooled, ui
                         out[c * g.Ho * Wo + wo] = averages[wo * C + c];
             }
         }
+        if (membrane)
+            memcpy(membrane + first * row, mem, sizeof(float) * count * row);
     }
     return 0;
 }

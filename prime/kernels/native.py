@@ -55,9 +55,9 @@ class ConvShape(ctypes.Structure):
 
 
 _SIGNATURES = {
-    "lif_scan_forward": ([_ptr] * 3 + [_i64] * 2 + [_f32] * 4, None),
+    "lif_scan_forward": ([_ptr] * 4 + [_i64] * 2 + [_f32] * 4, None),
     "lif_scan_backward": ([_ptr] * 3 + [_i64] * 2 + [_f32] * 3, None),
-    "lif_pool_scan_forward": ([_ptr] * 3 + [_i64] * 7 + [_f32] * 4, ctypes.c_int),
+    "lif_pool_scan_forward": ([_ptr] * 4 + [_i64] * 7 + [_f32] * 4, ctypes.c_int),
     "lif_pool_scan_backward": ([_ptr] * 3 + [_i64] * 7 + [_f32] * 3, ctypes.c_int),
     "count_nonzero": ([_ptr, _i64, _i64, _ptr], None),
     "gather_nonzero": ([_ptr, _i64, _i64] + [_ptr] * 3, None),

@@ -5,7 +5,10 @@ Two execution modes give identical results (parity tests keep them so):
 * ``"multi"`` (multi-step, the training fast path): input [T, B, ...] is processed layer by
   layer; every synaptic layer runs once on all T*B frames, every neuron layer scans over T.
 * ``"single"`` (single-step): one timestep at a time through all layers, with explicit
-  state; what early exit drives through :meth:`SpikingNetwork.step`.
+  state (:meth:`SpikingNetwork.step`).
+
+A chunk of k steps runs multi-step from a state and returns the state after it (inference:
+what early exit drives between its exit checks), with the results of k single steps.
 
 Both call every layer as a module (``layer(x)``), so forward hooks and ``model.apply(fn)``
 see every layer; the network's own forward takes a whole sequence, or one step with
@@ -26,7 +29,7 @@ from torch import nn
 
 from prime.core.errors import PrimeError
 from prime.hardware.readpath import CrossbarRead
-from prime.kernels.lif import lif_pool_scan
+from prime.kernels.lif import lif_pool_scan, lif_pool_scan_from
 from prime.kernels.memory import avg_pool2d_saving_shape, spikes_saved_as_bool
 from prime.snn.config import ModelConfig
 from prime.snn.layers import MemristorLayer
@@ -141,20 +144,25 @@ class SpikingNetwork(nn.Module):
         state: list[torch.Tensor | None] | None = None,
         reads: list[CrossbarRead | None] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor | None]]:
-        """A whole sequence, or one timestep.
+        """A whole sequence, one timestep, or a chunk of timesteps.
 
         Without ``state``: x [T, B, ...] -> output integrator values after every step
-        [T, B, num_classes], run in ``mode``. With ``state`` (from :meth:`initial_state`):
-        one step, frame x [B, ...] -> (output [B, num_classes], new state), through
-        ``reads`` (:meth:`crossbar_reads`, once per sequence; read now if omitted).
+        [T, B, num_classes], run in ``mode``. With ``state`` (from :meth:`initial_state` or a
+        step before): one step, frame x [B, ...] -> (output [B, num_classes], new state), or
+        a chunk of k steps, x [k, B, ...] -> (outputs [k, B, num_classes], state after them),
+        run multi-step (inference); both through ``reads`` (:meth:`crossbar_reads`, once per
+        sequence; read now if omitted), for every step of a chunk.
         """
         if state is not None:
-            return self._step(x, state, self.crossbar_reads() if reads is None else reads)
+            reads = self.crossbar_reads() if reads is None else reads
+            if x.dim() == len(self.input_shape) + 2:
+                return self._forward_multi(x, reads, state)
+            return self._step(x, state, reads)
         self.check_input(x)
         if mode not in MODES:
             raise PrimeError(f"unknown execution mode {mode!r}; known: {', '.join(MODES)}")
         if mode == "multi" and self._before_step_read is None:
-            return self._forward_multi(x, self.crossbar_reads())
+            return self._forward_multi(x, self.crossbar_reads())[0]
         state = self.initial_state()
         outputs = []
         for frame, step_reads in zip(x, self.sequence_reads(len(x)), strict=True):
@@ -180,9 +188,19 @@ class SpikingNetwork(nn.Module):
         """The prediction: mean output over timesteps, [B, num_classes]."""
         return self(x, mode).mean(0)
 
-    def _forward_multi(self, x: torch.Tensor, reads: list[CrossbarRead | None]) -> torch.Tensor:
+    def _forward_multi(
+        self,
+        x: torch.Tensor,
+        reads: list[CrossbarRead | None],
+        state: list[torch.Tensor | None] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """Layer by layer over x [T, B, ...] from rest, or from ``state`` (a chunk): (outputs
+        [T, B, C], the state after the last step; from rest: ``None`` per layer)."""
         T, B = x.shape[:2]
         h = x
+        new_state: list[torch.Tensor | None] = (
+            [None] * len(self.layers) if state is None else list(state)
+        )
         pooled_already = False  # the layer is average pooling, fused into the LIF scan before it
         with spikes_saved_as_bool() as mark_spikes:
             for i, (layer, read) in enumerate(zip(self.layers, reads, strict=True)):
@@ -190,11 +208,18 @@ class SpikingNetwork(nn.Module):
                     pooled_already = False
                     continue
                 if isinstance(layer, NeuronLayer):
-                    pooled = self._fused_pooling(layer, h, self.layers[i + 1 : i + 3])
-                    if pooled is not None:
-                        h, pooled_already = pooled, True
+                    mem = None  # from rest; in a chunk, from the state
+                    if state is not None:
+                        mem = layer.initial_state(h[0]) if state[i] is None else state[i]
+                    fused = self._fused_pooling(layer, h, self.layers[i + 1 : i + 3], mem)
+                    if fused is not None:
+                        (h, new_state[i]), pooled_already = fused, True
                         continue
-                    h = layer(h) if read is None else layer(h, read=read)
+                    carried = {} if read is None else {"read": read}  # recurrent: hidden read
+                    if mem is None:
+                        h = layer(h, **carried)
+                    else:
+                        h, new_state[i] = layer(h, mem, **carried)
                     if isinstance(layer, LIF):
                         mark_spikes(h)
                 else:
@@ -206,23 +231,36 @@ class SpikingNetwork(nn.Module):
                     else:
                         frames = layer(frames)
                     h = frames.unflatten(0, (T, B))
-        return h
+        return h, new_state
 
     def _fused_pooling(
-        self, layer: nn.Module, h: torch.Tensor, following: nn.ModuleList
-    ) -> torch.Tensor | None:
+        self,
+        layer: nn.Module,
+        h: torch.Tensor,
+        following: nn.ModuleList,
+        mem: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         """A LIF layer and the non-overlapping average pooling after it in one native scan
-        (:func:`prime.kernels.lif.lif_pool_scan`), or None where that does not apply (or a
-        hook observes either layer: the spikes between them are then made). The pooled
-        frames are channels-last for a convolution, contiguous for a flatten after them."""
+        (:func:`prime.kernels.lif.lif_pool_scan`, from membranes ``mem`` if given), as
+        (pooled frames, membranes after the last step or None), or None where that does not
+        apply (or a hook observes either layer: the spikes between them are then made). The
+        pooled frames are channels-last for a convolution, contiguous for a flatten after."""
         pool = following[0] if following else None
         if not (isinstance(layer, LIF) and isinstance(pool, nn.AvgPool2d)):
             return None
         kernel = _non_overlapping_pool_kernel(pool)
         if kernel is None or _observed(layer) or _observed(pool):
             return None
-        flatten_next = len(following) > 1 and isinstance(following[1], nn.Flatten)
-        return lif_pool_scan(h, layer.params, kernel, channels_last=not flatten_next)
+        channels_last = not (len(following) > 1 and isinstance(following[1], nn.Flatten))
+        if mem is not None:
+            return lif_pool_scan_from(h, mem, layer.params, kernel, channels_last)
+        pooled = lif_pool_scan(h, layer.params, kernel, channels_last=channels_last)
+        return None if pooled is None else (pooled, None)
+
+    def observed(self) -> bool:
+        """Whether forward hooks watch the network or any of its layers (e.g. energy
+        counting): a caller that would skip its per-step calls then makes them."""
+        return any(_observed(module) for module in self.modules())
 
     def initial_state(self) -> list[torch.Tensor | None]:
         """Fresh state for single-step inference: ``None`` per layer, zeros on first use."""

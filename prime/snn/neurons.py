@@ -9,7 +9,8 @@ detached from the graph, as snnTorch does), plus PRIME's LeakyReLU on the membra
     S <- U > threshold                # surrogate: 1 / (2 w) where |U - threshold| < w
 
 Shapes: a step takes ``current`` [B, ...] and returns spikes [B, ...]; a scan takes
-currents [T, B, ...] and returns spikes [T, B, ...]. Both give identical results.
+currents [T, B, ...] and returns spikes [T, B, ...], from rest or from a state [B, ...] (a
+chunk of a sequence). All give identical results.
 
 Two neuron kinds (:data:`NEURON_KINDS`, a model's ``neuron`` setting): ``"prime"`` as above,
 and ``"lif"``, the standard LIF without the LeakyReLU (leak slope 1, the identity), whose
@@ -19,6 +20,7 @@ NIR export is exact (``nir.LIF``; the output integrator becomes ``nir.I``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prime.core.errors import PrimeError
-from prime.kernels.lif import lif_scan
+from prime.kernels.lif import lif_scan, lif_scan_from, reset_fired
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,7 @@ def lif_step(
     current: torch.Tensor, mem: torch.Tensor, params: LIFParams
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One LIF step: returns (spikes, membrane). ``mem`` is the previous step's membrane."""
-    mem = torch.where(mem > params.threshold, torch.zeros((), dtype=mem.dtype), mem)
-    mem = F.leaky_relu(mem * (1.0 - params.decay) + current, params.leak_slope)
+    mem = F.leaky_relu(reset_fired(mem, params) * (1.0 - params.decay) + current, params.leak_slope)
     if torch.is_grad_enabled() and mem.requires_grad:
         spikes = RectangularSpike.apply(mem - params.threshold, params.surrogate_width)
     else:  # inference: no surrogate window to save
@@ -91,9 +92,12 @@ def integrator_step(current: torch.Tensor, mem: torch.Tensor, leak_slope: float)
     return F.leaky_relu(mem + current, leak_slope)
 
 
-def integrator_scan(currents: torch.Tensor, leak_slope: float) -> torch.Tensor:
-    """Output integrator over all timesteps: [T, B, ...] -> membranes [T, B, ...]."""
-    mem = torch.zeros_like(currents[0])
+def integrator_scan(
+    currents: torch.Tensor, leak_slope: float, mem: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Output integrator over all timesteps: [T, B, ...] -> membranes [T, B, ...], from rest
+    or from membranes ``mem`` [B, ...]."""
+    mem = torch.zeros_like(currents[0]) if mem is None else mem
     mems = []
     for current in currents:
         mem = integrator_step(current, mem, leak_slope)
@@ -101,18 +105,35 @@ def integrator_scan(currents: torch.Tensor, leak_slope: float) -> torch.Tensor:
     return torch.stack(mems)
 
 
+def scan_steps(
+    step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    currents: torch.Tensor,
+    state: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``step`` over currents [T, B, ...] from ``state``: (outputs [T, B, ...], last state)."""
+    outputs = []
+    for current in currents:
+        out, state = step(current, state)
+        outputs.append(out)
+    return torch.stack(outputs), state
+
+
 class NeuronLayer(nn.Module):
     """Base of stateful neuron layers, with explicit state (as SpikingJelly's base module).
 
     Called as a module in both execution modes: ``layer(currents)`` scans currents
     [T, B, ...] over all steps and returns the outputs [T, B, ...] (multi-step);
-    ``layer(current, state)`` runs one step and returns (output, new state) (single-step).
+    ``layer(current, state)`` runs one step and returns (output, new state) (single-step);
+    ``layer(currents, state)`` with currents [T, B, ...] and state [B, ...] scans on from
+    that state and returns (outputs [T, B, ...], state after the last step) (a chunk).
     """
 
     def forward(
         self, x: torch.Tensor, state: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        return self.scan(x) if state is None else self.step(x, state)
+        if state is None:
+            return self.scan(x)
+        return self.scan_from(x, state) if x.dim() == state.dim() + 1 else self.step(x, state)
 
     def initial_state(self, current: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(current)
@@ -124,6 +145,13 @@ class NeuronLayer(nn.Module):
     def scan(self, currents: torch.Tensor) -> torch.Tensor:
         """Outputs [T, B, ...] for currents [T, B, ...]."""
         raise NotImplementedError
+
+    def scan_from(
+        self, currents: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(outputs [T, B, ...], state after the last step) for currents [T, B, ...] from
+        ``state`` [B, ...]: the steps one by one (subclasses fuse them)."""
+        return scan_steps(self.step, currents, state)
 
 
 class LIF(NeuronLayer):
@@ -138,6 +166,13 @@ class LIF(NeuronLayer):
 
     def scan(self, currents: torch.Tensor) -> torch.Tensor:
         return lif_scan(currents, self.params)
+
+    def scan_from(
+        self, currents: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.is_grad_enabled() and (currents.requires_grad or state.requires_grad):
+            return super().scan_from(currents, state)  # the fused kernel has no gradients here
+        return lif_scan_from(currents, state, self.params)
 
     def extra_repr(self) -> str:
         return repr(self.params)
@@ -156,6 +191,12 @@ class Integrator(NeuronLayer):
 
     def scan(self, currents: torch.Tensor) -> torch.Tensor:
         return integrator_scan(currents, self.leak_slope)
+
+    def scan_from(
+        self, currents: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mems = integrator_scan(currents, self.leak_slope, state)
+        return mems, mems[-1]
 
     def extra_repr(self) -> str:
         return f"leak_slope={self.leak_slope}"

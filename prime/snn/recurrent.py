@@ -23,7 +23,7 @@ from torch import nn
 
 from prime.hardware.readpath import CrossbarRead
 from prime.snn.layers import MemristorLayer
-from prime.snn.neurons import NeuronLayer
+from prime.snn.neurons import NeuronLayer, scan_steps
 
 
 class RecurrentCell(nn.Module):
@@ -93,7 +93,11 @@ class Recurrent(NeuronLayer):
         read: CrossbarRead | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         read = self.cell.read() if read is None else read
-        return self.cell.scan(x, read) if state is None else self.cell.step(x, state, read)
+        if state is None:
+            return self.cell.scan(x, read)
+        if x.dim() == state.dim() + 1:  # a chunk of steps from a state (early exit)
+            return scan_steps(lambda current, s: self.cell.step(current, s, read), x, state)
+        return self.cell.step(x, state, read)
 
     def initial_state(self, current: torch.Tensor) -> torch.Tensor:
         return self.cell.initial_state(current)

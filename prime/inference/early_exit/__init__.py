@@ -4,7 +4,8 @@ After every timestep t the controller scores each running sample's mean output s
 (sum of the output integrator over steps 1..t, divided by t) with an exit policy; samples
 that are done (and have run at least ``min_steps``) retire: their mean output and step
 count are kept, and they leave the batch, so later steps compute only for the samples still
-running. A sample that is never confident runs all T steps.
+running (the network runs a few steps multi-step between compactions, with the exits of
+deciding after every step). A sample that is never confident runs all T steps.
 
 Policies score ``p = softmax(mean_output / alpha)``; a sample is done when its confidence is
 strictly above the threshold θ, so θ = 1.0 never exits early:
@@ -24,6 +25,7 @@ from prime.inference.early_exit.calibration import (
     validation_split,
 )
 from prime.inference.early_exit.controller import (
+    CHUNK_STEPS,
     EarlyExitResult,
     evaluate_early_exit,
     exit_from_trajectory,
@@ -33,6 +35,7 @@ from prime.inference.early_exit.policies import POLICIES, ExitPolicy, get_policy
 from prime.inference.early_exit.report import early_exit_report
 
 __all__ = [
+    "CHUNK_STEPS",
     "DEFAULT_THRESHOLDS",
     "POLICIES",
     "EarlyExitResult",

@@ -44,6 +44,10 @@ def _check_exit_args(threshold: float, min_steps: int, timesteps: int) -> None:
         )
 
 
+#: steps the controller runs multi-step between compactions (scripts/bench_early_exit.py)
+CHUNK_STEPS = 2
+
+
 @torch.no_grad()
 def run_early_exit(
     model: SpikingNetwork,
@@ -52,48 +56,74 @@ def run_early_exit(
     threshold: float = 0.8,
     min_steps: int = 1,
     alpha: float = 2.0,
+    chunk_steps: int = CHUNK_STEPS,
 ) -> EarlyExitResult:
-    """Single-step inference of x [T, B, ...] with per-sample early exit and compaction.
+    """Inference of x [T, B, ...] with per-sample early exit and compaction.
+
+    The network runs in chunks of ``chunk_steps`` steps, multi-step from the state the chunk
+    before left (the first chunk runs at least ``min_steps``); after every step of a chunk
+    the rule decides which samples exit there, and they keep that step's mean output and
+    step count. Between chunks the exited samples are dropped from the state
+    (``index_select``) and from the frames, so later chunks compute only for the samples
+    still running. Exits and outputs are those of deciding after every single step; a
+    sample computes at most ``chunk_steps - 1`` steps past its exit. Where the chip is
+    re-read every step, chunks are single steps; where forward hooks observe the network
+    (energy counting), every step is a single-step call of its own, exactly as a chip runs
+    it (no step past an exit).
 
     The crossbars are read as the network reads them for a sequence
-    (:meth:`~prime.snn.network.SpikingNetwork.sequence_reads`: once, or once per step when
-    the chip is re-read every step). Retired samples
-    are dropped from the state (``index_select``) and each step gathers only the running
-    samples' frames, so each step computes only for the samples still running. ``alpha`` is
-    used when ``policy`` is a name. Puts the model in eval mode.
+    (:meth:`~prime.snn.network.SpikingNetwork.sequence_reads`). ``alpha`` is used when
+    ``policy`` is a name. Puts the model in eval mode.
     """
     model.check_input(x)
     policy = get_policy(policy, alpha=alpha)
     T, B = x.shape[:2]
     _check_exit_args(threshold, min_steps, T)
+    if not isinstance(chunk_steps, int) or chunk_steps < 1:
+        raise PrimeError(f"chunk_steps must be a whole number >= 1, got {chunk_steps!r}")
     model.eval()
     reads = list(model.sequence_reads(T))  # all T, as a full-length run reads them
+    stepwise = model.observed()
     state = model.initial_state()
     outputs = x.new_empty(B, model.num_classes, dtype=torch.get_default_dtype())
     steps = torch.full((B,), T, dtype=torch.int64, device=x.device)
     running = torch.arange(B, device=x.device)  # original indices of the running samples
-    total = None
-    for t in range(T):
-        frame = x[t] if len(running) == B else x[t].index_select(0, running)
-        out, state = model.step(frame, state, reads[t])
-        total = out if total is None else total + out
-        mean = total / (t + 1)
-        if t + 1 == T:
-            outputs[running] = mean
-            break
-        if t + 1 < min_steps:
-            continue
-        done = policy.done(mean, threshold)
-        if not done.any():
-            continue
-        outputs[running[done]] = mean[done]
-        steps[running[done]] = t + 1
-        still = (~done).nonzero().squeeze(1)
-        if len(still) == 0:
-            break
-        running, total = running[still], total[still]
-        state = [s.index_select(0, still) if s is not None else None for s in state]
+    total = outputs.new_zeros(B, model.num_classes)  # sum of the outputs so far
+    t = 0
+    while len(running):
+        end = _chunk_end(t, 1 if stepwise else max(chunk_steps, min_steps - t), reads)
+        frames = x[t:end] if len(running) == B else x[t:end].index_select(1, running)
+        if stepwise:
+            out, state = model.step(frames[0], state, reads[t])
+            chunk = out[None]
+        else:
+            chunk, state = model(frames, state=state, reads=reads[t])
+        live = torch.ones(len(running), dtype=torch.bool, device=x.device)
+        for step, out in enumerate(chunk, start=t + 1):
+            total = total + out
+            if step < min_steps:
+                continue
+            mean = total / step
+            done = live if step == T else live & policy.done(mean, threshold)
+            if done.any():
+                outputs[running[done]] = mean[done]
+                steps[running[done]] = step
+                live = live & ~done
+        t = end
+        if not live.all():
+            still = live.nonzero().squeeze(1)
+            running, total = running[still], total[still]
+            state = [s.index_select(0, still) if s is not None else None for s in state]
     return EarlyExitResult(outputs, steps, T)
+
+
+def _chunk_end(t: int, length: int, reads: list[Any]) -> int:
+    """The end of the chunk from step t: ``length`` steps, fewer where T ends or the chip is
+    read anew (every step of a chunk goes through one read)."""
+    end = t + 1
+    while end < min(t + length, len(reads)) and reads[end] is reads[t]:
+        end += 1
+    return end
 
 
 def exit_from_trajectory(
@@ -112,7 +142,10 @@ def exit_from_trajectory(
     T, B = step_outputs.shape[:2]
     _check_exit_args(threshold, min_steps, T)
     counts = torch.arange(1, T + 1, dtype=step_outputs.dtype).view(T, 1, 1)
-    means = step_outputs.cumsum(0) / counts
+    totals = step_outputs.clone()
+    for t in range(1, T):  # summed step by step as the controller sums (cumsum rounds apart)
+        totals[t] += totals[t - 1]
+    means = totals / counts
     done = policy.done(means.flatten(0, 1), threshold).view(T, B)
     done[: min_steps - 1] = False
     done[-1] = True
