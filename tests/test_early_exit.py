@@ -279,3 +279,17 @@ def test_eval_early_exit_command_reports_and_writes_files(tmp_path, capsys):
         main(["eval", str(run), "--early-exit", "--threshold", "0.5", "--min-steps", too_many]) == 1
     )
     assert f"min_steps must be a whole number from 1 to T = {T}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["shd-rsnn", "spoken-digits-crnn"])
+def test_chunked_early_exit_of_recurrent_models_equals_the_per_step_rule(name):
+    """Recurrent layers carry their hidden state through chunks as neurons do."""
+    model = get_model(name, timesteps=6).eval()
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(6, 5, *model.input_shape, generator=g) < 0.2).float()
+    per_step = run_early_exit(model, x, "prime", 0.3, chunk_steps=1)
+    chunked = run_early_exit(model, x, "prime", 0.3, chunk_steps=3)
+    assert torch.equal(per_step.steps, chunked.steps)
+    torch.testing.assert_close(per_step.outputs, chunked.outputs, rtol=1e-5, atol=1e-6)
+    full = exit_from_trajectory(model(x, mode="single"), "prime", 0.3)
+    assert torch.equal(full.steps, per_step.steps)

@@ -95,7 +95,7 @@ class Recurrent(NeuronLayer):
         read = self.cell.read() if read is None else read
         if state is None:
             return self.cell.scan(x, read)
-        if x.dim() == state.dim() + 1:  # a chunk of steps from a state (early exit)
+        if x.dim() == state.dim():  # currents [T, B, H], state [B, 2, H]: a chunk of steps
             return scan_steps(lambda current, s: self.cell.step(current, s, read), x, state)
         return self.cell.step(x, state, read)
 
