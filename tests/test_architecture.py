@@ -180,7 +180,7 @@ def test_ideal_read_path_is_the_fused_weight_bit_for_bit():
         ({"tile_rows": 0}, "whole number >= 1"),
         ({"tile_rows": 2.5}, "whole number >= 1"),
         ({"separate_columns": "yes"}, "true or false"),
-        ({"adc_bits": 4}, "unknown fields adc_bits"),
+        ({"adc_bitz": 4}, "unknown fields adc_bitz"),
     ],
 )
 def test_bad_read_path_configs_are_refused(config, words):

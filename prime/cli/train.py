@@ -57,9 +57,26 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     p.add_argument("--limit-train", type=int, help="train on a seeded subset of N samples")
+    add_periphery_argument(p)
     add_recipe_arguments(p)
     add_replay_arguments(p)
     add_data_arguments(p)
+
+
+def add_periphery_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--periphery",
+        help="DACs, tiles, ADCs and digital unit of the crossbars: a preset (ideal, prime-512, "
+        "prime-512-adc6, isaac-128, approx-adc-4b) or a JSON file (docs/periphery.md); "
+        "default: ideal",
+    )
+
+
+def periphery_arg(spec: str | None) -> dict:
+    """The read path config of ``--periphery`` as a dict ({} for none: ideal)."""
+    from prime.hardware.periphery import load_periphery
+
+    return {} if spec is None else load_periphery(spec).to_dict()
 
 
 def add_recipe_arguments(
@@ -126,6 +143,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         data=data_options(args),
         augment=augment_options(args),
         exit_loss=args.exit_loss,
+        read_path=periphery_arg(args.periphery),
     )
 
 

@@ -14,9 +14,10 @@ from prime.analysis.energy.report import (
     write_energy_report,
 )
 from prime.core.errors import PrimeError
+from prime.hardware.periphery import ReadPathConfig
 from prime.inference.early_exit import early_exit_report
 from prime.inference.evaluate import evaluate
-from prime.runs.rundir import load_data, load_run, prepare_run, replaying, run_config
+from prime.runs.rundir import prepare_run, replaying
 
 
 def evaluate_run(
@@ -28,13 +29,15 @@ def evaluate_run(
     batch_size: int = 128,
     progress: bool = True,
     replay: dict[str, Any] | None = None,
+    periphery: ReadPathConfig | None = None,
 ) -> dict[str, Any]:
     """Re-evaluate a run on its test split; see ``prime eval``.
 
     A run trained on a chip trace is evaluated on it (unless ``chip_seed`` re-forms a random
-    chip); ``replay`` overrides its trace/replay/pruned/tile settings (None: keep).
+    chip); ``replay`` overrides its trace/replay/pruned/tile settings (None: keep);
+    ``periphery`` evaluates it on another periphery (calibrated on its training data).
     """
-    model, config, data = prepare_run(run_dir, chip_seed, replay)
+    model, config, data = prepare_run(run_dir, chip_seed, replay, periphery)
     model.set_read_noise(read_noise, seed=noise_seed)
     with replaying(model, config):
         result = evaluate(model, data.test, batch_size=batch_size, mode=mode, progress=progress)
@@ -46,6 +49,7 @@ def evaluate_run(
         "chip_seed": model.config.chip_seed,
         "trace": config.trace,
         "replay": config.replay if config.trace else None,
+        "periphery": config.read_path,
     }
 
 
@@ -56,12 +60,13 @@ def early_exit_run(
     noise_seed: int = 0,
     chip_seed: int | None = None,
     replay: dict[str, Any] | None = None,
+    periphery: ReadPathConfig | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """:func:`early_exit_report` for a trained run (``out_dir`` defaults to
     ``RUN_DIR/early-exit``), optionally under read noise, on another chip or on a chip
-    trace (``replay`` as :func:`evaluate_run`)."""
-    model, config, data = prepare_run(run_dir, chip_seed, replay)
+    trace, or periphery (``replay``, ``periphery`` as :func:`evaluate_run`)."""
+    model, config, data = prepare_run(run_dir, chip_seed, replay, periphery)
     model.set_read_noise(read_noise, seed=noise_seed)
     out_dir = Path(run_dir) / "early-exit" if out_dir is None else Path(out_dir)
     with replaying(model, config):
@@ -87,20 +92,22 @@ def bench_energy(
     limit: int | None = None,
     force: bool = False,
     progress: bool = True,
+    periphery: ReadPathConfig | None = None,
 ) -> dict[str, Any]:
     """Count the run's test split, write ``energy.json``, ``energy.md`` and ``energy.png``
-    to ``out_dir`` and return the report (``early_exit=None`` leaves out that row)."""
+    to ``out_dir`` and return the report (``early_exit=None`` leaves out that row);
+    ``periphery``: counted on that periphery (default: the run's own)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise PrimeError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     outputs = report_paths(out_dir)
     existing = [str(p) for p in outputs if p.exists()]
     if existing and not force:
         raise PrimeError(f"{', '.join(existing)} exist; pass --force to overwrite or use --out")
-    model, payload = load_run(run_dir)
-    config = run_config(payload)
-    test = limit_dataset(load_data(config).test, limit)
+    model, config, data = prepare_run(run_dir, periphery=periphery)
+    test = limit_dataset(data.test, limit)
     counted = energy_report(model, test, analog, baseline, early_exit, batch_size, progress)
     report = {"run": str(run_dir), "model": config.model_name, "dataset": config.dataset}
+    report["periphery"] = config.read_path
     report.update(counted)
     write_energy_report(report, out_dir)
     return report

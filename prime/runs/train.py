@@ -28,6 +28,7 @@ from prime.core.io import atomic_write, load_checkpoint, save_checkpoint, write_
 from prime.data import DataSplits, dataset_len, iterate_batches
 from prime.data.augment import FrameAugmentation
 from prime.hardware.replay import open_replay
+from prime.inference.calibrate import calibrate_periphery
 from prime.inference.evaluate import evaluate
 from prime.runs.config import TrainConfig, model_config, versions
 from prime.runs.distributed import Ranks, all_sum, collectives, current, shard
@@ -142,6 +143,8 @@ def train(
 
     while state["epoch"] < config.epochs:
         epoch = state["epoch"]
+        if state["step_in_epoch"] == 0:  # the periphery's open ranges follow the masks
+            calibrate_periphery(model, data.train, config.seed * 100_003 + epoch)
         model.train()
         loader, count = _epoch_batches(data.train, config, epoch, ranks)
         bar = tqdm(
