@@ -8,13 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, reference_file
+from helpers import TINY, crossbar_layer, reference_file
 
 from prime.analysis.energy.counting import count_operations
 from prime.analysis.energy.models import AnalogMacro
 from prime.cli.main import main
 from prime.core.errors import PrimeError
-from prime.hardware.devices import chip_generator, get_device
 from prime.hardware.periphery import (
     IDEAL,
     PERIPHERIES,
@@ -28,7 +27,6 @@ from prime.hardware.periphery import (
 )
 from prime.kernels import native
 from prime.runs.rundir import with_periphery
-from prime.snn.layers import MemristorConv2d, MemristorLinear
 from prime.snn.models import get_model
 from prime.snn.reference import load_prime_reference
 
@@ -137,18 +135,6 @@ def test_adc_variation_follows_the_chip_seed():
     assert all(torch.equal(a, b) for a, b in zip(cells, varied, strict=True))
 
 
-def _layer(kind: str, config: ReadPathConfig):
-    kwargs = dict(
-        device_model=get_device("rram-lognormal"),
-        chip=chip_generator(3),
-        scores_generator=torch.Generator().manual_seed(1),
-        read_path=config,
-    )
-    if kind == "linear":
-        return MemristorLinear(700, 20, **kwargs)
-    return MemristorConv2d(12, 8, 5, padding=1, **kwargs)
-
-
 @pytest.mark.parametrize(
     "kind, tile_rows",
     [("linear", 128), ("linear", 700), ("conv", 100), ("conv", 128), ("conv", 250)],
@@ -158,8 +144,8 @@ def _layer(kind: str, config: ReadPathConfig):
 def test_a_layer_on_several_tiles_equals_one_tile_when_conversion_is_ideal(
     kind, tile_rows, separate
 ):
-    one = _layer(kind, ReadPathConfig(tile_rows=10_000, separate_columns=separate))
-    split = _layer(kind, ReadPathConfig(tile_rows=tile_rows, separate_columns=separate))
+    one = crossbar_layer(kind, ReadPathConfig(tile_rows=10_000, separate_columns=separate))
+    split = crossbar_layer(kind, ReadPathConfig(tile_rows=tile_rows, separate_columns=separate))
     shape = (4, 700) if kind == "linear" else (4, 12, 9, 9)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(2)) * 3  # graded inputs
     expected, out = one(x), split(x)

@@ -17,7 +17,6 @@ functions with straight-through gradients, so masks can be trained through them:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from prime.core.errors import PrimeError
+from prime.core.io import read_json_object
 from prime.core.registry import Registry
 from prime.kernels.quantise import ColumnQuantiser, quantise_columns
 
@@ -205,17 +205,9 @@ def load_periphery(spec: str | Path) -> ReadPathConfig:
     text = str(spec)
     if not text.endswith(".json"):
         return PERIPHERIES.get(text)
-    path = Path(text)
-    try:
-        fields = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PrimeError(f"no such periphery file: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise PrimeError(f"{path} is not a readable JSON file ({exc})") from None
-    if not isinstance(fields, dict):
-        raise PrimeError(f"{path} must hold a JSON object of periphery fields")
+    fields = read_json_object(text, "periphery fields")
     base = PERIPHERIES.get(fields.pop("base")) if "base" in fields else IDEAL
-    return ReadPathConfig.from_dict({**base.to_dict(), **fields}, source=str(path))
+    return ReadPathConfig.from_dict({**base.to_dict(), **fields}, source=text)
 
 
 def periphery_generator(chip_seed: int) -> torch.Generator:

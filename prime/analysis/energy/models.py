@@ -8,7 +8,6 @@ from a JSON file. :class:`Scenario` is one row of a report: a model applied to c
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 
 from prime.analysis.energy.counting import OperationCounts
 from prime.core.errors import PrimeError
+from prime.core.io import read_json_object
 from prime.core.registry import Registry
 
 
@@ -217,16 +217,7 @@ def energy_model_of_kind(name: str, kind: type[M]) -> M:
 def load_energy_model(path: str | Path) -> EnergyModel:
     """A model from a JSON file: ``{"base": PRESET, FIELD: VALUE, ...}`` or
     ``{"kind": "analog"|"digital", FIELD: VALUE, ...}``; unset fields keep the defaults."""
-    path = Path(path)
-    try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PrimeError(f"no such energy constants file: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise PrimeError(f"{path} is not a readable JSON file ({exc})") from None
-    if not isinstance(spec, dict):
-        raise PrimeError(f"{path} must hold a JSON object of constants")
-    spec = dict(spec)
+    spec = read_json_object(path, "energy constants")
     if "base" in spec:
         base = get_energy_model(spec.pop("base"))
     else:
