@@ -58,7 +58,7 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """The JSON object in ``path``, a file of ``what`` (e.g. "energy constants"); a missing,
+    """The JSON object in ``path``, a ``what`` file (e.g. "energy constants"); a missing,
     unreadable or non-object file is a ``PrimeError`` saying which."""
     path = Path(path)
     try:
@@ -68,7 +68,7 @@ def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise PrimeError(f"{path} is not a readable JSON file ({exc})") from None
     if not isinstance(data, dict):
-        raise PrimeError(f"{path} must hold a JSON object of {what}")
+        raise PrimeError(f"{path} must hold a JSON object (a {what} file)")
     return data
 
 

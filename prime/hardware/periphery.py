@@ -205,7 +205,7 @@ def load_periphery(spec: str | Path) -> ReadPathConfig:
     text = str(spec)
     if not text.endswith(".json"):
         return PERIPHERIES.get(text)
-    fields = read_json_object(text, "periphery fields")
+    fields = read_json_object(text, "periphery")
     base = PERIPHERIES.get(fields.pop("base")) if "base" in fields else IDEAL
     return ReadPathConfig.from_dict({**base.to_dict(), **fields}, source=text)
 
