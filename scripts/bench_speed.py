@@ -14,8 +14,10 @@ for four implementations of the same network (``--model``, default ``nmnist-conv
 ``snn.Leaky`` (reset to zero, rectangular surrogate, PRIME's LeakyReLU added in a subclass)
 with every supermask recomputed at every step, as PRIME's reference code does, and
 (d) the dense floor: the same convolutions and linear layers at batch T*B, channels-last,
-without neurons or masks. Steps are timed round-robin over the implementations (so load from
-other processes hits all alike), or with ``--sequential`` each implementation alone after
+without neurons or masks; with ``--periphery NAME``, (e) prime multi-step on that periphery
+(ADCs, tiles, DACs, digital unit; docs/periphery.md), reported against (a). Steps are
+timed round-robin over the implementations (so load from other processes hits all alike),
+or with ``--sequential`` each implementation alone after
 ``--warmup`` steps (its steady state). Figures are medians, ratios are against (c) and (d).
 
     python scripts/bench_speed.py --batch 128 --timesteps 10 --json bench.json
@@ -41,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prime.core.io import write_json
+from prime.hardware.periphery import load_periphery
 from prime.kernels.memory import keep_freed_memory
 from prime.snn.layers import MemristorConv2d, MemristorLayer
 from prime.snn.masks import supermask
@@ -138,8 +141,16 @@ class DenseFloor(nn.Module):
         return h.unflatten(0, (T, B)).mean(0)
 
 
-def build(name: str, model_name: str, timesteps: int) -> tuple[nn.Module, Callable]:
-    """A fresh network of the implementation ``name`` and its forward: x -> mean output."""
+def build(
+    name: str, model_name: str, timesteps: int, periphery: str | None = None
+) -> tuple[nn.Module, Callable]:
+    """A fresh network of the implementation ``name`` and its forward: x -> mean output
+    (``prime-periphery``: prime multi-step on ``periphery``, calibrated before timing)."""
+    if name == "prime-periphery":
+        model = get_model(
+            model_name, timesteps=timesteps, read_path=load_periphery(str(periphery)).to_dict()
+        )
+        return model, lambda x: model.logits(x, "multi")
     model = get_model(model_name, timesteps=timesteps)
     if name == "prime-multi":
         return model, lambda x: model.logits(x, "multi")
@@ -208,8 +219,16 @@ def main(argv: list[str] | None = None) -> int:
         help="let glibc reuse freed memory for all implementations (prime.kernels.memory; "
         "what `prime train` does)",
     )
+    parser.add_argument(
+        "--periphery",
+        help="also time (e): prime multi-step on this periphery (preset or JSON, e.g. "
+        "prime-512-adc6), reported against (a)",
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
+    implementations = dict(IMPLEMENTATIONS)
+    if args.periphery:
+        implementations["prime-periphery"] = f"(e) prime multi, {args.periphery}"
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.keep_freed_memory and not keep_freed_memory():
@@ -222,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     x = (torch.rand(shape, generator=gen) < args.density).float()
     y = torch.randint(0, probe.num_classes, (args.batch,), generator=gen)
 
-    nets = {name: build(name, args.model, args.timesteps) for name in IMPLEMENTATIONS}
+    nets = {
+        name: build(name, args.model, args.timesteps, args.periphery) for name in implementations
+    }
+    if args.periphery:  # its converters' ranges, from the benchmark's own input
+        nets["prime-periphery"][0].calibrate_read_paths([x])
     optimizers = {
         name: torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
         for name, (net, _) in nets.items()
@@ -246,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             if diff > 1e-4:
                 raise SystemExit(f"{name} differs from prime-multi by {diff:.2e}")
 
-    figures: dict[str, dict[str, float]] = {name: {} for name in IMPLEMENTATIONS}
-    for name in IMPLEMENTATIONS:
+    figures: dict[str, dict[str, float]] = {name: {} for name in implementations}
+    for name in implementations:
         train_step(name)  # warm-up: one-time allocations and optimizer state
 
     def timed(run: Callable[[str], None], name: str) -> float:
@@ -256,21 +279,21 @@ def main(argv: list[str] | None = None) -> int:
         return time.perf_counter() - start
 
     for kind, run in (("train", train_step), ("infer", infer)):
-        times: dict[str, list[float]] = {name: [] for name in IMPLEMENTATIONS}
+        times: dict[str, list[float]] = {name: [] for name in implementations}
         if args.sequential:  # each alone: warm-up steps, then its timed steps
-            for name in IMPLEMENTATIONS:
+            for name in implementations:
                 for _ in range(args.warmup):
                     run(name)
                 times[name] = [timed(run, name) for _ in range(args.repeats)]
         else:
             for _ in range(args.repeats):
-                for name in IMPLEMENTATIONS:
+                for name in implementations:
                     times[name].append(timed(run, name))
-        for name in IMPLEMENTATIONS:
+        for name in implementations:
             figures[name][f"{kind}_samples_per_s"] = args.batch / statistics.median(times[name])
-    for name in IMPLEMENTATIONS:
+    for name in implementations:
         figures[name]["train_peak_mib"] = peak_tensor_mib(lambda name=name: train_step(name))
-    for name in IMPLEMENTATIONS:  # last: it changes how the process allocates memory
+    for name in implementations:  # last: it changes how the process allocates memory
         peaks = [peak_rss_mib(lambda name=name: train_step(name)) for _ in range(3)]
         figures[name]["train_peak_rss_mib"] = statistics.median(peaks)
 
@@ -286,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'RSS MiB':>8} {'vs (c)':>7}"
     )
     base, floor = figures["snntorch"], figures["dense-floor"]
-    for name, label in IMPLEMENTATIONS.items():
+    for name, label in implementations.items():
         f = figures[name]
         for kind in ("train", "infer"):
             key = f"{kind}_samples_per_s"
@@ -300,6 +323,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{f['infer_vs_snntorch']:6.2f}x {f['infer_vs_dense_floor']:6.2f}x "
             f"{f['train_peak_mib']:9.1f} {f['train_peak_vs_snntorch']:6.2f}x "
             f"{f['train_peak_rss_mib']:8.1f} {f['train_peak_rss_vs_snntorch']:6.2f}x"
+        )
+    if args.periphery:
+        f, a = figures["prime-periphery"], figures["prime-multi"]
+        for kind in ("train", "infer"):
+            f[f"{kind}_vs_prime_multi"] = f[f"{kind}_samples_per_s"] / a[f"{kind}_samples_per_s"]
+        print(
+            f"(e) against (a): training {f['train_vs_prime_multi']:.2f}x, inference "
+            f"{f['infer_vs_prime_multi']:.2f}x the ideal path's throughput"
         )
     if args.json:
         settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

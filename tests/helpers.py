@@ -4,6 +4,8 @@
 * :data:`TINY` / :func:`load_tiny`: a tiny registered dataset ("tiny-events") for fast
   training tests, also in subprocesses (importing this module registers it; spawned ranks
   import it through the test modules, ``python -c "import helpers"`` in a subprocess);
+* :func:`crossbar_layer`: a linear (700 -> 20) or conv (12 -> 8, k5) layer on an RRAM chip,
+  with a given read path;
 * :func:`tiny_network`: 6 inputs -> 3 LIF -> 2 outputs on crossbars of 6x6 and 3x4 cells;
 * :func:`hand_masked_network`: 3 -> 2 -> 1 with hand-set masks and unit weights, whose
   operation counts are worked out by hand.
@@ -19,7 +21,8 @@ import torch
 
 from prime.data import DATASETS, DatasetSpec, DataSplits, FrameDataset
 from prime.hardware.devices import chip_generator, get_device
-from prime.snn.layers import MemristorLinear
+from prime.hardware.readpath import ReadPathConfig
+from prime.snn.layers import MemristorConv2d, MemristorLayer, MemristorLinear
 from prime.snn.network import SpikingNetwork
 from prime.snn.neurons import LIF, Integrator, LIFParams
 
@@ -109,3 +112,16 @@ def hand_masked_network() -> SpikingNetwork:
         Integrator(),
     ]
     return SpikingNetwork(layers, input_shape=(3,), timesteps=3, num_classes=1).eval()
+
+
+def crossbar_layer(kind: str, read_path: ReadPathConfig) -> MemristorLayer:
+    """``"linear"``: 700 -> 20; ``"conv"``: 12 -> 8 channels, kernel 5, padding 1; chip 3."""
+    kwargs: dict[str, Any] = dict(
+        device_model=get_device("rram-lognormal"),
+        chip=chip_generator(3),
+        scores_generator=torch.Generator().manual_seed(1),
+        read_path=read_path,
+    )
+    if kind == "linear":
+        return MemristorLinear(700, 20, **kwargs)
+    return MemristorConv2d(12, 8, 5, padding=1, **kwargs)

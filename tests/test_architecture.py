@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import crossbar_layer
 
 from prime.analysis.energy.counting import count_operations
 from prime.cli.main import main
 from prime.core.errors import PrimeError
 from prime.hardware.readpath import ReadPathConfig
-from prime.snn.layers import MemristorConv2d, MemristorLayer, MemristorLinear
+from prime.snn.layers import MemristorLayer
 from prime.snn.models import get_model, list_models
 from prime.snn.neurons import NeuronLayer
 
@@ -141,20 +142,6 @@ def test_counting_leaves_no_trace_on_the_model():
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
-def _layer(kind: str, read_path: ReadPathConfig) -> MemristorLayer:
-    from prime.hardware.devices import chip_generator, get_device
-
-    kwargs = dict(
-        device_model=get_device("rram-lognormal"),
-        chip=chip_generator(3),
-        scores_generator=torch.Generator().manual_seed(1),
-        read_path=read_path,
-    )
-    if kind == "linear":
-        return MemristorLinear(700, 20, **kwargs)
-    return MemristorConv2d(12, 8, 5, padding=1, **kwargs)
-
-
 @pytest.mark.parametrize("kind", ["linear", "conv"])
 @pytest.mark.parametrize(
     "config",
@@ -162,7 +149,7 @@ def _layer(kind: str, read_path: ReadPathConfig) -> MemristorLayer:
     ids=["separate-columns", "tiles-of-128"],
 )
 def test_non_ideal_structure_with_ideal_conversion_equals_the_fused_path(kind, config):
-    fused, split = _layer(kind, ReadPathConfig()), _layer(kind, config)
+    fused, split = crossbar_layer(kind, ReadPathConfig()), crossbar_layer(kind, config)
     split.load_state_dict(fused.state_dict())
     shape = (4, 700) if kind == "linear" else (4, 12, 9, 9)
     x = (torch.rand(shape, generator=torch.Generator().manual_seed(2)) < 0.3).float()
@@ -177,7 +164,7 @@ def test_non_ideal_structure_with_ideal_conversion_equals_the_fused_path(kind, c
 
 
 def test_ideal_read_path_is_the_fused_weight_bit_for_bit():
-    layer = _layer("conv", ReadPathConfig())
+    layer = crossbar_layer("conv", ReadPathConfig())
     with torch.no_grad():
         mask = layer.mask()
         expected = layer.scale * ((layer.g_us[0] - layer.g_us[1]) * mask)
@@ -192,7 +179,7 @@ def test_ideal_read_path_is_the_fused_weight_bit_for_bit():
         ({"tile_rows": 0}, "whole number >= 1"),
         ({"tile_rows": 2.5}, "whole number >= 1"),
         ({"separate_columns": "yes"}, "true or false"),
-        ({"adc_bits": 4}, "unknown fields adc_bits"),
+        ({"adc_bitz": 4}, "unknown fields adc_bitz"),
     ],
 )
 def test_bad_read_path_configs_are_refused(config, words):

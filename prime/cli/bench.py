@@ -43,6 +43,11 @@ def add_energy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.8, help="early-exit threshold")
     p.add_argument("--min-steps", type=int_arg(1), default=1, help="early exit: fewest steps run")
     p.add_argument("--no-early-exit", action="store_true", help="leave out the early-exit row")
+    p.add_argument(
+        "--periphery",
+        help="count on this periphery (a preset or JSON file, docs/periphery.md; default: the "
+        "run's own): conversions per tile and column, ADC energy by bits, DAC, digital unit",
+    )
     p.add_argument("--limit", type=int_arg(1), help="count only the first N test samples")
     p.add_argument("--batch-size", type=int_arg(1), default=128)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -60,6 +65,7 @@ def run_energy(args: argparse.Namespace) -> int:
     )
     from prime.analysis.energy.report import format_report
     from prime.core.errors import PrimeError
+    from prime.hardware.periphery import load_periphery
     from prime.runs.evaluation import bench_energy
 
     apply_compute_arguments(args)
@@ -86,6 +92,7 @@ def run_energy(args: argparse.Namespace) -> int:
         limit=args.limit,
         force=args.force,
         progress=not args.quiet,
+        periphery=None if args.periphery is None else load_periphery(args.periphery),
     )
     print(format_report(report), end="")
     print(f"-> {out}/energy.json, energy.md, energy.png")

@@ -4,7 +4,9 @@ another chip."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prime.cli.common import (
     add_compute_arguments,
@@ -15,6 +17,9 @@ from prime.cli.common import (
     seed_arg,
 )
 from prime.core.resources import MAX_REPEATS
+
+if TYPE_CHECKING:
+    from prime.hardware.periphery import ReadPathConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,9 +47,68 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
     p.add_argument("--batch-size", type=int_arg(1), default=128)
     add_replay_arguments(p, run_defaults=True)
+    add_periphery_arguments(p)
     add_early_exit_arguments(p)
     add_compute_arguments(p)
     p.set_defaults(run=run)
+
+
+def add_periphery_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("periphery (docs/periphery.md)")
+    g.add_argument(
+        "--periphery",
+        help="evaluate on this periphery (a preset or a JSON file) instead of the run's own",
+    )
+    for name, what in (
+        ("adc-bits", "ADC resolution"),
+        ("dac-bits", "DAC resolution"),
+        ("tile-rows", "crossbar rows per tile"),
+        ("digital-bits", "digital unit word width"),
+    ):
+        g.add_argument(
+            f"--{name}",
+            type=whole_numbers_arg,
+            help=f"{what}; several, comma separated (8,6,4), sweep it: accuracy and energy "
+            "per inference to sweep.csv, sweep.json, sweep.png",
+        )
+
+
+def whole_numbers_arg(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers like 8,6,4, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one whole number")
+    return values
+
+
+def periphery_options(
+    args: argparse.Namespace,
+) -> tuple[ReadPathConfig | None, str | None, list[int]]:
+    """(the periphery to evaluate on or None, the swept field or None, its values)."""
+    from prime.core.errors import PrimeError
+    from prime.hardware.periphery import ReadPathConfig, load_periphery
+    from prime.runs.periphery_sweep import SWEEPABLE
+    from prime.runs.rundir import load_run, run_config
+
+    given = {f: getattr(args, f) for f in SWEEPABLE if getattr(args, f) is not None}
+    swept = [f for f, values in given.items() if len(values) > 1]
+    if len(swept) > 1:
+        raise PrimeError(f"sweep one periphery field at a time, got {', '.join(swept)}")
+    if args.periphery is None and not given:
+        return None, None, []
+    if args.periphery is not None:
+        periphery = load_periphery(args.periphery)
+    else:  # the run's own periphery, with the given fields changed
+        periphery = ReadPathConfig.from_dict(run_config(load_run(args.run_dir)[1]).read_path)
+    fixed = {f: values[0] for f, values in given.items() if len(values) == 1}
+    periphery = dataclasses.replace(periphery, **fixed)
+    if swept:
+        return periphery, swept[0], given[swept[0]]
+    return periphery, None, []
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,12 +119,16 @@ def run(args: argparse.Namespace) -> int:
     early = ("--early-exit", args.early_exit)
     names = ("threshold", "target_drop", "policy", "alpha", "min_steps")
     require_with(args, {name: early for name in names})
-    require_with(args, {"out": ("--early-exit or a read-noise report", args.early_exit or report)})
+    periphery, field, values = periphery_options(args)
+    wants_out = args.early_exit or report or field is not None
+    require_with(args, {"out": ("--early-exit, a read-noise report or a sweep", wants_out)})
+    if field is not None:
+        return run_sweep(args, periphery, field, values)
     if report:
         return run_read_noise(args)
     args.read_noise = args.read_noise[0]
     if args.early_exit:
-        return run_early_exit(args)
+        return run_early_exit(args, periphery)
     result = evaluate_run(
         args.run_dir,
         read_noise=args.read_noise,
@@ -69,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         mode=args.mode,
         batch_size=args.batch_size,
         replay={k: getattr(args, k) for k in ("trace", "replay", "pruned", "tile")},
+        periphery=periphery,
     )
     chip = f"chip seed {result['chip_seed']}"
     if result["trace"]:
@@ -78,6 +147,26 @@ def run(args: argparse.Namespace) -> int:
         f"{result['read_noise']:g}): test accuracy {100 * result['accuracy']:.2f} % "
         f"over {result['samples']} samples"
     )
+    return 0
+
+
+def run_sweep(
+    args: argparse.Namespace, periphery: ReadPathConfig | None, field: str, values: list[int]
+) -> int:
+    from prime.core.errors import PrimeError
+    from prime.runs.periphery_sweep import sweep_periphery
+
+    if args.early_exit or len(args.read_noise) > 1 or args.read_noise[0] or args.repeats > 1:
+        raise PrimeError("a periphery sweep runs without --early-exit, --read-noise, --repeats")
+    out = args.out or args.run_dir / f"periphery-{field.replace('_', '-')}"
+    rows = sweep_periphery(args.run_dir, field, values, out, periphery, batch_size=args.batch_size)
+    print(f"{args.run_dir}: test accuracy and energy per inference over {field}")
+    for row in rows:
+        print(
+            f"  {field} {row[field]:>4}: {100 * row['accuracy']:6.2f} %, "
+            f"{row['energy_pj'] / 1e3:8.2f} nJ (ADC {row['adc_pj'] / 1e3:.2f} nJ)"
+        )
+    print(f"wrote sweep.csv, sweep.json, sweep.png to {out}")
     return 0
 
 
@@ -152,7 +241,7 @@ def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_early_exit(args: argparse.Namespace) -> int:
+def run_early_exit(args: argparse.Namespace, periphery: ReadPathConfig | None = None) -> int:
     from prime.runs.evaluation import early_exit_run
 
     r = early_exit_run(
@@ -162,6 +251,7 @@ def run_early_exit(args: argparse.Namespace) -> int:
         noise_seed=args.noise_seed,
         chip_seed=args.chip_seed,
         replay={k: getattr(args, k) for k in ("trace", "replay", "pruned", "tile")},
+        periphery=periphery,
         policy=args.policy,
         threshold=args.threshold,
         target_drop_pp=args.target_drop,

@@ -77,9 +77,26 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
         help="mask hysteresis: a schedule (pruning-spoken-digits, pruning-fashion-mnist) or "
         "a constant margin >= 0 (default: none)",
     )
+    add_periphery_argument(p)
     add_recipe_arguments(p)
     add_replay_arguments(p)
     add_data_arguments(p)
+
+
+def add_periphery_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--periphery",
+        help="DACs, tiles, ADCs and digital unit of the crossbars: a preset (ideal, prime-512, "
+        "prime-512-adc6, isaac-128, approx-adc-4b) or a JSON file (docs/periphery.md); "
+        "default: ideal",
+    )
+
+
+def periphery_arg(spec: str | None) -> dict:
+    """The read path config of ``--periphery`` as a dict ({} for none: ideal)."""
+    from prime.hardware.periphery import load_periphery
+
+    return {} if spec is None else load_periphery(spec).to_dict()
 
 
 def add_recipe_arguments(
@@ -148,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         augment=augment_options(args),
         exit_loss=args.exit_loss,
         hysteresis=args.hysteresis,
+        read_path=periphery_arg(args.periphery),
     )
 
 

@@ -179,6 +179,21 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
+def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``, a ``what`` file (e.g. "energy constants"); a missing,
+    unreadable or non-object file is a ``PrimeError`` saying which."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PrimeError(f"no such {what} file: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise PrimeError(f"{path} is not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise PrimeError(f"{path} must hold a JSON object (a {what} file)")
+    return data
+
+
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Save a prime checkpoint (tensors and plain Python values only) atomically.
 

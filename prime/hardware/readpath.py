@@ -2,85 +2,72 @@
 
 One object per layer owns the way from cells to numbers, in stages::
 
+    input x  --drive-->     DAC: graded inputs on 2^dac_bits levels (spikes exact)
     cells g_us [2, *w]  --read-->      this read's conductances (read noise, trace replay)
                         --mask-->      conducting cells: kept pairs; pruned pairs reset or 0
-                        --crossbar-->  column currents of the G+ and G- columns, per tile
-                        --convert-->   numbers (ideal: the currents themselves)
-                        --digital-->   scale * (I+ - I-), the tiles' partial sums added
+                        --crossbar-->  column currents per tile: I+ - I- (one ADC per pair)
+                                       or the G+ and G- columns apart
+                        --convert-->   ADC codes (bits, range, gain, offset, INL, noise),
+                                       affine-corrected back to µA per column
+                        --digital-->   scale * (I+ - I-) per tile in fixed point, the tiles'
+                                       partial sums added, saturating
 
 The crossbar has one row per input (a convolution's im2col rows: C_in * KH * KW) and a G+
-and a G- column per output. ``w`` is the layer's weight shape, output first.
+and a G- column per output. ``w`` is the layer's weight shape, output first. The tiles'
+column currents are one batched op of the layer (:meth:`Crossbar.tiled_map`).
 
-:class:`ReadPathConfig` says which stages are non-ideal. With the ideal configuration every
-stage after the mask is linear and exact, so they fold into one weight
-``scale * (G+ - G-) * mask`` (the fused fast path, bit for bit what the layers always
-computed); only a non-ideal configuration pays for separate columns and tiles.
+:class:`~prime.hardware.periphery.ReadPathConfig` says which stages are non-ideal. With the
+ideal configuration every stage after the mask is linear and exact, so they fold into one
+weight ``scale * (G+ - G-) * mask`` (the fused fast path, bit for bit what the layers always
+computed); only a non-ideal configuration pays for columns, tiles and converters.
+
+Ranges the config leaves open (DAC and ADC full scale, the digital words' integer bits) are
+buffers, calibrated on a few training batches (:meth:`ReadPath.start_calibration`, a forward
+pass with ideal conversion, :meth:`ReadPath.finish_calibration`) and saved with the model.
+The ADCs' per-column gain, offset and INL are buffers drawn once from the chip's periphery
+generator (the chip seed); the conversion noise is drawn from a generator of the same seed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from prime.core.errors import PrimeError
 from prime.hardware.devices import read_conductance
+from prime.hardware.periphery import (
+    IDEAL,
+    ADCColumns,
+    ReadPathConfig,
+    adc_convert,
+    fixed_point,
+    fraction_bits,
+    uniform_quantise,
+    word,
+)
 
-#: a layer's linear map: (input [N, ...], weight [out, ...]) -> output [N, out, ...]
-LinearMap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+__all__ = ["CHIP_BUFFERS", "IDEAL", "Crossbar", "CrossbarRead", "ReadPath", "ReadPathConfig"]
 
-
-@dataclass(frozen=True)
-class ReadPathConfig:
-    """Which stages of the read path are simulated apart (all ideal by default).
-
-    Attributes:
-        tile_rows: crossbar rows per tile; a layer with a larger fan-in is split onto
-            several tiles whose partial sums the digital unit adds. None: one tile per layer.
-        separate_columns: compute the G+ and G- column currents apart (as a converter per
-            column sees them) instead of folding them into one signed weight.
-    """
-
-    tile_rows: int | None = None
-    separate_columns: bool = False
-
-    def __post_init__(self) -> None:
-        rows = self.tile_rows
-        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
-            raise PrimeError(f"a tile needs a whole number >= 1 of rows, got tile_rows={rows!r}")
-        if not isinstance(self.separate_columns, bool):
-            raise PrimeError(
-                f"separate_columns must be true or false, got {self.separate_columns!r}"
-            )
-
-    @property
-    def fused(self) -> bool:
-        """Whether every stage is ideal, so the path folds into one weight."""
-        return self.tile_rows is None and not self.separate_columns
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any] | None) -> ReadPathConfig:
-        """The config a model or run records (None or {}: ideal); unknown keys fail."""
-        config = dict(config or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise PrimeError(
-                f"read path config has unknown fields {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        return cls(**config)
+#: the read path's buffers drawn from the chip seed (they change with the chip)
+CHIP_BUFFERS = ("adc_gain", "adc_offset_lsb", "adc_inl_lsb")
 
 
-IDEAL = ReadPathConfig()
+class Crossbar(Protocol):
+    """What a read path needs of its layer: the layer's linear map and its tiled twin."""
+
+    def linear_map(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """(input [N, ...], weight [out, ...]) -> output [N, out, ...]."""
+        ...
+
+    def tiled_map(
+        self, x: torch.Tensor, columns: torch.Tensor, tile_rows: int | None
+    ) -> torch.Tensor:
+        """Column currents of every row tile: [N, tiles, columns, ...], one batched op."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -90,8 +77,9 @@ class CrossbarRead:
     Attributes:
         weight: the effective weight ``scale * conducting (G+ - G-)``, weight shape; what the
             fused path applies and what counters and exports read.
-        columns_us: conducting cells of the G+ columns then the G- columns, µS,
-            [2 * out, ...]; None on the fused path.
+        columns_us: the conducting cells the converters see, µS: ``G+ - G-`` [out, ...]
+            (one ADC per pair) or the G+ columns then the G- columns [2 * out, ...]
+            (``separate_columns``); None on the fused path.
         scale: conductance-to-weight scale (1/µS), a 0-d tensor.
     """
 
@@ -104,12 +92,49 @@ class ReadPath(nn.Module):
     """A layer's way from cells to numbers (see the module docstring).
 
     :meth:`read` reads the cells once (read noise drawn, mask applied); :meth:`forward`
-    runs one input through that read with the layer's linear map.
+    runs one input through that read.
+
+    Args:
+        config: the periphery.
+        rows: the crossbar's rows (the layer's fan-in).
+        outputs: the layer's outputs (a G+ and a G- column each).
+        generator: the chip's periphery generator (ADC variation, noise seed); needed only
+            where the config varies the ADCs.
     """
 
-    def __init__(self, config: ReadPathConfig = IDEAL) -> None:
+    adc_full_scale_ua: torch.Tensor  # [tiles, converted columns], µA
+    adc_gain: torch.Tensor  # [tiles, converted columns]
+    adc_offset_lsb: torch.Tensor  # [tiles, converted columns]
+    adc_inl_lsb: torch.Tensor  # [tiles, converted columns]
+    dac_range: torch.Tensor  # 0-d, input units
+    digital_range: torch.Tensor  # 0-d, largest |partial sum| or |output|, weight units
+
+    def __init__(
+        self,
+        config: ReadPathConfig = IDEAL,
+        rows: int = 1,
+        outputs: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
+        self.outputs = outputs
+        self.calibrating = False
+        self.noise_generator: torch.Generator | None = None
+        if config.adc_bits is not None:
+            shape = (self.tiles(rows), outputs * (2 if config.separate_columns else 1))
+            self.register_buffer("adc_full_scale_ua", _range(config.adc_range_ua, shape))
+            draws = _adc_draws(config, shape, generator)
+            for name, value in zip(CHIP_BUFFERS, draws, strict=True):
+                self.register_buffer(name, value)
+            if config.adc_noise_lsb:
+                assert generator is not None  # _adc_draws checked it
+                seed = int(torch.randint(2**62, (1,), generator=generator))
+                self.noise_generator = torch.Generator().manual_seed(seed)
+        if config.dac_bits is not None:
+            self.register_buffer("dac_range", _range(config.dac_range, ()))
+        if config.digital_bits is not None:
+            self.register_buffer("digital_range", _range(None, ()))
 
     def read(
         self,
@@ -133,39 +158,125 @@ class ReadPath(nn.Module):
         weight = scale * delta_us
         if self.config.fused:
             return CrossbarRead(weight, None, scale)
+        if not self.config.separate_columns:
+            return CrossbarRead(weight, delta_us, scale)
         conducting = g_us * mask
         if reset_us is not None:
             conducting = conducting + reset_us * (1 - mask)
         return CrossbarRead(weight, conducting.flatten(0, 1), scale)
 
-    def forward(self, x: torch.Tensor, read: CrossbarRead, linear_map: LinearMap) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, read: CrossbarRead, crossbar: Crossbar) -> torch.Tensor:
         """The layer's output for input x [N, ...] through ``read``: [N, out, ...]."""
         if read.columns_us is None:
-            return linear_map(x, read.weight)
-        outputs = len(read.columns_us) // 2
-        currents = self.convert(self.column_currents(x, read.columns_us, linear_map))
-        difference = currents[:, :, :outputs] - currents[:, :, outputs:]
-        return read.scale * difference.sum(0)
+            return crossbar.linear_map(x, read.weight)
+        if not self.calibrating:
+            self._check_calibrated()
+        currents = crossbar.tiled_map(self.drive(x), read.columns_us, self.config.tile_rows)
+        separate = self.config.separate_columns
+        fused_word = self.config.adc_bits is not None and not separate
+        values = self.convert(currents, read.scale, self.word() if fused_word else None)
+        if separate:
+            values = values[:, :, : self.outputs] - values[:, :, self.outputs :]
+        if not fused_word or self.calibrating:  # each tile's partial sum in the unit's word
+            values = self.digital(values)
+        if values.shape[1] == 1:  # one tile: its partial sum is the output
+            out = values.squeeze(1)
+        else:
+            out = self.digital(values.sum(1))
+        return out.contiguous(memory_format=torch.channels_last) if out.dim() == 4 else out
 
-    def column_currents(
-        self, x: torch.Tensor, columns_us: torch.Tensor, linear_map: LinearMap
+    def drive(self, x: torch.Tensor) -> torch.Tensor:
+        """Input drive: graded inputs through the n-bit DAC over [0, range]; binary inputs
+        (spikes) and an ideal DAC pass exactly."""
+        if self.config.dac_bits is None:
+            return x
+        if self.calibrating:
+            _raise_to(self.dac_range, x.detach().max())
+            return x
+        if float(self.dac_range) != 1.0 and bool(((x == 0) | (x == 1)).all()):
+            return x  # (on a range of 1, spikes are exact levels anyway)
+        return uniform_quantise(x, 0.0, self.dac_range, self.config.dac_bits)
+
+    def convert(
+        self,
+        currents: torch.Tensor,
+        scale: torch.Tensor,
+        word: tuple[float, float, float] | None = None,
     ) -> torch.Tensor:
-        """Column currents per tile, [tiles, N, 2 * out, ...] (µA for inputs in V)."""
-        rows = columns_us[0].numel()
-        tile_rows = self.config.tile_rows or rows
-        if tile_rows >= rows:
-            return linear_map(x, columns_us).unsqueeze(0)
-        flat = columns_us.flatten(1)
-        tiles = []
-        for start in range(0, rows, tile_rows):
-            on_tile = torch.zeros_like(flat)
-            on_tile[:, start : start + tile_rows] = flat[:, start : start + tile_rows]
-            tiles.append(linear_map(x, on_tile.view_as(columns_us)))
-        return torch.stack(tiles)
+        """Column currents [N, tiles, columns, ...] (µA) -> ``scale`` times the digital
+        unit's numbers: the ADC's codes, corrected per column (nominally, or with the
+        measured gain and offset where ``correct_variation``), in fixed-point ``word`` if
+        given."""
+        bits = self.config.adc_bits
+        if bits is None:
+            return scale * currents
+        if self.calibrating:
+            per_tile_column = currents.detach().abs().amax(dim=(0, *range(3, currents.dim())))
+            _raise_to(self.adc_full_scale_ua, per_tile_column)
+            return scale * currents
+        per_column = (*self.adc_full_scale_ua.shape, *(1,) * (currents.dim() - 3))
+        full_scale = self.adc_full_scale_ua.view(per_column)
+        separate = self.config.separate_columns
+        adc = ADCColumns(
+            bits,
+            low=torch.zeros_like(full_scale) if separate else -full_scale,
+            span=full_scale if separate else 2 * full_scale,
+            gain=self.adc_gain.view(per_column),
+            offset_lsb=self.adc_offset_lsb.view(per_column),
+            inl_lsb=self.adc_inl_lsb.view(per_column),
+            correct=self.config.correct_variation,
+        )
+        noise = self.config.adc_noise_lsb
+        return adc_convert(currents, adc, scale, noise, self.noise_generator, word)
 
-    def convert(self, currents: torch.Tensor) -> torch.Tensor:
-        """Column currents -> numbers (ideal conversion)."""
-        return currents
+    def word(self) -> tuple[float, float, float] | None:
+        """The digital unit's fixed-point word (:func:`~prime.hardware.periphery.word`), or
+        None: floating point (or calibrating)."""
+        bits = self.config.digital_bits
+        if bits is None or self.calibrating:
+            return None
+        return word(bits, self._fraction_bits(bits))
+
+    def digital(self, values: torch.Tensor) -> torch.Tensor:
+        """A number of the digital unit (weight units) in its fixed-point word, saturating."""
+        bits = self.config.digital_bits
+        if bits is None:
+            return values
+        if self.calibrating:
+            _raise_to(self.digital_range, values.detach().abs().max())
+            return values
+        return fixed_point(values, bits, self._fraction_bits(bits))
+
+    def _fraction_bits(self, bits: int) -> int:
+        """Fraction bits of this layer's words: the integer bits hold its calibrated range."""
+        return fraction_bits(bits, float(self.digital_range))
+
+    def calibrated_buffers(self) -> list[torch.Tensor]:
+        """The buffers calibration fills (those the config leaves open)."""
+        names = {"dac": "dac_range", "adc": "adc_full_scale_ua", "digital": "digital_range"}
+        return [getattr(self, names[kind]) for kind in self.config.calibrated]
+
+    def start_calibration(self) -> None:
+        """Record the ranges of the following forward passes (with ideal conversion)."""
+        for buffer in self.calibrated_buffers():
+            buffer.zero_()
+        self.calibrating = True
+
+    def finish_calibration(self) -> None:
+        """Fix the recorded ranges; a column never driven takes its layer's largest range."""
+        self.calibrating = False
+        for buffer in self.calibrated_buffers():
+            largest = buffer.max() if buffer.numel() else buffer
+            fallback = largest if float(largest) > 0 else torch.ones_like(largest)
+            buffer.copy_(torch.where(buffer > 0, buffer, fallback))
+
+    def _check_calibrated(self) -> None:
+        for buffer in self.calibrated_buffers():
+            if bool(torch.isnan(buffer).any()):
+                raise PrimeError(
+                    "this read path's converter ranges are not calibrated: calibrate the "
+                    "model on a few training batches first (SpikingNetwork.calibrate_read_paths)"
+                )
 
     def tiles(self, rows: int) -> int:
         """Tiles a crossbar of ``rows`` rows is split onto."""
@@ -173,3 +284,25 @@ class ReadPath(nn.Module):
 
     def extra_repr(self) -> str:
         return "ideal" if self.config.fused else repr(self.config)
+
+
+def _range(value: float | None, shape: tuple[int, ...]) -> torch.Tensor:
+    """A range buffer: the fixed value, or NaN until calibrated."""
+    return torch.full(shape, math.nan if value is None else float(value))
+
+
+def _raise_to(buffer: torch.Tensor, values: torch.Tensor) -> None:
+    torch.maximum(buffer, values.to(buffer.dtype), out=buffer)
+
+
+def _adc_draws(
+    config: ReadPathConfig, shape: tuple[int, ...], generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-column ADC gain, offset (LSB) and INL (LSB), drawn from the chip's generator."""
+    if not config.adc_variation:
+        return torch.ones(shape), torch.zeros(shape), torch.zeros(shape)
+    if generator is None:
+        raise PrimeError("ADC variation needs the chip's periphery generator (its chip seed)")
+    normal = [torch.randn(shape, generator=generator) for _ in range(3)]
+    gain = 1 + config.adc_gain_sigma * normal[0]
+    return gain, config.adc_offset_lsb * normal[1], config.adc_inl_lsb * normal[2]

@@ -6,6 +6,8 @@
   results are bit-identical (tests check it).
 - ``prime/kernels/sparse_conv.c``: convolutions that skip zero inputs
   (:mod:`prime.kernels.sparse_conv`).
+- ``prime/kernels/quantise.c``: per-column affine quantisers in one pass
+  (:mod:`prime.kernels.quantise`; the read path's converters).
 
 Where no compiler is found, the build fails, or ``PRIME_NATIVE=0`` is set, :func:`kernels`
 returns None and callers use PyTorch ops.
@@ -31,7 +33,9 @@ import torch
 
 from prime.core.io import atomic_path
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("lif_scan.c", "sparse_conv.c"))
+SOURCES = tuple(
+    Path(__file__).with_name(name) for name in ("lif_scan.c", "sparse_conv.c", "quantise.c")
+)
 #: -ffp-contract=off: no fused multiply-add, so every rounding is that of PyTorch's kernels;
 #: -fno-trapping-math lets branch-free selects vectorize (IEEE results unchanged); -fopenmp
 #: links libgomp, which resolves to the one PyTorch has loaded (one thread pool for both)
@@ -63,6 +67,8 @@ _SIGNATURES = {
     "gather_nonzero": ([_ptr, _i64, _i64] + [_ptr] * 3, None),
     "sparse_conv_forward": ([_ptr] * 5 + [_i64, ConvShape], None),
     "sparse_conv_weight_grad": ([_ptr] * 5 + [_i64, ConvShape], ctypes.c_int),
+    "quantise_columns_forward": ([_ptr] * 3 + [_i64] * 2 + [_ptr] * 4 + [_f32] * 5, None),
+    "quantise_columns_backward": ([_ptr] * 3 + [_i64] * 2 + [_ptr], None),
 }
 
 

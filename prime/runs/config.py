@@ -17,7 +17,7 @@ from prime.core.errors import PrimeError
 from prime.core.resources import MAX_EPOCHS, MAX_SEED, MAX_TIMESTEPS, check_count
 from prime.data import dataset_spec
 from prime.data.augment import FrameAugmentation
-from prime.hardware.readpath import ReadPathConfig
+from prime.hardware.periphery import ReadPathConfig
 from prime.hardware.replay import DEFAULT_TILE
 from prime.snn.config import ModelConfig
 from prime.snn.neurons import neuron_leak_slope
@@ -72,7 +72,14 @@ class TrainConfig:
         if not (isinstance(self.exit_loss, int | float) and 0 <= self.exit_loss <= 1):
             raise PrimeError(f"exit loss weight must be in [0, 1], got {self.exit_loss!r}")
         FrameAugmentation.from_config(self.augment)  # bad settings fail before training
-        ReadPathConfig.from_dict(self.read_path)
+        periphery = ReadPathConfig.from_dict(self.read_path)
+        periphery_tile = (periphery.tile_rows, periphery.tile_columns)
+        if self.trace and periphery.tile_rows and tuple(self.tile) != periphery_tile:
+            rows, cols = periphery_tile
+            raise PrimeError(
+                f"the periphery's {rows}x{cols} tiles and the trace placement's "
+                f"{self.tile[0]}x{self.tile[1]} tiles are one geometry: pass --tile {rows}x{cols}"
+            )
         neuron_leak_slope(self.neuron)
         hysteresis_schedule(self.hysteresis)
 

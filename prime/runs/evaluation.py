@@ -19,6 +19,7 @@ from prime.analysis.energy.report import (
 from prime.core.errors import PrimeError
 from prime.core.lock import exclusive
 from prime.data import dataset_len
+from prime.hardware.periphery import ReadPathConfig
 from prime.hardware.programming import PULSE_COSTS
 from prime.inference.early_exit import early_exit_report
 from prime.inference.evaluate import evaluate
@@ -35,13 +36,15 @@ def evaluate_run(
     batch_size: int = 128,
     progress: bool = True,
     replay: dict[str, Any] | None = None,
+    periphery: ReadPathConfig | None = None,
 ) -> dict[str, Any]:
     """Re-evaluate a run on its test split; see ``prime eval``.
 
     A run trained on a chip trace is evaluated on it (unless ``chip_seed`` re-forms a random
-    chip); ``replay`` overrides its trace/replay/pruned/tile settings (None: keep).
+    chip); ``replay`` overrides its trace/replay/pruned/tile settings (None: keep);
+    ``periphery`` evaluates it on another periphery (calibrated on its training data).
     """
-    model, config, data = prepare_run(run_dir, chip_seed, replay)
+    model, config, data = prepare_run(run_dir, chip_seed, replay, periphery)
     model.set_read_noise(read_noise, seed=noise_seed)
     with replaying(model, config):
         result = evaluate(model, data.test, batch_size=batch_size, mode=mode, progress=progress)
@@ -53,6 +56,7 @@ def evaluate_run(
         "chip_seed": model.config.chip_seed,
         "trace": config.trace,
         "replay": config.replay if config.trace else None,
+        "periphery": config.read_path,
     }
 
 
@@ -63,14 +67,15 @@ def early_exit_run(
     noise_seed: int = 0,
     chip_seed: int | None = None,
     replay: dict[str, Any] | None = None,
+    periphery: ReadPathConfig | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """:func:`early_exit_report` for a trained run (``out_dir`` defaults to
     ``RUN_DIR/early-exit``), optionally under read noise, on another chip or on a chip
-    trace (``replay`` as :func:`evaluate_run`)."""
+    trace, or periphery (``replay``, ``periphery`` as :func:`evaluate_run`)."""
     out_dir = Path(run_dir) / "early-exit" if out_dir is None else Path(out_dir)
     with exclusive(out_dir):  # before any work: an unwritable folder fails at once
-        model, config, data = prepare_run(run_dir, chip_seed, replay)
+        model, config, data = prepare_run(run_dir, chip_seed, replay, periphery)
         model.set_read_noise(read_noise, seed=noise_seed)
         with replaying(model, config):
             report = early_exit_report(model, data, out_dir, val_seed=config.seed, **options)
@@ -95,9 +100,11 @@ def bench_energy(
     limit: int | None = None,
     force: bool = False,
     progress: bool = True,
+    periphery: ReadPathConfig | None = None,
 ) -> dict[str, Any]:
     """Count the run's test split, write ``energy.json``, ``energy.md`` and ``energy.png``
-    to ``out_dir`` and return the report (``early_exit=None`` leaves out that row)."""
+    to ``out_dir`` and return the report (``early_exit=None`` leaves out that row);
+    ``periphery``: counted on that periphery (default: the run's own)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise PrimeError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     with exclusive(out_dir):  # before any work: an unwritable folder fails at once
@@ -105,17 +112,17 @@ def bench_energy(
         existing = [str(p) for p in outputs if p.exists()]
         if existing and not force:
             raise PrimeError(f"{', '.join(existing)} exist; pass --force to overwrite or use --out")
-        model, payload = load_run(run_dir)
-        config = run_config(payload)
-        test = limit_dataset(load_data(config).test, limit)
+        model, config, data = prepare_run(run_dir, periphery=periphery)
+        test = limit_dataset(data.test, limit)
         counted = energy_report(model, test, analog, baseline, early_exit, batch_size, progress)
         report: dict[str, Any] = {
             "run": str(run_dir),
             "model": config.model_name,
             "dataset": config.dataset,
+            "periphery": config.read_path,
         }
         report.update(counted)
-        report["programming"] = training_programming(payload)
+        report["programming"] = training_programming(load_run(run_dir)[1])
         write_energy_report(report, out_dir)
     return report
 

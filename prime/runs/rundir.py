@@ -22,7 +22,10 @@ from torch.utils.data import Subset
 from prime.core import io
 from prime.core.errors import PrimeError
 from prime.data import DataSplits, dataset_len, load_dataset
+from prime.hardware.periphery import ReadPathConfig
+from prime.hardware.readpath import CHIP_BUFFERS
 from prime.hardware.replay import TraceReplay, open_replay
+from prime.inference.calibrate import calibrate_periphery
 from prime.runs.config import TrainConfig
 from prime.snn.config import ModelConfig
 from prime.snn.models import build_model, model_spec
@@ -81,11 +84,24 @@ def load_run(run_dir: str | Path) -> tuple[SpikingNetwork, dict[str, Any]]:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise PrimeError(
             f"{path}: its model_state does not fit its model_config ({first}); the checkpoint "
-            "was altered or written by another version: train the run again"
+            "was altered, written by another version, or holds periphery state (calibrated "
+            "ranges, ADC variation) of other layers or tiles: train the run again"
         ) from None
     if payload.get("switches") and payload["switches"]["counts"]:
         SwitchCounter(model.memristor_layers()).load_state_dict(payload["switches"])
     return model.eval(), payload
+
+
+def with_periphery(model: SpikingNetwork, periphery: ReadPathConfig) -> SpikingNetwork:
+    """``model`` rebuilt on another periphery: the same chip (cells as loaded), scores and
+    batch norm, the new periphery's ADC variation from the chip seed, its ranges open
+    (calibrate them: :func:`prime.inference.calibrate.calibrate_periphery`)."""
+    fresh = build_model(dataclasses.replace(model.config, read_path=periphery.to_dict()))
+    state = {k: v for k, v in model.state_dict().items() if ".read_path." not in k}
+    fresh.load_state_dict(state, strict=False)  # the read-path buffers stay the new ones
+    for layer, old in zip(fresh.memristor_layers(), model.memristor_layers(), strict=True):
+        layer.reset_us = old.reset_us
+    return fresh.eval()
 
 
 def reform_chip(model: SpikingNetwork, chip_seed: int) -> None:
@@ -94,13 +110,20 @@ def reform_chip(model: SpikingNetwork, chip_seed: int) -> None:
     fresh = build_model(config)
     for layer, new in zip(model.memristor_layers(), fresh.memristor_layers(), strict=True):
         layer.load_conductances(new.g_us)
+        for name in CHIP_BUFFERS:  # the new chip's converters
+            if hasattr(new.read_path, name):
+                getattr(layer.read_path, name).copy_(getattr(new.read_path, name))
     model.config = config
 
 
 def prepare_run(
-    run_dir: str | Path, chip_seed: int | None = None, replay: dict[str, Any] | None = None
+    run_dir: str | Path,
+    chip_seed: int | None = None,
+    replay: dict[str, Any] | None = None,
+    periphery: ReadPathConfig | None = None,
 ) -> tuple[SpikingNetwork, Any, Any]:
-    """(model, TrainConfig, DataSplits) of a run to evaluate; see :func:`evaluate_run`."""
+    """(model, TrainConfig, DataSplits) of a run to evaluate; see :func:`evaluate_run`.
+    ``periphery`` evaluates it on another periphery, calibrated on its training data."""
     model, payload = load_run(run_dir)
     overrides = {k: v for k, v in (replay or {}).items() if v is not None}
     config = run_config(payload)
@@ -120,7 +143,13 @@ def prepare_run(
             )
         config.trace = None
         reform_chip(model, chip_seed)
-    return model, config, load_data(config)
+    data = load_data(config)
+    if periphery is not None:
+        # a periphery that contradicts the run (its trace's tiles) fails here
+        config = dataclasses.replace(config, read_path=periphery.to_dict())
+        model = with_periphery(model, periphery)
+        calibrate_periphery(model, data.train, config.seed)
+    return model, config, data
 
 
 def run_config(payload: dict[str, Any]) -> TrainConfig:

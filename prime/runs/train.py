@@ -30,6 +30,7 @@ from prime.core.lock import exclusive
 from prime.data import DataSplits, dataset_len, iterate_batches
 from prime.data.augment import FrameAugmentation
 from prime.hardware.replay import open_replay
+from prime.inference.calibrate import calibrate_periphery
 from prime.inference.evaluate import evaluate
 from prime.runs.config import TrainConfig, model_config, resolve_paths, versions
 from prime.runs.distributed import Ranks, all_sum, collectives, current, shard
@@ -181,6 +182,8 @@ def _train(
 
     while state["epoch"] < config.epochs:
         epoch = state["epoch"]
+        if state["step_in_epoch"] == 0:  # the periphery's open ranges follow the masks
+            calibrate_periphery(model, data.train, config.seed * 100_003 + epoch)
         model.train()
         loader, count = _epoch_batches(data.train, config, epoch, ranks)
         bar = tqdm(

@@ -39,6 +39,8 @@ class MemristorLayer(nn.Module):
             |G+ - G-| to the Kaiming std of a layer keeping ``keep`` of its fan-in.
         mask_rule: ``"topk"`` (exactly round(keep n) edges) or ``"prime"`` (PRIME's rank rule).
         read_path: the configuration of the way from cells to numbers (default: ideal).
+        periphery_generator: the chip's generator of its periphery (ADC variation), drawn
+            from its chip seed; needed only where ``read_path`` varies the ADCs.
     """
 
     g_us: torch.Tensor  # buffer [2, *weight_shape], µS
@@ -54,6 +56,7 @@ class MemristorLayer(nn.Module):
         scale: float | str = PRIME_SCALE,
         mask_rule: str = "topk",
         read_path: ReadPathConfig = IDEAL,
+        periphery_generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.keep = check_keep(keep)
@@ -67,7 +70,9 @@ class MemristorLayer(nn.Module):
         #: |scores|) last programmed on the chip (set by :meth:`hold`; None: no hysteresis)
         self.mask_margin = 0.0
         self.held: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.read_path = ReadPath(read_path)
+        self.read_path = ReadPath(
+            read_path, math.prod(weight_shape[1:]), weight_shape[0], periphery_generator
+        )
         self.register_buffer("g_us", device_model.sample(weight_shape, chip))
         self.scores = nn.Parameter(torch.empty(weight_shape))
         nn.init.kaiming_uniform_(self.scores, a=math.sqrt(5), generator=scores_generator)
@@ -122,8 +127,15 @@ class MemristorLayer(nn.Module):
         """The layer's linear operation with a given weight (no read, no hooks)."""
         raise NotImplementedError
 
+    def tiled_map(
+        self, x: torch.Tensor, columns: torch.Tensor, tile_rows: int | None
+    ) -> torch.Tensor:
+        """Column currents of every tile of ``tile_rows`` crossbar rows (None: one tile),
+        one batched op: x [N, ...], columns [c, ...] (weight layout) -> [N, tiles, c, ...]."""
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor, read: CrossbarRead | None = None) -> torch.Tensor:
-        return self.read_path(x, self.read() if read is None else read, self.linear_map)
+        return self.read_path(x, self.read() if read is None else read, self)
 
     def load_conductances(
         self,
@@ -178,6 +190,19 @@ class MemristorLinear(MemristorLayer):
     def linear_map(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.linear(x, weight)
 
+    def tiled_map(
+        self, x: torch.Tensor, columns: torch.Tensor, tile_rows: int | None
+    ) -> torch.Tensor:
+        rows = x.shape[1]
+        if tile_rows is None or tile_rows >= rows:
+            return F.linear(x, columns).unsqueeze(1)
+        tiles = math.ceil(rows / tile_rows)
+        pad = tiles * tile_rows - rows
+        x_tiles = F.pad(x, (0, pad)).view(len(x), tiles, tile_rows).transpose(0, 1)
+        w_tiles = F.pad(columns, (0, pad)).view(len(columns), tiles, tile_rows)
+        currents = torch.bmm(x_tiles, w_tiles.permute(1, 2, 0))  # [tiles, N, c]
+        return currents.transpose(0, 1).contiguous()  # columns innermost, for the converters
+
 
 class MemristorConv2d(MemristorLayer):
     """2-D convolution supermask layer (no bias): x [N, C_in, H, W] -> [N, C_out, H', W'].
@@ -202,3 +227,33 @@ class MemristorConv2d(MemristorLayer):
 
     def linear_map(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return conv2d(x, weight, stride=self.stride, padding=self.padding)
+
+    def tiled_map(
+        self, x: torch.Tensor, columns: torch.Tensor, tile_rows: int | None
+    ) -> torch.Tensor:
+        """Tiles of whole input channels are one grouped convolution (tile rows a multiple
+        of KH * KW); other tiles cut the im2col rows (unfold, then one batched product)."""
+        c, channels, kh, kw = columns.shape
+        rows = channels * kh * kw
+        if tile_rows is None or tile_rows >= rows:
+            return self.linear_map(x, columns).unsqueeze(1)
+        tiles = math.ceil(rows / tile_rows)
+        if tile_rows % (kh * kw) == 0:
+            per_tile = tile_rows // (kh * kw)
+            pad = tiles * per_tile - channels
+            x = F.pad(x, (0, 0, 0, 0, 0, pad))
+            w = F.pad(columns, (0, 0, 0, 0, 0, pad)).view(c, tiles, per_tile, kh, kw)
+            w = w.transpose(0, 1).reshape(tiles * c, per_tile, kh, kw)
+            out = F.conv2d(x, w, stride=self.stride, padding=self.padding, groups=tiles)
+            return out.unflatten(1, (tiles, c))
+        strides = nn.modules.utils._pair(self.stride)
+        height, width = (
+            (size + 2 * self.padding - k) // stride + 1
+            for size, k, stride in zip(x.shape[2:], (kh, kw), strides, strict=True)
+        )
+        pad = tiles * tile_rows - rows
+        patches = F.unfold(x, (kh, kw), padding=self.padding, stride=self.stride)
+        patches = F.pad(patches, (0, 0, 0, pad)).view(len(x), tiles, tile_rows, -1)
+        w = F.pad(columns.flatten(1), (0, pad)).view(c, tiles, tile_rows)
+        out = torch.einsum("ntrl,ctr->ntcl", patches, w)
+        return out.unflatten(3, (height, width))

@@ -19,7 +19,7 @@ from torch import nn
 from prime.core.errors import PrimeError
 from prime.core.registry import Registry
 from prime.hardware.devices import ConductanceModel, chip_generator, device_from_config, get_device
-from prime.hardware.readpath import ReadPathConfig
+from prime.hardware.periphery import ReadPathConfig, periphery_generator
 from prime.snn.config import ModelConfig
 from prime.snn.layers import MemristorConv2d, MemristorLinear
 from prime.snn.masks import MASK_RULES, check_keep
@@ -79,6 +79,7 @@ class LayerFactory:
             scale=config.scale,
             mask_rule=config.mask_rule,
             read_path=ReadPathConfig.from_dict(config.read_path),
+            periphery_generator=periphery_generator(config.chip_seed),
         )
         self.neuron = config.neuron
         neuron_leak_slope(config.neuron)  # an unknown kind fails before any layer is made

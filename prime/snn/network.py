@@ -22,7 +22,7 @@ over B frames in single-step training; in evaluation both agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -100,6 +100,28 @@ class SpikingNetwork(nn.Module):
     def weights(self) -> list[torch.Tensor | None]:
         """Effective weights, one per layer (``None`` for layers without), one read each."""
         return [None if read is None else read.weight for read in self.crossbar_reads()]
+
+    @torch.no_grad()
+    def calibrate_read_paths(self, batches: Iterable[torch.Tensor]) -> int:
+        """Calibrate the ranges the read paths leave open (DAC and ADC full scales, digital
+        words) on input sequences [T, B, ...], run with ideal conversion; returns how many
+        read paths were calibrated (0: nothing to calibrate, no batch is run). Runs in
+        evaluation mode (batch-norm statistics stay as they are)."""
+        paths = [m.read_path for m in self.memristor_layers() if m.read_path.config.calibrated]
+        if not paths:
+            return 0
+        training = self.training
+        self.eval()
+        for path in paths:
+            path.start_calibration()
+        try:
+            for x in batches:
+                self(x)
+        finally:
+            for path in paths:
+                path.finish_calibration()
+            self.train(training)
+        return len(paths)
 
     def read_every_step(self, before_read: Callable[[], None] | None) -> None:
         """Read the crossbars anew before every timestep, after calling ``before_read`` (which

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 
@@ -16,11 +17,15 @@ from prime.snn.network import SpikingNetwork
 _NMNIST_CONV_KEYS = ("features.conv0", "features.conv1", "classifier.linear0")
 
 
-def load_prime_reference(path: str | os.PathLike, timesteps: int = 10) -> SpikingNetwork:
+def load_prime_reference(
+    path: str | os.PathLike, timesteps: int = 10, read_path: dict[str, Any] | None = None
+) -> SpikingNetwork:
     """``nmnist-conv`` carrying a PRIME reference checkpoint (e.g. ``classification.pt``).
 
     The reference ``weight`` is the frozen conductance difference ΔG (µS); it becomes a pair
     G+ = max(ΔG, 0), G- = max(-ΔG, 0), with PRIME's scale 0.01 and PRIME's mask rule at 50 %.
+    ``read_path``: a periphery (:class:`~prime.hardware.periphery.ReadPathConfig` fields;
+    default ideal), whose open ranges are then to be calibrated.
     """
     state = load_torch_file(path)
     expected = {f"{p}.{k}" for p in _NMNIST_CONV_KEYS for k in ("scores", "weight")}
@@ -31,7 +36,12 @@ def load_prime_reference(path: str | os.PathLike, timesteps: int = 10) -> Spikin
             f"found {found}"
         )
     model = get_model(
-        "nmnist-conv", keep=0.5, scale=PRIME_SCALE, mask_rule="prime", timesteps=timesteps
+        "nmnist-conv",
+        keep=0.5,
+        scale=PRIME_SCALE,
+        mask_rule="prime",
+        timesteps=timesteps,
+        read_path=read_path or {},
     )
     with torch.no_grad():
         for prefix, layer in zip(_NMNIST_CONV_KEYS, model.memristor_layers(), strict=True):

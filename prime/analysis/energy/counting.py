@@ -170,12 +170,6 @@ class OperationCounts:
         """Cells conducting, summed over evaluations: kept cells (``pruned``) or all cells."""
         return 2 * (self.total("acs") + self.total("macs") if pruned else self.total("event_ops"))
 
-    def adc_conversions(self, conversions_per_output: int) -> float:
-        return sum(
-            sum(layer["counts"]["evaluations"]) * layer["outputs"] * conversions_per_output
-            for layer in self.synapse_layers()
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "samples": self.samples,
@@ -309,6 +303,8 @@ def _layer_summary(counter: LayerCounter) -> dict[str, Any]:
             outputs=columns // 2,
             cells=rows * columns,
             kept_cells=2 * kept,
+            read_path=layer.read_path.config.to_dict(),
+            row_tiles=layer.read_path.tiles(rows),
         )
     else:
         summary.update(kind="neuron", spiking=isinstance(layer, LIF))

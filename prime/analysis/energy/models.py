@@ -8,7 +8,6 @@ from a JSON file. :class:`Scenario` is one row of a report: a model applied to c
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 
 from prime.analysis.energy.counting import OperationCounts
 from prime.core.errors import PrimeError
+from prime.core.io import read_json_object
 from prime.core.registry import Registry
 
 
@@ -43,6 +43,22 @@ class AnalogMacro:
         adc_ns: one conversion: 1 / 1.28 GS/s = 0.78 ns (ISAAC).
         columns_per_adc: columns sharing one ADC (converted one after another). ISAAC: 128.
         neuron_step_ns: one parallel neuron update of a layer: one 1 GHz cycle (assumption).
+        adc_reference_bits: the resolution ``adc_pj`` and ``adc_ns`` are for (ISAAC: 8).
+        word_bits: the digital unit's word where the periphery leaves it floating (32).
+        multiply_pj: one ``word_bits`` multiply (the affine correction of a conversion):
+            a 32-bit integer multiply, 3.1 pJ, Horowitz 2014.
+
+    Where a layer's periphery (its ``read_path`` in the counts,
+    :class:`~prime.hardware.periphery.ReadPathConfig`) is not ideal, the energy follows it:
+    conversions per row tile and per converted column (2 per output where the G+ and G-
+    columns are converted apart); an n-bit conversion costs ``adc_pj * 2^(n - 8)`` (a
+    constant Walden figure of merit, E = FOM 2^n, Walden, IEEE JSAC 1999, fixed at ISAAC's
+    8-bit SAR ADC: 6.1 fJ per level) and ``adc_ns * n / 8`` (a SAR converter decides one bit
+    per cycle); graded inputs drive each active row through an n-bit DAC at ``n`` times the
+    1-bit driver's energy (an assumption: ISAAC gives 1-bit drivers only); the digital unit
+    corrects every conversion (a multiply and an add) and adds the tiles' partial sums, each
+    at its word width, adds at ``digital_op_pj * bits / 32`` and multiplies at ``multiply_pj
+    (bits / 32)^2`` (Horowitz: an 8-bit add 0.03 pJ, a multiply 0.2 pJ).
     """
 
     kind: str = "analog"
@@ -57,26 +73,59 @@ class AnalogMacro:
     adc_ns: float = 0.78
     columns_per_adc: int = 128
     neuron_step_ns: float = 1.0
+    adc_reference_bits: int = 8
+    word_bits: int = 32
+    multiply_pj: float = 3.1
 
     def energy_pj(self, counts: OperationCounts, pruned: bool = True) -> dict[str, float]:
         """Energy per inference by component, pJ; ``pruned=False`` keeps every cell."""
-        conversions = counts.adc_conversions(self.conversions_per_output)
         per_sample = {
             "cells": counts.cell_reads(pruned) * self.cell_read_pj,
-            "rows": counts.total("row_activations") * self.row_drive_pj,
-            "adc": conversions * self.adc_pj,
-            "digital": conversions * self.digital_op_pj,
+            "rows": 0.0,
+            "adc": 0.0,
+            "digital": 0.0,
             "neurons": counts.total("neuron_updates") * self.neuron_update_pj,
         }
+        for layer in counts.synapse_layers():
+            periphery = layer.get("read_path") or {}
+            c = layer["counts"]
+            conversions = sum(c["evaluations"]) * self.conversions_per_evaluation(layer)
+            dac_bits = periphery.get("dac_bits") or 1
+            graded = sum(c["macs"]) > 0  # inputs other than spikes
+            per_sample["rows"] += (
+                sum(c["row_activations"]) * self.row_drive_pj * (dac_bits if graded else 1)
+            )
+            per_sample["adc"] += conversions * self.adc_conversion_pj(periphery.get("adc_bits"))
+            per_sample["digital"] += conversions * self.digital_op_pj
+            if periphery.get("adc_bits") is not None or periphery.get("digital_bits"):
+                bits = periphery.get("digital_bits") or self.word_bits
+                add_pj = self.digital_op_pj * bits / 32
+                partial_sums = sum(c["evaluations"]) * layer["outputs"]
+                partial_sums *= layer.get("row_tiles", 1) - 1
+                correction_pj = self.multiply_pj * (bits / 32) ** 2 + add_pj
+                per_sample["digital"] += conversions * correction_pj + partial_sums * add_pj
         return {k: v / max(counts.samples, 1) for k, v in per_sample.items()}
+
+    def conversions_per_evaluation(self, layer: dict[str, Any]) -> int:
+        """ADC conversions of one evaluation of a counted synapse layer: per converted
+        column (G+ and G- apart, or their difference) and per row tile."""
+        periphery = layer.get("read_path") or {}
+        per_output = 2 if periphery.get("separate_columns") else self.conversions_per_output
+        return layer["outputs"] * per_output * layer.get("row_tiles", 1)
+
+    def adc_conversion_pj(self, bits: int | None) -> float:
+        """One conversion at ``bits`` (None: the reference converter), constant Walden FOM."""
+        return self.adc_pj * 2.0 ** ((bits or self.adc_reference_bits) - self.adc_reference_bits)
 
     def latency_ns(self, counts: OperationCounts) -> float:
         """Time per inference: layers in sequence, evaluations of a layer one after another."""
         total = 0.0
         for layer in counts.synapse_layers():
-            conversions = layer["outputs"] * self.conversions_per_output
+            conversions = self.conversions_per_evaluation(layer)
+            bits = (layer.get("read_path") or {}).get("adc_bits") or self.adc_reference_bits
             adcs = math.ceil(conversions / self.columns_per_adc)
-            eval_ns = self.read_ns + math.ceil(conversions / adcs) * self.adc_ns
+            adc_ns = self.adc_ns * bits / self.adc_reference_bits
+            eval_ns = self.read_ns + math.ceil(conversions / adcs) * adc_ns
             total += sum(layer["counts"]["evaluations"]) * eval_ns
         neuron_layers = len(counts.layers) - len(counts.synapse_layers())
         total += sum(counts.sample_steps) * neuron_layers * self.neuron_step_ns
@@ -168,16 +217,7 @@ def energy_model_of_kind(name: str, kind: type[M]) -> M:
 def load_energy_model(path: str | Path) -> EnergyModel:
     """A model from a JSON file: ``{"base": PRESET, FIELD: VALUE, ...}`` or
     ``{"kind": "analog"|"digital", FIELD: VALUE, ...}``; unset fields keep the defaults."""
-    path = Path(path)
-    try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PrimeError(f"no such energy constants file: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise PrimeError(f"{path} is not a readable JSON file ({exc})") from None
-    if not isinstance(spec, dict):
-        raise PrimeError(f"{path} must hold a JSON object of constants")
-    spec = dict(spec)
+    spec = read_json_object(path, "energy constants")
     if "base" in spec:
         base = get_energy_model(spec.pop("base"))
     else:

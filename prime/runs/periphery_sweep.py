@@ -1,0 +1,104 @@
+"""``prime eval RUN --adc-bits 8,6,4`` (or ``--dac-bits``, ``--tile-rows``,
+``--digital-bits``): a trained run evaluated on a periphery with one field swept.
+
+Every point rebuilds the run's model on the periphery (the run's own, or ``--periphery``)
+with the field changed, calibrates its open ranges on the run's training data, and counts
+the test split while evaluating it, so each point has its accuracy and its energy per
+inference by component (the analog macro's model, following the periphery). Writes
+``sweep.csv``, ``sweep.json`` and ``sweep.png``: accuracy against the swept field, and
+accuracy against energy per inference with the energy split by component.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from prime.analysis.energy.models import AnalogMacro
+from prime.analysis.energy.report import count_run
+from prime.core.errors import PrimeError
+from prime.core.io import write_json
+from prime.core.tables import new_figure, save_figure, write_csv
+from prime.hardware.periphery import ReadPathConfig
+from prime.inference.calibrate import calibrate_periphery
+from prime.runs.rundir import prepare_run, with_periphery
+
+#: the fields ``prime eval`` sweeps, by option name
+SWEEPABLE = ("adc_bits", "dac_bits", "tile_rows", "digital_bits")
+COMPONENTS = ("cells", "rows", "adc", "digital", "neurons")
+
+
+def sweep_periphery(
+    run_dir: str | Path,
+    field: str,
+    values: list[int],
+    out_dir: str | Path,
+    periphery: ReadPathConfig | None = None,
+    analog: AnalogMacro | None = None,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per value of ``field``: accuracy and energy per inference (pJ, by component)
+    of the run on ``periphery`` (default: the run's own) with ``field`` set to it."""
+    if field not in SWEEPABLE:
+        raise PrimeError(f"cannot sweep {field!r}; sweepable: {', '.join(SWEEPABLE)}")
+    analog = analog or AnalogMacro()
+    model, config, data = prepare_run(run_dir)
+    base = periphery or ReadPathConfig.from_dict(config.read_path)
+    rows = []
+    for value in values:
+        point = ReadPathConfig.from_dict({**base.to_dict(), field: value})
+        dataclasses.replace(config, read_path=point.to_dict())  # contradictions fail here
+        swept = with_periphery(model, point)
+        calibrate_periphery(swept, data.train, config.seed)
+        counts, accuracy = count_run(swept, data.test, batch_size, progress=progress)
+        energy = analog.energy_pj(counts)
+        rows.append(
+            {
+                field: value,
+                "accuracy": accuracy,
+                "energy_pj": sum(energy.values()),
+                **{f"{name}_pj": energy[name] for name in COMPONENTS},
+                "latency_ns": analog.latency_ns(counts),
+                "samples": counts.samples,
+            }
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = [field, "accuracy", "energy_pj", *(f"{n}_pj" for n in COMPONENTS), "latency_ns"]
+    write_csv(out_dir / "sweep.csv", rows, [*columns, "samples"])
+    title = f"{config.model_name} on {config.dataset}"
+    write_json(
+        out_dir / "sweep.json",
+        {"run": str(run_dir), "title": title, "field": field, "base": base.to_dict(), "rows": rows},
+    )
+    plot_sweep(rows, field, title, out_dir / "sweep.png")
+    return rows
+
+
+def plot_sweep(rows: list[dict[str, Any]], field: str, title: str, path: Path) -> None:
+    """Accuracy against ``field``, and accuracy against energy per inference with the
+    energy of every point split by component (stacked bars)."""
+    fig, (left, right) = new_figure(10.0, 3.8, ncols=2)
+    values = [row[field] for row in rows]
+    accuracy = [100 * row["accuracy"] for row in rows]
+    left.plot(values, accuracy, "o-")
+    left.set_xlabel(field.replace("_", " "))
+    left.set_ylabel("test accuracy (%)")
+    left.set_title(title)
+    labels = [str(v) for v in values]
+    bottom = [0.0] * len(rows)
+    for name in COMPONENTS:
+        share = [row[f"{name}_pj"] / 1e3 for row in rows]
+        right.bar(labels, share, bottom=bottom, label=name)
+        bottom = [b + s for b, s in zip(bottom, share, strict=True)]
+    right.set_xlabel(f"{field.replace('_', ' ')} (bars: energy per inference, nJ)")
+    right.set_ylabel("energy per inference (nJ)")
+    right.legend(fontsize=7, loc="upper left")
+    twin = right.twinx()
+    twin.plot(labels, accuracy, "ko-")
+    twin.set_ylabel("test accuracy (%)")
+    for label, row, acc in zip(labels, rows, accuracy, strict=True):
+        twin.annotate(f"{row['energy_pj'] / 1e3:.1f} nJ", (label, acc), fontsize=7)
+    save_figure(fig, path)
