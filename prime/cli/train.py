@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from prime.cli.common import (
     add_compute_arguments,
+    add_fault_arguments,
     add_replay_arguments,
     apply_compute_arguments,
     device_arg,
@@ -51,12 +52,27 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
         help="memristor device model: a preset, or a JSON device config (prime trace fit --save)",
     )
     p.add_argument("--keep", type=float, default=0.5, help="kept fraction of edges, (0, 1]")
-    p.add_argument("--scale", type=scale_arg, default=0.01, help="weight per µS, or fan-in")
+    p.add_argument(
+        "--scale",
+        type=scale_arg,
+        default="matched",
+        help="weight per µS; matched (default: the weights get the RMS of PRIME's chip, "
+        "0.01 on prime-gaussian), or fan-in",
+    )
     p.add_argument("--mask-scope", choices=("layer", "global"), default="layer")
     p.add_argument("--timesteps", type=int, help="timesteps T (default: the model's)")
     p.add_argument("--mode", choices=("multi", "single"), default="multi")
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     p.add_argument("--limit-train", type=int, help="train on a seeded subset of N samples")
+    p.add_argument(
+        "--train-read-noise",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="multiplicative read noise σ on every crossbar read while training (fresh per "
+        "step, seeded; noise-aware training)",
+    )
+    add_fault_arguments(p, several=False)
     add_recipe_arguments(p)
     add_replay_arguments(p)
     add_data_arguments(p)
@@ -126,7 +142,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         data=data_options(args),
         augment=augment_options(args),
         exit_loss=args.exit_loss,
+        train_read_noise=args.train_read_noise,
+        faults=fault_options(args),
     )
+
+
+def fault_options(args: argparse.Namespace) -> dict[str, float | int]:
+    """The stuck-cell settings of ``--stuck-*``/``--fault-seed`` (empty where none)."""
+    if not (args.stuck_off or args.stuck_on):
+        return {}
+    options = {"stuck_off": args.stuck_off, "stuck_on": args.stuck_on, "seed": args.fault_seed}
+    return options if args.stuck_on_us is None else {**options, "stuck_on_us": args.stuck_on_us}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,6 +21,9 @@ from prime.core.registry import Registry
 
 DEVICES: Registry[type[ConductanceModel]] = Registry("device preset")
 
+#: std of PRIME's ΔG (µS): reference code ``nn.init.normal_(weight, std=6.352)``
+PRIME_DELTA_STD_US = 6.352
+
 
 class ConductanceModel:
     """Base of the device presets: a frozen dataclass with a ``sample`` method."""
@@ -35,6 +38,10 @@ class ConductanceModel:
     def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """Draw a crossbar of differential pairs: float32 [2, *shape] in µS (G+, G-)."""
         return self.sample_cells((2, *shape), generator)
+
+    def weight_rms_us(self) -> float:
+        """RMS of a pair's difference G+ - G- over the device's population (µS)."""
+        raise NotImplementedError
 
     def to_config(self) -> dict[str, Any]:
         """A JSON-able description that :func:`get_device` turns back into this model."""
@@ -56,10 +63,13 @@ class GaussianDifferential(ConductanceModel):
     """
 
     name: ClassVar[str] = "prime-gaussian"
-    delta_std_us: float = 6.352
+    delta_std_us: float = PRIME_DELTA_STD_US
 
     def __post_init__(self) -> None:
         _check_positive("delta_std_us", self.delta_std_us)
+
+    def weight_rms_us(self) -> float:
+        return float(self.delta_std_us)
 
     def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         delta = torch.randn(shape, generator=generator) * self.delta_std_us
@@ -92,6 +102,14 @@ class LognormalRRAM(ConductanceModel):
         _check_positive("median_us", self.median_us)
         _check_positive("sigma_ln", self.sigma_ln)
 
+    def weight_rms_us(self) -> float:
+        """sqrt(2 Var G) for independent cells: E G = (1 - p) m e^(σ²/2), E G² = (1 - p) m²
+        e^(2σ²)."""
+        formed = 1 - self.p_unformed
+        mean = formed * self.median_us * math.exp(self.sigma_ln**2 / 2)
+        mean_sq = formed * self.median_us**2 * math.exp(2 * self.sigma_ln**2)
+        return math.sqrt(2 * (mean_sq - mean**2))
+
     def sample_cells(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         formed = torch.rand(shape, generator=generator) >= self.p_unformed
         log_g = math.log(self.median_us) + self.sigma_ln * torch.randn(shape, generator=generator)
@@ -119,6 +137,10 @@ class EmpiricalConductance(ConductanceModel):
             )
         check_conductances(values, "empirical values_us")
         object.__setattr__(self, "values_us", values)
+
+    def weight_rms_us(self) -> float:
+        """sqrt(2 Var G) of the measured values (two independent draws per pair)."""
+        return math.sqrt(2 * float(np.var(self.values_us)))
 
     def sample_cells(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         values = torch.as_tensor(self.values_us, dtype=torch.float32)

@@ -61,8 +61,7 @@ def reform_chip(model: SpikingNetwork, chip_seed: int) -> None:
     """Form new conductances with ``chip_seed`` (same device model), keeping the scores."""
     config = dataclasses.replace(model.config, chip_seed=chip_seed)
     fresh = build_model(config)
-    for layer, new in zip(model.memristor_layers(), fresh.memristor_layers(), strict=True):
-        layer.load_conductances(new.g_us)
+    model.load_conductances([layer.g_us for layer in fresh.memristor_layers()])
     model.config = config
 
 
