@@ -262,3 +262,24 @@ def test_eval_cell_conditions_errors_are_one_line(tmp_path, capsys):
         assert main(["eval", str(run), *argv]) == 1
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_trace_fit_recovers_a_relaxation_from_timestamped_reads(tmp_path, capsys):
+    from prime.hardware.traces.format import TraceInfo, write_trace
+
+    cells = _cells()[0][0].numpy()
+    times = np.array([0.0, 9.0, 99.0, 9999.0])
+    eps = np.random.default_rng(0).standard_normal(cells.shape)
+    reads = np.stack([cells * (1 - (0.02 + 0.03 * eps) * np.log10(1 + t)) for t in times]).clip(
+        min=0
+    )
+    trace = write_trace(tmp_path / "aged.h5", reads.astype(np.float32), TraceInfo(), None, times)
+    out = tmp_path / "ageing.json"
+    assert main(["trace", "fit", str(trace), "--save-ageing", str(out)]) == 0
+    assert "relaxation: drift 0.0" in capsys.readouterr().out
+    fitted = ageing_model(str(out))
+    assert fitted.drift_per_decade == pytest.approx(0.02, abs=0.003)
+    assert fitted.spread_per_decade == pytest.approx(0.03, rel=0.1)
+    single = write_trace(tmp_path / "one.h5", reads[:1].astype(np.float32), TraceInfo())
+    assert main(["trace", "fit", str(single), "--save-ageing", str(tmp_path / "x.json")]) == 1
+    assert "an ageing fit needs reads at two or more times" in capsys.readouterr().err

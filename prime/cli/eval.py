@@ -4,7 +4,9 @@ stuck cells or on another chip."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prime.cli.common import (
     add_compute_arguments,
@@ -12,6 +14,9 @@ from prime.cli.common import (
     add_replay_arguments,
     apply_compute_arguments,
 )
+
+if TYPE_CHECKING:
+    from prime.inference.robustness import Sweep
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -173,7 +178,12 @@ def paired(stuck_off: list[float], stuck_on: list[float]) -> list[tuple[float, f
     )
 
 
-def run_report(args: argparse.Namespace, sweep, rows_of, describe_level) -> int:
+def run_report(
+    args: argparse.Namespace,
+    sweep: Sweep,
+    rows_of: Callable[[Any, Any, Any], list[dict[str, Any]]],
+    describe_level: Callable[[dict[str, Any]], str],
+) -> int:
     """Evaluate the run (``rows_of(model, data, config)``), write ``sweep``'s report to
     ``--out`` (default RUN_DIR/<sweep name>) and print one line per level."""
     from prime.inference.robustness import summarize, write_report
