@@ -111,13 +111,15 @@ def require_replay(args: argparse.Namespace) -> None:
 
 
 def scale_arg(text: str) -> float | str:
-    """``--scale``: a number (1/µS) or ``fan-in``."""
-    if text == "fan-in":
+    """``--scale``: a number (1/µS), ``matched`` or ``fan-in``."""
+    if text in ("matched", "fan-in"):
         return text
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'fan-in', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number, 'matched' or 'fan-in', got {text!r}"
+        ) from None
 
 
 def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
@@ -249,3 +251,42 @@ def add_replay_arguments(p: argparse.ArgumentParser, run_defaults: bool = False)
         default=default(DEFAULT_TILE),
         help="crossbar tile ROWSxCOLS the layers are placed on (default 512x512)",
     )
+
+
+def fractions_arg(text: str) -> list[float]:
+    """``--stuck-off``/``--stuck-on``: fractions in [0, 1], comma separated."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected fractions of cells in [0, 1] separated by commas (e.g. 0,0.01,0.05), "
+            f"got {text!r}"
+        )
+    return values
+
+
+def add_fault_arguments(p: argparse._ActionsContainer, several: bool) -> None:
+    """``--stuck-off/--stuck-on/--stuck-on-us/--fault-seed`` (prime.hardware.faults); with
+    ``several`` the fractions take comma separated lists (a sweep)."""
+    kind = fractions_arg if several else float
+    lists = " (several, comma separated: a sweep)" if several else ""
+    p.add_argument(
+        "--stuck-off",
+        type=kind,
+        default=[0.0] if several else 0.0,
+        help=f"fraction of cells stuck at the unformed state, 0 µS{lists}",
+    )
+    p.add_argument(
+        "--stuck-on",
+        type=kind,
+        default=[0.0] if several else 0.0,
+        help=f"fraction of cells stuck at a high conductance{lists}",
+    )
+    p.add_argument(
+        "--stuck-on-us",
+        type=float,
+        help="the stuck-on conductance in µS (default: the chip's largest cell)",
+    )
+    p.add_argument("--fault-seed", type=int, default=0, help="seed of which cells are stuck")

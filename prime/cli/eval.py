@@ -1,15 +1,17 @@
-"""``prime eval RUN_DIR``: re-evaluate a trained run, optionally under read noise or on
-another chip."""
+"""``prime eval RUN_DIR``: re-evaluate a trained run, optionally under read noise, aged, with
+stuck cells or on another chip."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prime.cli.common import (
     add_compute_arguments,
+    add_fault_arguments,
     add_replay_arguments,
     apply_compute_arguments,
     int_arg,
@@ -20,6 +22,7 @@ from prime.core.resources import MAX_REPEATS
 
 if TYPE_CHECKING:
     from prime.hardware.periphery import ReadPathConfig
+    from prime.inference.robustness import Sweep
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int_arg(1), default=128)
     add_replay_arguments(p, run_defaults=True)
     add_periphery_arguments(p)
+    add_cell_condition_arguments(p)
     add_early_exit_arguments(p)
     add_compute_arguments(p)
     p.set_defaults(run=run)
@@ -120,10 +124,13 @@ def run(args: argparse.Namespace) -> int:
     names = ("threshold", "target_drop", "policy", "alpha", "min_steps")
     require_with(args, {name: early for name in names})
     periphery, field, values = periphery_options(args)
-    wants_out = args.early_exit or report or field is not None
-    require_with(args, {"out": ("--early-exit, a read-noise report or a sweep", wants_out)})
+    cells = args.age is not None or args.stuck_off != [0.0] or args.stuck_on != [0.0]
+    wants_out = args.early_exit or report or field is not None or cells
+    require_with(args, {"out": ("--early-exit, a report or a sweep", wants_out)})
     if field is not None:
         return run_sweep(args, periphery, field, values)
+    if cells:
+        return run_cell_conditions(args)
     if report:
         return run_read_noise(args)
     args.read_noise = args.read_noise[0]
@@ -182,16 +189,13 @@ def noise_levels_arg(text: str) -> list[float]:
 
 def run_read_noise(args: argparse.Namespace) -> int:
     from prime.core.errors import PrimeError
-    from prime.core.lock import exclusive
-    from prime.inference.robustness import read_noise_sweep, summarize, write_report
-    from prime.runs.rundir import prepare_run
+    from prime.inference.robustness import READ_NOISE, read_noise_sweep
 
     if args.early_exit:
         raise PrimeError("--early-exit takes one --read-noise value and no --repeats")
-    replay = {k: getattr(args, k) for k in ("trace", "replay", "pruned", "tile")}
-    with exclusive(args.out or args.run_dir / "read-noise") as out:
-        model, config, data = prepare_run(args.run_dir, args.chip_seed, replay)
-        rows = read_noise_sweep(
+
+    def rows(model, data, config):
+        return read_noise_sweep(
             model,
             data.test,
             args.read_noise,
@@ -201,18 +205,130 @@ def run_read_noise(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             replay=config,
         )
+
+    return run_report(args, READ_NOISE, rows, lambda s: f"σ {s['read_noise']:<6g}")
+
+
+def run_cell_conditions(args: argparse.Namespace) -> int:
+    """``--age`` or ``--stuck-off/--stuck-on``: a report of accuracy on aged or faulty cells."""
+    from prime.core.errors import PrimeError
+    from prime.hardware.ageing import ageing_model, format_age
+    from prime.inference.robustness import AGE, STUCK_CELLS, age_sweep, stuck_cells_sweep
+
+    faults = args.stuck_off != [0.0] or args.stuck_on != [0.0]
+    if args.age is not None and faults:
+        raise PrimeError("--age and --stuck-off/--stuck-on are separate reports: pass one")
+    if args.early_exit or args.read_noise != [0.0]:
+        raise PrimeError("--age and --stuck-* reports take no --early-exit and no --read-noise")
+    if args.trace:
+        raise PrimeError(
+            "--age and --stuck-* change the model's own cells; a --trace replaces them: drop one"
+        )
+    if args.age is not None:
+        relaxation = ageing_model(args.age_model)
+
+        def aged(model, data, config):
+            return age_sweep(
+                model,
+                data.test,
+                args.age,
+                args.repeats,
+                relaxation,
+                seed=args.age_seed,
+                mode=args.mode,
+                batch_size=args.batch_size,
+            )
+
+        return run_report(args, AGE, aged, lambda s: format_age(s["age_s"]))
+    fractions = paired(args.stuck_off, args.stuck_on)
+
+    def stuck(model, data, config):
+        return stuck_cells_sweep(
+            model,
+            data.test,
+            fractions,
+            args.repeats,
+            stuck_on_us=args.stuck_on_us,
+            seed=args.fault_seed,
+            mode=args.mode,
+            batch_size=args.batch_size,
+        )
+
+    return run_report(
+        args, STUCK_CELLS, stuck, lambda s: f"off {s['stuck_off']:g}, on {s['stuck_on']:g}"
+    )
+
+
+def paired(stuck_off: list[float], stuck_on: list[float]) -> list[tuple[float, float]]:
+    """The (stuck_off, stuck_on) levels: lists of equal length pair up, one value repeats."""
+    from prime.core.errors import PrimeError
+
+    if len(stuck_off) != len(stuck_on) and 1 not in (len(stuck_off), len(stuck_on)):
+        raise PrimeError(
+            f"--stuck-off has {len(stuck_off)} values and --stuck-on {len(stuck_on)}: give "
+            "lists of the same length (paired) or one value for either"
+        )
+    n = max(len(stuck_off), len(stuck_on))
+    return list(
+        zip(stuck_off * (n // len(stuck_off)), stuck_on * (n // len(stuck_on)), strict=True)
+    )
+
+
+def run_report(
+    args: argparse.Namespace,
+    sweep: Sweep,
+    rows_of: Callable[[Any, Any, Any], list[dict[str, Any]]],
+    describe_level: Callable[[dict[str, Any]], str],
+) -> int:
+    """Evaluate the run (``rows_of(model, data, config)``), write ``sweep``'s report to
+    ``--out`` (default RUN_DIR/<sweep name>) and print one line per level."""
+    from prime.core.lock import exclusive
+    from prime.inference.robustness import summarize, write_report
+    from prime.runs.rundir import prepare_run
+
+    replay = {k: getattr(args, k) for k in ("trace", "replay", "pruned", "tile")}
+    with exclusive(args.out or args.run_dir / sweep.name.replace("_", "-")) as out:
+        model, config, data = prepare_run(args.run_dir, args.chip_seed, replay)
+        rows = rows_of(model, data, config)
         chip = f"trace {config.trace}" if config.trace else f"chip seed {model.config.chip_seed}"
         title = f"{config.model_name} on {config.dataset}, {chip}"
-        paths = write_report(out, rows, title)
-    print(f"{title}: test accuracy under read noise ({len(data.test)} samples)")
-    for s in summarize(rows):
+        paths = write_report(out, rows, title, sweep)
+    print(f"{title}: test accuracy ({len(data.test)} samples)")
+    for s in summarize(rows, sweep):
         print(
-            f"  σ {s['read_noise']:<6g} {100 * s['accuracy_mean']:6.2f} ± "
+            f"  {describe_level(s):<16} {100 * s['accuracy_mean']:6.2f} ± "
             f"{100 * s['accuracy_std']:.2f} % (min {100 * s['accuracy_min']:.2f}, max "
             f"{100 * s['accuracy_max']:.2f}, {s['repeats']} repeats)"
         )
     print(f"wrote {', '.join(p.name for p in paths)} to {paths[0].parent}")
     return 0
+
+
+def add_cell_condition_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("ageing and stuck cells (docs/devices.md)")
+    g.add_argument(
+        "--age",
+        type=ages_arg,
+        help="times since forming, comma separated with units s, m, h, d, w (1s,1h,1d,1w): "
+        "write accuracy against age (CSV, JSON, PNG); mean ± std over --repeats seeds",
+    )
+    g.add_argument(
+        "--age-model",
+        default="wan2022",
+        help="ageing model: a preset (wan2022, none) or a JSON file of Relaxation fields",
+    )
+    g.add_argument("--age-seed", type=int, default=0, help="seed of the cells' relaxation")
+    add_fault_arguments(g, several=True)
+
+
+def ages_arg(text: str) -> list[float]:
+    from prime.core.errors import PrimeError
+    from prime.hardware.ageing import parse_ages
+
+    try:
+        return parse_ages(text)
+    except PrimeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:

@@ -58,6 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--save", type=Path, help="write the fitted preset as JSON for prime train --device-model"
     )
+    fit.add_argument(
+        "--save-ageing",
+        type=Path,
+        help="fit the log-time relaxation of reads at several times (/timestamp_s) and write "
+        "it as JSON for prime eval --age-model",
+    )
     _add_force(fit)
     fit.set_defaults(run=run_fit)
 
@@ -174,6 +180,20 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.save:
         write_json(check_writable(args.save, args.force), fit.device().to_config())
         print(f"wrote {args.save} (use: prime train --device-model {args.save})")
+    if args.save_ageing:
+        from dataclasses import asdict
+
+        from prime.hardware.fitting import fit_relaxation
+
+        with Trace(args.file) as trace:
+            relaxation = fit_relaxation(trace, args.unformed_below, max_reads=args.max_reads)
+        print(
+            f"relaxation: drift {relaxation.drift_per_decade:.4g} ± "
+            f"{relaxation.spread_per_decade:.4g} per decade of t / {relaxation.t0_s:g} s"
+        )
+        write_json(check_writable(args.save_ageing, args.force), asdict(relaxation))
+        use = f"prime eval RUN --age 1d --age-model {args.save_ageing}"
+        print(f"wrote {args.save_ageing} (use: {use})")
     return 0
 
 

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 
 from prime.cli.common import (
     add_compute_arguments,
+    add_fault_arguments,
     add_replay_arguments,
     apply_compute_arguments,
     device_arg,
+    float_arg,
     given_settings,
     int_arg,
     require_replay,
@@ -56,7 +58,13 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
         help="memristor device model: a preset, or a JSON device config (prime trace fit --save)",
     )
     p.add_argument("--keep", type=float, default=0.5, help="kept fraction of edges, (0, 1]")
-    p.add_argument("--scale", type=scale_arg, default=0.01, help="weight per µS, or fan-in")
+    p.add_argument(
+        "--scale",
+        type=scale_arg,
+        default="matched",
+        help="weight per µS; matched (default: the weights get the RMS of PRIME's chip, "
+        "0.01 on prime-gaussian), or fan-in",
+    )
     p.add_argument("--mask-scope", choices=("layer", "global"), default="layer")
     p.add_argument(
         "--neuron",
@@ -78,6 +86,15 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
         "a constant margin >= 0 (default: none)",
     )
     add_periphery_argument(p)
+    p.add_argument(
+        "--train-read-noise",
+        type=float_arg(0.0),
+        default=0.0,
+        metavar="SIGMA",
+        help="multiplicative read noise σ on every crossbar read while training (fresh per "
+        "step, seeded; noise-aware training)",
+    )
+    add_fault_arguments(p, several=False)
     add_recipe_arguments(p)
     add_replay_arguments(p)
     add_data_arguments(p)
@@ -166,7 +183,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         exit_loss=args.exit_loss,
         hysteresis=args.hysteresis,
         read_path=periphery_arg(args.periphery),
+        train_read_noise=args.train_read_noise,
+        faults=fault_options(args),
     )
+
+
+def fault_options(args: argparse.Namespace) -> dict[str, float | int]:
+    """The stuck-cell settings of ``--stuck-*``/``--fault-seed`` (empty where none)."""
+    if not (args.stuck_off or args.stuck_on):
+        return {}
+    options = {"stuck_off": args.stuck_off, "stuck_on": args.stuck_on, "seed": args.fault_seed}
+    return options if args.stuck_on_us is None else {**options, "stuck_on_us": args.stuck_on_us}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,6 +26,9 @@ DEVICES: Registry[type[ConductanceModel]] = Registry("device preset")
 G_MAX_QUANTILE = 0.999
 _G_MAX_Z = 3.0902
 
+#: std of PRIME's ΔG (µS): reference code ``nn.init.normal_(weight, std=6.352)``
+PRIME_DELTA_STD_US = 6.352
+
 
 class ConductanceModel:
     """Base of the device presets: a frozen dataclass with a ``sample`` method."""
@@ -45,6 +48,10 @@ class ConductanceModel:
         """The largest conductance a cell of this device is programmed to (µS): the
         :data:`G_MAX_QUANTILE` quantile of its formed cells (programming weights onto a chip,
         :mod:`prime.interop.programming`)."""
+        raise NotImplementedError
+
+    def weight_rms_us(self) -> float:
+        """RMS of a pair's difference G+ - G- over the device's population (µS)."""
         raise NotImplementedError
 
     def to_config(self) -> dict[str, Any]:
@@ -67,10 +74,13 @@ class GaussianDifferential(ConductanceModel):
     """
 
     name: ClassVar[str] = "prime-gaussian"
-    delta_std_us: float = 6.352
+    delta_std_us: float = PRIME_DELTA_STD_US
 
     def __post_init__(self) -> None:
         _check_positive("delta_std_us", self.delta_std_us)
+
+    def weight_rms_us(self) -> float:
+        return float(self.delta_std_us)
 
     def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         delta = torch.randn(shape, generator=generator) * self.delta_std_us
@@ -106,6 +116,14 @@ class LognormalRRAM(ConductanceModel):
             raise PrimeError(f"p_unformed must be in [0, 1), got {self.p_unformed}")
         _check_positive("median_us", self.median_us)
         _check_positive("sigma_ln", self.sigma_ln)
+
+    def weight_rms_us(self) -> float:
+        """sqrt(2 Var G) for independent cells: E G = (1 - p) m e^(σ²/2), E G² = (1 - p) m²
+        e^(2σ²)."""
+        formed = 1 - self.p_unformed
+        mean = formed * self.median_us * math.exp(self.sigma_ln**2 / 2)
+        mean_sq = formed * self.median_us**2 * math.exp(2 * self.sigma_ln**2)
+        return math.sqrt(2 * (mean_sq - mean**2))
 
     def sample_cells(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         formed = torch.rand(shape, generator=generator) >= self.p_unformed
@@ -143,6 +161,10 @@ class EmpiricalConductance(ConductanceModel):
             )
         check_conductances(values, "empirical values_us")
         object.__setattr__(self, "values_us", values)
+
+    def weight_rms_us(self) -> float:
+        """sqrt(2 Var G) of the measured values (two independent draws per pair)."""
+        return math.sqrt(2 * float(np.var(self.values_us)))
 
     def sample_cells(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         values = torch.as_tensor(self.values_us, dtype=torch.float32)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from prime.core.errors import PrimeError
+from prime.hardware.ageing import Relaxation
 from prime.hardware.devices import LognormalRRAM
 from prime.hardware.traces.format import Trace
 
@@ -130,3 +131,29 @@ def fit_trace(
     several = min(trace.n_reads, max_reads or trace.n_reads) > 1
     noise = float(np.median(std[formed] / mean[formed])) if several and formed.any() else None
     return fit_cells(mean, unformed_below_us, noise)
+
+
+def fit_relaxation(
+    trace: Trace, unformed_below_us: float = 1.0, t0_s: float = 1.0, max_reads: int | None = None
+) -> Relaxation:
+    """The log-time relaxation (:class:`~prime.hardware.ageing.Relaxation`) of a trace read at
+    several times: for every cell formed in read 0, the least-squares slope b of its relative
+    change g_k / g_0 - 1 against log10(1 + (t_k - t_0) / t0); ν = -mean(b), σ = std(b). Read
+    noise adds to σ (with one read per time the two cannot be told apart)."""
+    t = trace.timestamps_s
+    n = trace.n_reads if max_reads is None else min(max_reads, trace.n_reads)
+    if t is None or n < 2 or not (t[:n] > t[0]).any():
+        has = "no /timestamp_s" if t is None else f"{n} read(s) at times {sorted(set(t[:n]))} s"
+        raise PrimeError(f"an ageing fit needs reads at two or more times; the trace has {has}")
+    first = trace.read(0).astype(np.float64)
+    formed = first >= unformed_below_us
+    if not formed.any():
+        raise PrimeError(f"no cell of read 0 is >= {unformed_below_us} µS (formed)")
+    decades = np.log10(1 + (t[:n] - t[0]) / t0_s)
+    weighted = np.zeros(int(formed.sum()))
+    for k in range(1, n):
+        weighted += (trace.read(k)[formed] / first[formed] - 1) * decades[k]
+    slopes = weighted / float((decades**2).sum())
+    return Relaxation(
+        drift_per_decade=float(-slopes.mean()), spread_per_decade=float(slopes.std()), t0_s=t0_s
+    )

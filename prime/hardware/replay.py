@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from prime.core.errors import PrimeError
+from prime.hardware.devices import EmpiricalConductance
 from prime.hardware.traces.format import Trace
 
 REPLAY_MODES = ("static", "per-batch", "per-test-batch", "per-step")
@@ -209,6 +210,10 @@ class TraceReplay:
             return True
         expected = self._gather(self.trace.read(self.current_read))
         return all(torch.equal(m.g_us, g) for m, g in zip(self.layers, expected, strict=True))
+
+    def device(self) -> EmpiricalConductance:
+        """The trace's first read as a device model: its cells' measured values."""
+        return EmpiricalConductance(values_us=self.trace.read(0))
 
     def detach(self) -> None:
         """Stop replaying (the layers keep the conductances last loaded)."""

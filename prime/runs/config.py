@@ -17,6 +17,7 @@ from prime.core.errors import PrimeError
 from prime.core.resources import MAX_EPOCHS, MAX_SEED, MAX_TIMESTEPS, check_count
 from prime.data import dataset_spec
 from prime.data.augment import FrameAugmentation
+from prime.hardware.faults import StuckCells
 from prime.hardware.periphery import ReadPathConfig
 from prime.hardware.replay import DEFAULT_TILE
 from prime.snn.config import ModelConfig
@@ -38,7 +39,7 @@ class TrainConfig:
     chip_seed: int | None = None
     device_model: str | dict[str, Any] = "prime-gaussian"
     keep: float = 0.5
-    scale: float | str = 0.01
+    scale: float | str = "matched"  # weights with the RMS of PRIME's chip (matched_scale)
     mask_scope: str = "layer"
     timesteps: int | None = None
     mode: str = "multi"
@@ -60,6 +61,10 @@ class TrainConfig:
     synapses: str = "supermask"  # ModelConfig.synapses
     activation_bits: int | None = None  # ModelConfig.activation_bits
     activation_quantizer: str = "uniform"
+    #: read noise σ on every crossbar read while training (fresh per step, seeded)
+    train_read_noise: float = 0.0
+    #: stuck cells applied to the chip before training (StuckCells fields; empty: none)
+    faults: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         limits = {"epochs": MAX_EPOCHS, "timesteps": MAX_TIMESTEPS, "seed": MAX_SEED}
@@ -71,6 +76,18 @@ class TrainConfig:
             raise PrimeError(f"lr must be a number > 0, got {self.lr!r}")
         if not (isinstance(self.exit_loss, int | float) and 0 <= self.exit_loss <= 1):
             raise PrimeError(f"exit loss weight must be in [0, 1], got {self.exit_loss!r}")
+        if not (
+            isinstance(self.train_read_noise, int | float) and 0 <= self.train_read_noise < math.inf
+        ):
+            raise PrimeError(
+                f"--train-read-noise must be a finite σ >= 0, got {self.train_read_noise!r}"
+            )
+        faults = self.stuck_cells  # bad settings fail before training
+        if faults.active and self.trace:
+            raise PrimeError(
+                "stuck cells act on the model's own chip and a --trace replaces it read by "
+                "read: drop --stuck-off/--stuck-on or --trace"
+            )
         FrameAugmentation.from_config(self.augment)  # bad settings fail before training
         periphery = ReadPathConfig.from_dict(self.read_path)
         periphery_tile = (periphery.tile_rows, periphery.tile_columns)
@@ -82,6 +99,10 @@ class TrainConfig:
             )
         neuron_leak_slope(self.neuron)
         hysteresis_schedule(self.hysteresis)
+
+    @property
+    def stuck_cells(self) -> StuckCells:
+        return StuckCells.from_dict(self.faults)
 
     @property
     def model_name(self) -> str:

@@ -108,8 +108,8 @@ def reform_chip(model: SpikingNetwork, chip_seed: int) -> None:
     """Form new conductances with ``chip_seed`` (same device model), keeping the scores."""
     config = dataclasses.replace(model.config, chip_seed=chip_seed)
     fresh = build_model(config)
+    model.load_conductances([layer.g_us for layer in fresh.memristor_layers()])
     for layer, new in zip(model.memristor_layers(), fresh.memristor_layers(), strict=True):
-        layer.load_conductances(new.g_us)
         for name in CHIP_BUFFERS:  # the new chip's converters
             if hasattr(new.read_path, name):
                 getattr(layer.read_path, name).copy_(getattr(new.read_path, name))

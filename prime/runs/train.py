@@ -42,6 +42,7 @@ from prime.runs.rundir import (
     load_data,
     run_config,
 )
+from prime.snn.layers import MATCHED, matched_scale
 from prime.snn.models import build_model
 from prime.snn.network import SpikingNetwork
 from prime.snn.switching import SwitchCounter, hysteresis_schedule
@@ -115,6 +116,9 @@ def _train(
     data = load_data(config)
     model = build_model(model_config(config))
     _check_data_fits(model, data, config)
+    faults = config.stuck_cells
+    if faults.active and not resume:  # known faults, learned around (a resume loads them)
+        model.load_conductances(faults.apply([m.g_us for m in model.memristor_layers()]))
     augment = FrameAugmentation.from_config(config.augment)
     if augment.active and data.train[0][0].dim() != 4:
         raise PrimeError(
@@ -153,6 +157,10 @@ def _train(
         with collectives(ranks, checkpoint_path):
             net = DistributedDataParallel(model, forward_sync_buffers=False)
     replay = open_replay(model, config, position=state.get("trace_read", 0))
+    if replay and config.scale == MATCHED and not resume:  # matched to the trace's cells
+        trace_scale = matched_scale(replay.device())
+        for layer in model.memristor_layers():
+            layer.scale.fill_(trace_scale)
     if replay and progress:
         print(f"replaying {config.trace} ({config.replay}): {replay.placement.report()}")
     conductances = [layer.g_us.clone() for layer in model.memristor_layers()]
@@ -202,6 +210,9 @@ def _train(
                 draws = torch.Generator().manual_seed(_draw_seed(config.seed, epoch, step))
                 x = augment.apply(x, augment.draw(global_n, draws)[ranks.rank :: ranks.world_size])
             switches.program(schedule.margin(epoch))  # the chip's masks for this step
+            if config.train_read_noise:  # fresh noise per read, drawn from (seed, epoch, step)
+                noise_seed = _draw_seed(config.seed, epoch, step, stream=1)
+                model.set_read_noise(config.train_read_noise, seed=noise_seed)
             with collectives(ranks, checkpoint_path):
                 outputs = net(x, config.mode)
                 logits = outputs.mean(0)
@@ -226,6 +237,7 @@ def _train(
             if state["step_in_epoch"] % config.save_every == 0 and step + 1 < count:
                 save()
         bar.close()
+        model.set_read_noise(0.0)  # the test accuracy is the noise-free chip's
         with collectives(ranks, checkpoint_path):
             test = _evaluate_shared(model, data.test, config.mode, ranks)
         state["history"].append(
@@ -310,9 +322,11 @@ def _setting(config: TrainConfig, name: str) -> Any:
     return value.get(option) if option else value
 
 
-def _draw_seed(seed: int, epoch: int, step: int) -> int:
-    """Seed of a step's augmentation draws: fixed by (seed, epoch, step), so resumes redraw."""
-    return int(np.random.SeedSequence([seed, epoch, step]).generate_state(1)[0])
+def _draw_seed(seed: int, epoch: int, step: int, stream: int = 0) -> int:
+    """Seed of a step's draws (stream 0: augmentation, 1: read noise): fixed by (seed, epoch,
+    step), so resumes redraw."""
+    entropy = [seed, epoch, step] + ([stream] if stream else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def _epoch_batches(

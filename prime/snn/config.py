@@ -23,7 +23,7 @@ class ModelConfig:
     chip_seed: int = 0
     score_seed: int = 0
     keep: float = 0.5
-    scale: float | str = PRIME_SCALE
+    scale: float | str = "matched"  # prime.snn.layers.matched_scale
     mask_rule: str = "topk"
     mask_scope: str = "layer"
     timesteps: int | None = None

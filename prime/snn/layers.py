@@ -16,11 +16,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from prime.core.errors import PrimeError
-from prime.hardware.devices import ConductanceModel, check_conductances
+from prime.hardware.devices import PRIME_DELTA_STD_US, ConductanceModel, check_conductances
 from prime.hardware.readpath import IDEAL, CrossbarRead, ReadPath, ReadPathConfig
 from prime.kernels.sparse_conv import conv2d
 from prime.snn.config import PRIME_SCALE
 from prime.snn.masks import check_keep, check_margin, supermask
+
+#: the default scale mode (:func:`matched_scale`)
+MATCHED = "matched"
+
+
+def matched_scale(device_model: ConductanceModel) -> float:
+    """The conductance-to-weight scale (1/µS) that gives ``device_model``'s weights the RMS of
+    PRIME's chip: ``PRIME_SCALE · 6.352 µS / RMS(G+ - G-)``, exactly PRIME_SCALE on
+    ``prime-gaussian``. The PRIME recipe (LIF thresholds, score learning) is tuned to that
+    weight scale; a chip with larger conductances, e.g. the measured RRAM array (RMS 8.9 µS),
+    gets a smaller scale instead of stronger currents."""
+    rms_us = device_model.weight_rms_us()
+    if not (math.isfinite(rms_us) and rms_us > 0):
+        raise PrimeError(
+            f"device {device_model.name!r} has RMS(G+ - G-) = {rms_us:g} µS, so no scale "
+            "matches it; pass a numeric --scale"
+        )
+    return PRIME_SCALE * (PRIME_DELTA_STD_US / rms_us)
 
 
 class MemristorLayer(nn.Module):
@@ -35,8 +53,10 @@ class MemristorLayer(nn.Module):
         chip: generator that forms it (the chip seed).
         scores_generator: generator of the initial scores (the training seed).
         keep: kept fraction of edges, in (0, 1].
-        scale: conductance-to-weight scale (1/µS), or ``"fan-in"`` to map the chip's mean
-            |G+ - G-| to the Kaiming std of a layer keeping ``keep`` of its fan-in.
+        scale: conductance-to-weight scale (1/µS); ``"matched"`` (default) to give the
+            weights the RMS of PRIME's chip, whatever the device (:func:`matched_scale`); or
+            ``"fan-in"`` to map the chip's mean |G+ - G-| to the Kaiming std of a layer
+            keeping ``keep`` of its fan-in.
         mask_rule: ``"topk"`` (exactly round(keep n) edges) or ``"prime"`` (PRIME's rank rule).
         read_path: the configuration of the way from cells to numbers (default: ideal).
         periphery_generator: the chip's generator of its periphery (ADC variation), drawn
@@ -53,7 +73,7 @@ class MemristorLayer(nn.Module):
         chip: torch.Generator,
         scores_generator: torch.Generator,
         keep: float = 0.5,
-        scale: float | str = PRIME_SCALE,
+        scale: float | str = MATCHED,
         mask_rule: str = "topk",
         read_path: ReadPathConfig = IDEAL,
         periphery_generator: torch.Generator | None = None,
@@ -76,7 +96,7 @@ class MemristorLayer(nn.Module):
         self.register_buffer("g_us", device_model.sample(weight_shape, chip))
         self.scores = nn.Parameter(torch.empty(weight_shape))
         nn.init.kaiming_uniform_(self.scores, a=math.sqrt(5), generator=scores_generator)
-        self.register_buffer("scale", torch.tensor(self._scale(scale)))
+        self.register_buffer("scale", torch.tensor(self._scale(scale, device_model)))
 
     @property
     def fan_in(self) -> int:
@@ -87,14 +107,16 @@ class MemristorLayer(nn.Module):
         """(rows, columns) of cells: one row per input, a G+ and a G- column per output."""
         return self.fan_in, 2 * self.scores.shape[0]
 
-    def _scale(self, scale: float | str) -> float:
+    def _scale(self, scale: float | str, device_model: ConductanceModel | None = None) -> float:
+        if scale == MATCHED and device_model is not None:
+            return matched_scale(device_model)
         if scale == "fan-in":
             mean_abs = (self.g_us[0] - self.g_us[1]).abs().mean().item()
             kaiming_std = math.sqrt(2.0 / (self.fan_in * self.keep))
             return kaiming_std / max(mean_abs, 1e-12)
         if isinstance(scale, int | float) and math.isfinite(scale) and scale > 0:
             return float(scale)
-        raise PrimeError(f"scale must be a number > 0 or 'fan-in', got {scale!r}")
+        raise PrimeError(f"scale must be a number > 0, 'matched' or 'fan-in', got {scale!r}")
 
     def mask(self) -> torch.Tensor:
         """The binary mask (float, weight shape) with a straight-through gradient to scores;

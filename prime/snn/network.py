@@ -304,6 +304,17 @@ class SpikingNetwork(nn.Module):
                 h = layer(h) if read is None else layer(h, read)
         return h, new_state
 
+    def load_conductances(self, cells_us: Sequence[torch.Tensor]) -> None:
+        """Replace the cells of every memristor layer, in order (one [2, *weight_shape]
+        tensor per layer, µS), keeping each layer's reset cells."""
+        layers = self.memristor_layers()
+        if len(cells_us) != len(layers):
+            raise PrimeError(
+                f"this network has {len(layers)} memristor layers, got cells for {len(cells_us)}"
+            )
+        for layer, g_us in zip(layers, cells_us, strict=True):
+            layer.load_conductances(g_us, layer.reset_us)
+
     def set_read_noise(self, sigma: float, seed: int | None = None) -> None:
         """Multiplicative read noise σ on every crossbar read (0 turns it off)."""
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
