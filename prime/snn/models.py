@@ -20,7 +20,7 @@ from prime.core.registry import Registry
 from prime.hardware.devices import ConductanceModel, chip_generator, device_from_config, get_device
 from prime.hardware.readpath import ReadPathConfig
 from prime.snn.config import ModelConfig
-from prime.snn.layers import MemristorConv2d, MemristorLinear
+from prime.snn.layers import MemristorConv2d, MemristorConvTranspose2d, MemristorLinear
 from prime.snn.masks import MASK_RULES, check_keep
 from prime.snn.network import SpikingNetwork
 from prime.snn.neurons import LIF, Integrator, LIFParams
@@ -67,6 +67,11 @@ class LayerFactory:
 
     def conv(self, in_ch: int, out_ch: int, kernel: int, **kwargs) -> MemristorConv2d:
         return MemristorConv2d(in_ch, out_ch, kernel, **kwargs, **self.kwargs)
+
+    def conv_transpose(
+        self, in_ch: int, out_ch: int, kernel: int, **kwargs
+    ) -> MemristorConvTranspose2d:
+        return MemristorConvTranspose2d(in_ch, out_ch, kernel, **kwargs, **self.kwargs)
 
 
 def get_model(name: str, **config: Any) -> SpikingNetwork:
