@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from prime.cli import inpaint
 from prime.cli.common import add_compute_arguments, add_replay_arguments, apply_compute_arguments
 
 
@@ -35,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     add_replay_arguments(p, run_defaults=True)
     add_early_exit_arguments(p)
+    inpaint.add_arguments(p)
     add_compute_arguments(p)
     p.set_defaults(run=run)
 
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from prime.runs.evaluation import evaluate_run
 
     apply_compute_arguments(args)
+    if args.inpaint:
+        return inpaint.run_eval(args)
     if len(args.read_noise) > 1 or args.repeats > 1:
         return run_read_noise(args)
     args.read_noise = args.read_noise[0]

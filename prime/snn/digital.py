@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -31,10 +32,11 @@ class TDBatchNorm(nn.BatchNorm1d):
     """tdBN: batch norm over every frame and position of a channel (all of T, B, H, W
     together in multi-step training), scaled to the neurons' threshold.
 
-    ``y = alpha * threshold * (x - mean) / sqrt(var + eps) * weight + bias``. Training
-    normalises with the batch's biased variance and updates the running statistics with
-    momentum 0.1 and the unbiased variance; evaluation uses the running statistics, so it is
-    causal in time (each frame alone). Same state-dict names as torch's batch norm.
+    ``y = alpha * threshold * (x - mean) / sqrt(var + eps) * weight + bias``: torch's batch
+    norm (one fused kernel) with its weight scaled by alpha * threshold. Training normalises
+    with the batch's biased variance and updates the running statistics with momentum 0.1
+    and the unbiased variance; evaluation uses the running statistics, so it is causal in
+    time (each frame alone). Same state-dict names as torch's batch norm.
     """
 
     running_mean: torch.Tensor
@@ -53,18 +55,17 @@ class TDBatchNorm(nn.BatchNorm1d):
         self._check_input_dim(x)
         if self.training:
             self.num_batches_tracked.add_(1)
-            dims = [0, *range(2, x.dim())]
-            mean, var = x.mean(dims), x.var(dims, unbiased=False)
-            n = x.numel() / x.shape[1]
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, self.momentum or 0.1)
-                self.running_var.lerp_(var * n / max(n - 1, 1), self.momentum or 0.1)
-        else:
-            mean, var = self.running_mean, self.running_var
-        shape = (-1, *(1,) * (x.dim() - 2))
         gain = self.alpha * self.threshold
-        y = gain * (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
-        return y * self.weight.view(shape) + self.bias.view(shape)
+        return F.batch_norm(
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight * gain,
+            self.bias,
+            self.training,
+            self.momentum if self.momentum is not None else 0.1,
+            self.eps,
+        )
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, threshold={self.threshold}, alpha={self.alpha}"
