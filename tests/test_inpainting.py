@@ -184,3 +184,10 @@ def test_the_command_line_refuses_a_run_that_is_not_an_inpainting_run(
     assert main(["eval", str(tmp_path), "--inpaint"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("prime eval: error:") and len(err.splitlines()) == 1
+
+
+def test_dense_digital_work_of_inference_is_the_posterior_alone() -> None:
+    from prime.runs.inpaint_eval import dense_macs_per_step
+
+    assert dense_macs_per_step(get_fsvae("mnist-fsvae")) == 256 * 256 + 256 * 512 + 512 * 2560
+    assert dense_macs_per_step(get_fsvae("mnist-fsvae-chip")) == 0

@@ -52,7 +52,15 @@ def train_classifier(
     batch_size: int = 64,
     lr: float = 2e-3,
 ) -> DigitClassifier:
-    """A :class:`DigitClassifier` trained on clean ``images`` [N, 1, 32, 32] (seeded)."""
+    """A :class:`DigitClassifier` trained on clean ``images`` [N, 1, 32, 32] (seeded;
+    gradients on even where the caller turned them off)."""
+    with torch.enable_grad():
+        return _train(images, labels, seed, epochs, batch_size, lr)
+
+
+def _train(
+    images: torch.Tensor, labels: torch.Tensor, seed: int, epochs: int, batch_size: int, lr: float
+) -> DigitClassifier:
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)  # the layers' initial weights

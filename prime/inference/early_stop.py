@@ -203,6 +203,8 @@ class Calibration:
     budget: float
     mse_region: float
     full_mse_region: float
+    mse_image: float
+    full_mse_image: float
     mean_steps: float
     timesteps: int
 
@@ -214,26 +216,27 @@ def calibrate_change_threshold(
     budget: float = 0.05,
     min_steps: int = 1,
 ) -> Calibration:
-    """The θ of the ``change`` rule that saves most steps while the blanked region's MSE
-    stays within (1 + ``budget``) times its MSE at full T, from validation reconstructions
-    ``recons`` [T, B, C, H, W] of images ``clean`` with blanked ``region``."""
+    """The θ of the ``change`` rule that saves most steps while the MSE over the blanked
+    region and over the whole image both stay within (1 + ``budget``) times their MSE at
+    full T, from validation reconstructions ``recons`` [T, B, C, H, W] of images ``clean``
+    with blanked ``region``."""
     if not (isinstance(budget, int | float) and math.isfinite(budget) and budget >= 0):
         raise PrimeError(
             f"quality budget must be a number >= 0 (0.05 = 5 % more MSE), got {budget!r}"
         )
     T = len(recons)
-    full = region_mse(recons[-1], clean, region)
+    full = (region_mse(recons[-1], clean, region), region_mse(recons[-1], clean, None))
     changes = stop_from_trajectory(recons, ChangeRule(-math.inf)).changes
     observed = changes[torch.isfinite(changes)].double()
     levels = torch.linspace(0, 1, CANDIDATES, dtype=torch.float64)
     candidates = torch.unique(torch.quantile(observed, levels)).tolist()
-    best = Calibration(-math.inf, budget, full, full, float(T), T)
+    best = Calibration(-math.inf, budget, full[0], full[0], full[1], full[1], float(T), T)
     for threshold in candidates:  # ascending: more steps saved as θ grows
         result = stop_from_trajectory(recons, ChangeRule(threshold + 1e-9, min_steps))
-        mse = region_mse(result.recon, clean, region)
-        if mse > (1 + budget) * full:
+        mse = (region_mse(result.recon, clean, region), region_mse(result.recon, clean, None))
+        if any(m > (1 + budget) * f for m, f in zip(mse, full, strict=True)):
             continue
         steps = result.steps.double().mean().item()
         if steps <= best.mean_steps:
-            best = Calibration(threshold + 1e-9, budget, mse, full, steps, T)
+            best = Calibration(threshold + 1e-9, budget, mse[0], full[0], mse[1], full[1], steps, T)
     return best

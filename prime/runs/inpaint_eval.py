@@ -71,10 +71,11 @@ def _batched_reconstructions(
 
 
 def dense_macs_per_step(model: FSVAE) -> int:
-    """Multiply-accumulates per image and step of the dense digital layers."""
+    """Multiply-accumulates per image and step of the dense digital layers that inference
+    runs (encoder, posterior, decoder; the prior only serves the training loss)."""
     return sum(
         m.in_features * m.out_features
-        for block in model.blocks().values()
+        for block in (model.encoder, model.posterior, model.decoder)
         for m in block.layers
         if isinstance(m, nn.Linear)
     )
@@ -149,6 +150,10 @@ def evaluate_inpainting(
         "images": len(clean),
         "timesteps": model.timesteps,
         "inpainted": reconstruction_scores(full, clean, region),
+        # the known pixels kept, the blanked region from the network
+        "inpainted_composite": reconstruction_scores(
+            torch.where(region, full, masked), clean, region
+        ),
         "masked_input": reconstruction_scores(masked, clean, region),
         "mean_image": reconstruction_scores(torch.where(region, mean_image, masked), clean, region),
     }
@@ -172,6 +177,8 @@ def evaluate_inpainting(
         "budget": budget,
         "calibration_mse_region": calib.mse_region,
         "calibration_full_mse_region": calib.full_mse_region,
+        "calibration_mse_image": calib.mse_image,
+        "calibration_full_mse_image": calib.full_mse_image,
         **_scores(stop_from_trajectory(recons, change_rule), clean, region),
     }
     report["timing"] = time_early_stop(model, masked, index, reference_rule)
