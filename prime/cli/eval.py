@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prime.cli import inpaint
 from prime.cli.common import (
     add_compute_arguments,
     add_fault_arguments,
@@ -53,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_periphery_arguments(p)
     add_cell_condition_arguments(p)
     add_early_exit_arguments(p)
+    inpaint.add_arguments(p)
     add_compute_arguments(p)
     p.set_defaults(run=run)
 
@@ -119,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     from prime.runs.evaluation import evaluate_run
 
     apply_compute_arguments(args)
+    if args.inpaint:
+        return inpaint.run_eval(args)
     report = len(args.read_noise) > 1 or args.repeats > 1
     early = ("--early-exit", args.early_exit)
     names = ("threshold", "target_drop", "policy", "alpha", "min_steps")

@@ -197,10 +197,14 @@ def fault_options(args: argparse.Namespace) -> dict[str, float | int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from prime.cli import inpaint
     from prime.core.errors import PrimeError
     from prime.runs.distributed import process_group
     from prime.runs.train import train
 
+    if inpaint.is_inpainting_model(args.model):
+        apply_compute_arguments(args)
+        return inpaint.run_train(args)
     if args.nproc > 1:
         return launch_command(args)
     apply_compute_arguments(args)

@@ -279,3 +279,36 @@ class MemristorConv2d(MemristorLayer):
         w = F.pad(columns.flatten(1), (0, pad)).view(c, tiles, tile_rows)
         out = torch.einsum("ntrl,ctr->ntcl", patches, w)
         return out.unflatten(3, (height, width))
+
+
+class MemristorConvTranspose2d(MemristorLayer):
+    """Transposed 2-D convolution supermask layer (no bias): x [N, C_in, H, W] ->
+    [N, C_out, H', W'], H' = (H - 1) stride - 2 padding + kernel + output_padding.
+
+    The crossbar holds the weight output first, [C_out, C_in, k, k]: a G+/G- column pair per
+    output channel and a row per input channel and kernel tap, as the transposed convolution
+    runs as a convolution of the zero-stuffed input. ``linear_map`` hands torch the weight
+    as [C_in, C_out, k, k].
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        output_padding: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__((out_channels, in_channels, kernel_size, kernel_size), **kwargs)
+        self.stride, self.padding, self.output_padding = stride, padding, output_padding
+
+    def linear_map(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.conv_transpose2d(
+            x,
+            weight.transpose(0, 1),
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+        )

@@ -21,7 +21,7 @@ from prime.core.registry import Registry
 from prime.hardware.devices import ConductanceModel, chip_generator, device_from_config, get_device
 from prime.hardware.periphery import ReadPathConfig, periphery_generator
 from prime.snn.config import ModelConfig
-from prime.snn.layers import MemristorConv2d, MemristorLinear
+from prime.snn.layers import MemristorConv2d, MemristorConvTranspose2d, MemristorLinear
 from prime.snn.masks import MASK_RULES, check_keep
 from prime.snn.network import SpikingNetwork
 from prime.snn.neurons import (
@@ -120,6 +120,11 @@ class LayerFactory:
         quantised like every other crossbar input."""
         hidden = self.linear(hidden_size, hidden_size)
         return RecurrentCell(hidden, neuron, self.quantize(nonnegative=True))
+
+    def conv_transpose(
+        self, in_ch: int, out_ch: int, kernel: int, **kwargs
+    ) -> MemristorConvTranspose2d:
+        return MemristorConvTranspose2d(in_ch, out_ch, kernel, **kwargs, **self.kwargs)
 
 
 def get_model(name: str, **config: Any) -> SpikingNetwork:
