@@ -152,9 +152,19 @@ class MemristorLayer(nn.Module):
     def tiled_map(
         self, x: torch.Tensor, columns: torch.Tensor, tile_rows: int | None
     ) -> torch.Tensor:
-        """Column currents of every tile of ``tile_rows`` crossbar rows (None: one tile),
-        one batched op: x [N, ...], columns [c, ...] (weight layout) -> [N, tiles, c, ...]."""
-        raise NotImplementedError
+        """Column currents of every tile of ``tile_rows`` crossbar rows (None: one tile):
+        x [N, ...], columns [c, ...] (weight layout) -> [N, tiles, c, ...]. Here one linear
+        map per tile, with the other rows' cells zeroed; subclasses batch the tiles."""
+        rows = columns[0].numel()
+        if tile_rows is None or tile_rows >= rows:
+            return self.linear_map(x, columns).unsqueeze(1)
+        flat = columns.flatten(1)
+        tiles = []
+        for start in range(0, rows, tile_rows):
+            on_tile = torch.zeros_like(flat)
+            on_tile[:, start : start + tile_rows] = flat[:, start : start + tile_rows]
+            tiles.append(self.linear_map(x, on_tile.view_as(columns)))
+        return torch.stack(tiles, dim=1)
 
     def forward(self, x: torch.Tensor, read: CrossbarRead | None = None) -> torch.Tensor:
         return self.read_path(x, self.read() if read is None else read, self)
