@@ -24,7 +24,14 @@ from prime.hardware.programming import PULSE_COSTS
 from prime.inference.early_exit import early_exit_report
 from prime.inference.evaluate import evaluate
 from prime.interop.neurobench import prime_figures, run_neurobench
-from prime.runs.rundir import load_data, load_run, prepare_run, replaying, run_config
+from prime.runs.rundir import (
+    load_data,
+    load_run,
+    prepare_loaded,
+    prepare_run,
+    replaying,
+    run_config,
+)
 
 
 def evaluate_run(
@@ -112,7 +119,8 @@ def bench_energy(
         existing = [str(p) for p in outputs if p.exists()]
         if existing and not force:
             raise PrimeError(f"{', '.join(existing)} exist; pass --force to overwrite or use --out")
-        model, config, data = prepare_run(run_dir, periphery=periphery)
+        model, payload = load_run(run_dir)
+        model, config, data = prepare_loaded(model, payload, periphery=periphery)
         test = limit_dataset(data.test, limit)
         counted = energy_report(model, test, analog, baseline, early_exit, batch_size, progress)
         report: dict[str, Any] = {
@@ -122,7 +130,7 @@ def bench_energy(
             "periphery": config.read_path,
         }
         report.update(counted)
-        report["programming"] = training_programming(load_run(run_dir)[1])
+        report["programming"] = training_programming(payload)
         write_energy_report(report, out_dir)
     return report
 

@@ -125,6 +125,17 @@ def prepare_run(
     """(model, TrainConfig, DataSplits) of a run to evaluate; see :func:`evaluate_run`.
     ``periphery`` evaluates it on another periphery, calibrated on its training data."""
     model, payload = load_run(run_dir)
+    return prepare_loaded(model, payload, chip_seed, replay, periphery)
+
+
+def prepare_loaded(
+    model: SpikingNetwork,
+    payload: dict[str, Any],
+    chip_seed: int | None = None,
+    replay: dict[str, Any] | None = None,
+    periphery: ReadPathConfig | None = None,
+) -> tuple[SpikingNetwork, Any, Any]:
+    """:func:`prepare_run` of a run already loaded (:func:`load_run`'s model and payload)."""
     overrides = {k: v for k, v in (replay or {}).items() if v is not None}
     config = run_config(payload)
     if "trace" not in overrides:
