@@ -1,11 +1,12 @@
 """Run directories: loading a trained run, its data and its chip trace.
 
 A run directory holds ``checkpoint.pt`` (scores, conductances, masks, optimizer, config,
-seed, versions), ``metrics.json`` and ``summary.md``, all written atomically
-(:mod:`prime.runs.train` writes them). This module reads them back:
-:func:`load_run` (model and payload), :func:`run_config`, :func:`load_data` (the run's data),
-:func:`prepare_run` (ready to evaluate, optionally on another chip or trace) and
-:func:`replaying` (a chip trace bound for the length of a ``with`` block).
+seed, versions, the sha256 fingerprints of its trace and data), ``metrics.json`` and
+``summary.md``, all written atomically (:mod:`prime.runs.train` writes them). This module
+reads them back: :func:`load_run` (model and payload), :func:`run_config`,
+:func:`load_data` / :func:`load_run_data` (the run's data), :func:`prepare_run` (ready to
+evaluate, optionally on another chip or trace; a changed trace refused, changed test data
+warned about) and :func:`replaying` (a chip trace bound for the length of a ``with`` block).
 """
 
 from __future__ import annotations
