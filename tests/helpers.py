@@ -8,11 +8,14 @@
   with a given read path;
 * :func:`tiny_network`: 6 inputs -> 3 LIF -> 2 outputs on crossbars of 6x6 and 3x4 cells;
 * :func:`hand_masked_network`: 3 -> 2 -> 1 with hand-set masks and unit weights, whose
-  operation counts are worked out by hand.
+  operation counts are worked out by hand;
+* :func:`load_factor`: how much slower than idle the machine runs now (scales the deadlines
+  of tests that wait on other processes).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,13 @@ def reference_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference data {path} is absent (it lives beside the repository)")
     return path
+
+
+def load_factor() -> float:
+    """The 1-minute load average per CPU core, at least 1: a deadline for another process
+    (a subprocess's start, a timeout it must notice) is multiplied by it, so that a loaded
+    machine gets the same margin as an idle one."""
+    return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
 
 
 # ---------------------------------------------------------------- tiny dataset

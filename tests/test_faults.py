@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,16 +22,18 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import TINY
+from helpers import TINY, load_factor
 
 from prime.cli.main import main
 from prime.core.io import atomic_write, load_checkpoint, save_checkpoint
 from prime.core.lock import LOCK_NAME, exclusive
+from prime.data.fake import write_fake_dvsgesture, write_fake_nmnist
 from prime.hardware.traces.format import TraceInfo, write_trace
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 TINY_RUN = ["--dataset", TINY, "--epochs", "1", "--batch-size", "4", "--quiet"]
+NPZ_RUN = ["--epochs", "1", "--batch-size", "8", "--timesteps", "4", "--quiet"]  # npz_data
 ROOT = os.geteuid() == 0  # root ignores file permissions
 
 
@@ -60,22 +64,33 @@ def assert_one_line(result: subprocess.CompletedProcess, *expected: str) -> None
         assert text in lines[0], lines[0]
 
 
-def prime_process(args: list[str], ulimit_kib: int | None = None, **kwargs):
-    """``prime ARGS`` in a subprocess (tiny test dataset registered), optionally under a
-    file size limit."""
+BASH = ("bash", "-c")
+#: a shell in which root, which ignores file permissions, cannot write read-only folders
+WITHOUT_OVERRIDE = ("capsh", "--drop=cap_dac_override", "--", "-c") if ROOT else BASH
+
+
+def prime_process(
+    args: list[str], setup: tuple[str, ...] = (), shell: tuple[str, ...] = BASH, **kwargs
+):
+    """``prime ARGS`` in a subprocess (tiny test dataset registered), run by ``shell`` after
+    its commands ``setup`` (a file size limit: ``ulimit -f KiB``)."""
     code = "import sys, helpers; from prime.cli.main import main; sys.exit(main(sys.argv[1:]))"
-    command = [sys.executable, "-c", code, *args]
+    command = shlex.join([sys.executable, "-c", code, *args])
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{TESTS}"}
-    if ulimit_kib is not None:
-        quoted = " ".join(f"'{part}'" for part in command)
-        command = ["bash", "-c", f"ulimit -f {ulimit_kib}; exec {quoted}"]
-    return subprocess.Popen(command, env=env, text=True, **kwargs)
+    script = "; ".join([*setup, f"exec {command}"])
+    return subprocess.Popen([*shell, script], env=env, text=True, **kwargs)
 
 
-def run_prime(args: list[str], ulimit_kib: int | None = None) -> subprocess.CompletedProcess:
-    process = prime_process(args, ulimit_kib, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = process.communicate(timeout=300)
+def run_prime(
+    args: list[str], setup: tuple[str, ...] = (), shell: tuple[str, ...] = BASH
+) -> subprocess.CompletedProcess:
+    process = prime_process(args, setup, shell, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = process.communicate(timeout=300 * load_factor())
     return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+
+def ulimit(kib: int) -> tuple[str, ...]:
+    return (f"ulimit -f {kib}",)
 
 
 def temporaries(folder: Path) -> list[str]:
@@ -117,6 +132,15 @@ BAD_ARGUMENTS = {
     "plot max reads zero": (["trace", "plot", "t.h5", "--max-reads", "0"], "--max-reads"),
     "bench limit zero": (["bench", "energy", "run", "--limit", "0"], "--limit"),
     "reproduce repeats zero": (["reproduce", "nmnist", "d", "--repeats", "0"], "--repeats"),
+    "sweep chips zero": (["sweep", "--chips", "0"], "--chips: must be >= 1"),
+    "fault seed negative": (["train", "--fault-seed", "-1"], "--fault-seed: must be >= 0"),
+    "age seed negative": (["eval", "run", "--age-seed", "-1"], "--age-seed: must be >= 0"),
+    "neurobench batch zero": (["bench", "neurobench", "run", "--batch-size", "0"], "--batch-size"),
+    "pruning epochs huge": (
+        ["reproduce", "pruning", "d", "--epochs", "9" * 20],
+        "limit of 100,000",
+    ),
+    "import timesteps zero": (["import", "g.nir", "--timesteps", "0"], "--timesteps"),
     "unknown option": (["train", "--no-such-option"], "unrecognized arguments"),
     "old device flag": (["train", "--device", "rram-lognormal"], "--device-model"),
 }
@@ -153,10 +177,10 @@ def test_eval_tile_without_any_trace_is_an_error(capsys, tiny_run):
 
 
 def test_resume_with_changed_settings_is_refused(capsys, tiny_run):
-    line = fails_cleanly(
-        capsys, ["train", "--resume", "--out", str(tiny_run), "--epochs", "3", "--lr", "0.1"]
-    )
+    changes = ["--epochs", "3", "--lr", "0.1", "--model", "nmnist-mlp", "--keep", "0.3"]
+    line = fails_cleanly(capsys, ["train", "--resume", "--out", str(tiny_run), *changes])
     assert "epochs 3 (the run has 1)" in line and "lr 0.1 (the run has 0.001)" in line
+    assert "model 'nmnist-mlp' (the run has None)" in line and "keep 0.3 (the run has 0.5)" in line
 
 
 def test_resume_with_the_same_settings_works(capsys, tiny_run):
@@ -310,6 +334,39 @@ def test_unreadable_recording_is_named(capsys, tmp_path, name, content, folder, 
     fails_cleanly(capsys, argv, str(bad), expected)
 
 
+def _off_sensor_clip() -> np.ndarray:
+    clip = np.zeros((20, 4), np.int32)
+    clip[3, 0] = 500  # x beyond the 128x128 sensor
+    return clip
+
+
+#: (path under ibmGestureTrain, content: an array or raw bytes, expected text)
+CLIPS = {
+    "wrong shape": ("user02_led/3.npy", np.zeros((20, 3), np.int32), "int32 [20, 3]"),
+    "one column": ("user02_led/3.npy", np.zeros(20, np.int32), "not integer columns"),
+    "floats": ("user02_led/3.npy", np.zeros((20, 4), np.float64), "float64 [20, 4]"),
+    "no events": ("user02_led/3.npy", np.zeros((0, 4), np.int32), "0 of 0 events"),
+    "events off the sensor": ("user02_led/3.npy", _off_sensor_clip(), "outside the 128x128"),
+    "not a NumPy file": ("user02_led/3.npy", b"garbage", "not a NumPy array"),
+    "folder not a user": ("misc/3.npy", np.zeros((20, 4), np.int32), "not a user<NN>_<lighting>"),
+    "name not a class": ("user02_led/11.npy", np.zeros((20, 4), np.int32), "named by its class"),
+}
+
+
+@pytest.mark.parametrize("name, content, expected", CLIPS.values(), ids=CLIPS)
+def test_unreadable_gesture_clip_is_named(capsys, tmp_path, name, content, expected):
+    folder = tmp_path / "DVSGesture"
+    write_fake_dvsgesture(folder, per_class=1, events=50)
+    bad = folder / "ibmGestureTrain" / name
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        np.save(bad, content)
+    argv = ["train", "--dataset", "dvsgesture", "--data-root", str(tmp_path), "--timesteps", "2"]
+    fails_cleanly(capsys, [*argv, "--out", str(tmp_path / "out"), "--quiet"], str(bad), expected)
+
+
 def test_data_root_that_is_a_file(capsys, tmp_path):
     a_file = write(tmp_path / "file", "x")
     fails_cleanly(capsys, ["datasets", "--data-root", str(a_file)], "is a file")
@@ -326,15 +383,61 @@ def test_out_that_is_a_file_or_under_a_file(capsys, tmp_path):
     fails_cleanly(capsys, ["train", *TINY_RUN, "--out", str(a_file / "run")], "under a file")
 
 
-@pytest.mark.skipif(ROOT, reason="root writes into read-only folders")
-def test_read_only_targets_fail_before_work(capsys, tmp_path, tiny_run):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o555)
-    fails_cleanly(capsys, ["train", *TINY_RUN, "--out", str(locked / "run")], "cannot create")
-    argv = ["eval", str(tiny_run), "--early-exit", "--out", str(locked)]
-    fails_cleanly(capsys, argv, "not writable")
-    argv = ["bench", "energy", str(tiny_run), "--out", str(locked), "--quiet"]
-    fails_cleanly(capsys, argv, "not writable")
+def read_only(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+
+def writable(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+#: (arguments, expected text) with {ro} a read-only folder, {run} a read-only finished run
+READ_ONLY = {
+    "train --out under it": (["train", *TINY_RUN, "--out", "{ro}/run"], "cannot create --out"),
+    "train --resume of it": (["train", "--resume", "--out", "{run}"], "--out {run} is not"),
+    "eval --early-exit of it": (["eval", "{run}", "--early-exit"], "{run}/early-exit"),
+    "eval --early-exit --out it": (["eval", "{run}", "--early-exit", "--out", "{ro}"], "{ro} is"),
+    "bench energy of it": (["bench", "energy", "{run}"], "{run}/bench"),
+    "bench energy --out it": (["bench", "energy", "{run}", "--out", "{ro}"], "{ro} is not"),
+    "data root": (
+        [
+            "train",
+            "--dataset",
+            "npz",
+            "--data-path",
+            "{data}",
+            "--data-root",
+            "{ro}",
+            "--out",
+            "{out}",
+        ],
+        "the frame cache folder {ro}/cache",
+    ),
+}
+
+
+@pytest.mark.skipif(ROOT and not shutil.which("capsh"), reason="root needs capsh to drop rights")
+@pytest.mark.parametrize("argv, expected", READ_ONLY.values(), ids=READ_ONLY)
+def test_read_only_target_fails_before_work(tmp_path, tiny_run, argv, expected):
+    """Read-only folders (for root: without CAP_DAC_OVERRIDE) are refused in one line, before
+    any work (the lock, the report folder and the cache folder are checked first)."""
+    places = {name: tmp_path / name for name in ("ro", "run", "out")}
+    places["data"] = tmp_path / "data.npz"
+    npz_data(places["data"], seed=0)
+    places["ro"].mkdir()
+    shutil.copytree(tiny_run, places["run"])
+    argv = [part.format(**places) for part in argv] + ["--quiet"] * (argv[0] == "train")
+    expected = expected.format(**places)
+    read_only(places["ro"])
+    read_only(places["run"])
+    try:
+        result = run_prime(argv, shell=WITHOUT_OVERRIDE)
+    finally:
+        writable(places["ro"])
+        writable(places["run"])
+    assert_one_line(result, expected)
 
 
 @pytest.mark.slow
@@ -347,6 +450,38 @@ def test_relative_trace_is_stored_resolved(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path.parent)
     assert main(["eval", str(tmp_path / "run")]) == 0  # from another working directory
     capsys.readouterr()
+
+
+def test_relative_data_path_is_stored_resolved_and_missing_data_is_advised(
+    capsys, tmp_path, monkeypatch
+):
+    """A relative --data-path is stored resolved; a run whose files are gone says to put them
+    back, not to pass --data-path (which prime eval does not take)."""
+    monkeypatch.chdir(tmp_path)
+    write_fake_nmnist(tmp_path / "nmnist", per_class=1, events=200)
+    argv = ["train", "--dataset", "nmnist", "--data-path", "nmnist", "--data-root", "."]
+    assert main([*argv, *TINY_RUN[2:], "--timesteps", "2", "--out", "run"]) == 0
+    data = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["train_config"]["data"]
+    assert data["data_path"] == str(tmp_path / "nmnist")
+    assert data["data_root"] == str(tmp_path)
+    monkeypatch.chdir(tmp_path.parent)
+    assert main(["eval", str(tmp_path / "run")]) == 0  # from another working directory
+    capsys.readouterr()
+    (tmp_path / "nmnist").rename(tmp_path / "moved")
+    line = fails_cleanly(capsys, ["eval", str(tmp_path / "run")], "NMNIST files not found")
+    assert "put them back" in line and "--data-path" not in line
+
+
+def test_default_data_root_is_announced_once(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PRIME_DATA", raising=False)
+    data = npz_data(tmp_path / "data.npz", seed=0)
+    argv = ["train", "--dataset", "npz", "--data-path", str(data), *NPZ_RUN]
+    assert main([*argv, "--out", "one"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("created the data root") == 1 and str(tmp_path / "datasets") in err, err
+    assert main([*argv, "--out", "two"]) == 0
+    assert "created the data root" not in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ silent changes
@@ -365,6 +500,28 @@ def test_replaced_trace_is_refused(capsys, tmp_path):
     capsys.readouterr()
     fails_cleanly(capsys, ["eval", str(run)], "changed since the run was trained")
     assert main(["eval", str(run), "--trace", str(trace)]) == 0  # asked for explicitly
+
+
+def npz_data(path: Path, seed: int) -> Path:
+    """30 samples of spoken-digits-mlp's input (23x20 features in [0, 1], 10 classes)."""
+    rng = np.random.default_rng(seed)
+    np.savez(path, features=rng.random((30, 23, 20), np.float32), labels=np.arange(30) % 10)
+    return path
+
+
+def test_changed_data_is_reported(capsys, tmp_path):
+    """A run records its data's sha256: evaluating on changed data warns, resuming refuses."""
+    data = npz_data(tmp_path / "data.npz", seed=0)
+    argv = ["--dataset", "npz", "--data-path", str(data), "--data-root", str(tmp_path)]
+    run = tmp_path / "run"
+    assert main(["train", *argv, *NPZ_RUN, "--out", str(run)]) == 0
+    assert main(["eval", str(run)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    npz_data(data, seed=1)  # other samples in the same file
+    assert main(["eval", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the test data of npz changed since the run was trained" in err, err
+    fails_cleanly(capsys, ["train", "--resume", "--out", str(run)], "data of npz changed")
 
 
 # ------------------------------------------------------------------ one writer per run
@@ -392,6 +549,7 @@ def test_second_writer_is_refused_and_a_killed_holder_frees_the_run(capsys, tmp_
         assert f"PID {holder.pid}" in line
         sweep = ["sweep", *TINY_RUN[:-1], "--chips", "1", "--out", str(run)]
         fails_cleanly(capsys, sweep, "PID")
+        fails_cleanly(capsys, ["train", "--resume", "--out", str(run)], "being written")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -412,13 +570,13 @@ def test_two_concurrent_train_commands(tmp_path):
     run = tmp_path / "run"
     args = ["train", "--dataset", TINY, "--epochs", "15", "--batch-size", "4", "--quiet"]
     first = prime_process([*args, "--out", str(run)], stdout=subprocess.PIPE)
-    deadline = time.time() + 120
+    deadline = time.time() + 120 * load_factor()
     while not (run / LOCK_NAME).is_file() or not (run / LOCK_NAME).read_text():
         assert time.time() < deadline and first.poll() is None
         time.sleep(0.05)
     second = run_prime([*args, "--out", str(run), "--epochs", "1"])
     assert_one_line(second, "being written by", f"PID {first.pid}")
-    out, _ = first.communicate(timeout=300)
+    out, _ = first.communicate(timeout=300 * load_factor())
     assert first.returncode == 0 and "test accuracy" in out
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 15 and len(metrics["history"]) == 15
@@ -430,7 +588,7 @@ def test_two_concurrent_train_commands(tmp_path):
 def test_full_disk_during_checkpoint(tmp_path):
     """ulimit -f: the run's first checkpoint cannot be written."""
     run = tmp_path / "run"
-    result = run_prime(["train", *TINY_RUN, "--out", str(run)], ulimit_kib=64)
+    result = run_prime(["train", *TINY_RUN, "--out", str(run)], ulimit(64))
     assert_one_line(result, "checkpoint.pt failed", "file size limit")
     assert not (run / "checkpoint.pt").exists() and temporaries(tmp_path) == []
 
@@ -458,7 +616,7 @@ def test_full_disk_during_cache_build(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(npz, features=rng.random((64, 256), np.float32), labels=np.arange(64) % 4)
     argv = ["train", "--dataset", "npz", "--data-path", str(npz), "--data-root", str(tmp_path)]
-    result = run_prime([*argv, "--out", str(tmp_path / "run"), "--quiet"], ulimit_kib=64)
+    result = run_prime([*argv, "--out", str(tmp_path / "run"), "--quiet"], ulimit(64))
     assert_one_line(result, "cache", "file size limit")
     assert temporaries(tmp_path) == [] and not list((tmp_path / "cache").glob("*.h5"))
 
@@ -482,7 +640,7 @@ def test_killed_cache_build_is_cleaned_on_the_next_run(tmp_path):
     argv = ["train", "--dataset", "npz", "--data-path", str(npz), "--data-root", str(tmp_path)]
     argv += ["--out", str(tmp_path / "run"), "--quiet", "--epochs", "1", "--timesteps", "50"]
     first = prime_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
+    deadline = time.time() + 240 * load_factor()
     while not temporaries(tmp_path):
         assert time.time() < deadline and first.poll() is None, "no cache build seen"
         time.sleep(0.02)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_factor
 
 from prime.core.errors import PrimeError
 from prime.hardware.ir_drop import WireParams, fast_tile, solve_tile
@@ -89,7 +90,11 @@ def run_ngspice(netlist: str, batch: int, cols: int, workdir: Path) -> torch.Ten
     deck = workdir / "tile.cir"
     deck.write_text(netlist)
     proc = subprocess.run(
-        ["ngspice", "-b", str(deck)], capture_output=True, text=True, timeout=120, cwd=workdir
+        ["ngspice", "-b", str(deck)],
+        capture_output=True,
+        text=True,
+        timeout=120 * load_factor(),  # a guard against a hang, as roomy on a loaded machine
+        cwd=workdir,
     )
     out = torch.full((batch, cols), float("nan"), dtype=F64)
     vec = -1

@@ -109,8 +109,8 @@ def add_neurobench(sub: argparse._SubParsersAction) -> None:
         "beside them prime's own counters of the same run (docs/interop.md).",
     )
     p.add_argument("run_dir", type=Path, help="a run directory written by prime train")
-    p.add_argument("--limit", type=int, help="only the first N test samples")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=int_arg(1), help="only the first N test samples")
+    p.add_argument("--batch-size", type=int_arg(1), default=64)
     add_compute_arguments(p)
     p.set_defaults(run=run_neurobench)
 

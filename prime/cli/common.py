@@ -289,4 +289,4 @@ def add_fault_arguments(p: argparse._ActionsContainer, several: bool) -> None:
         type=float,
         help="the stuck-on conductance in µS (default: the chip's largest cell)",
     )
-    p.add_argument("--fault-seed", type=int, default=0, help="seed of which cells are stuck")
+    p.add_argument("--fault-seed", type=seed_arg, default=0, help="seed of which cells are stuck")

@@ -321,7 +321,7 @@ def add_cell_condition_arguments(p: argparse.ArgumentParser) -> None:
         default="wan2022",
         help="ageing model: a preset (wan2022, none) or a JSON file of Relaxation fields",
     )
-    g.add_argument("--age-seed", type=int, default=0, help="seed of the cells' relaxation")
+    g.add_argument("--age-seed", type=seed_arg, default=0, help="seed of the cells' relaxation")
     add_fault_arguments(g, several=True)
 
 

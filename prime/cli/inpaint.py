@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from prime.cli.common import int_arg
+
 
 def is_inpainting_model(name: str | None) -> bool:
     from prime.snn.fsvae import FSVAE_MODELS
@@ -54,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.05,
         help="quality budget of the calibrated change rule: relative MSE increase (0.05)",
     )
-    g.add_argument("--limit", type=int, help="evaluate only the first N test images")
+    g.add_argument("--limit", type=int_arg(1), help="evaluate only the first N test images")
 
 
 def run_eval(args: argparse.Namespace) -> int:

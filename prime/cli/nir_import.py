@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prime.cli.common import device_arg
+from prime.cli.common import device_arg, float_arg, int_arg, seed_arg
+from prime.core.resources import MAX_TIMESTEPS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("nir_file", type=Path, help="a NIR graph (.nir) of linear/conv layers and LIF")
     p.add_argument("--device-model", type=device_arg, default="prime-gaussian")
-    p.add_argument("--chip-seed", type=int, default=0, help="seed of the chip programmed")
+    p.add_argument("--chip-seed", type=seed_arg, default=0, help="seed of the chip programmed")
     p.add_argument(
         "--weight-quantile",
         type=float,
@@ -23,11 +24,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="quantile of |w| mapped to the device's largest conductance; larger weights are "
         "clipped (default 1: none)",
     )
-    p.add_argument("--timesteps", type=int, help="timesteps T (default: the graph's, or 10)")
+    p.add_argument(
+        "--timesteps",
+        type=int_arg(1, MAX_TIMESTEPS),
+        help="timesteps T (default: the graph's, or 10)",
+    )
     p.add_argument("--dataset", help="evaluate on this dataset's test split")
-    p.add_argument("--read-noise", type=float, default=0.0, help="multiplicative read noise σ")
-    p.add_argument("--noise-seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--read-noise", type=float_arg(0), default=0.0, help="multiplicative read noise σ"
+    )
+    p.add_argument("--noise-seed", type=seed_arg, default=0)
+    p.add_argument("--batch-size", type=int_arg(1), default=64)
     p.set_defaults(run=run)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prime.cli.common import add_compute_arguments, apply_compute_arguments
+from prime.cli.common import add_compute_arguments, apply_compute_arguments, int_arg
 from prime.cli.nproc import add_nproc, launch_command
 from prime.cli.train import add_config_arguments, config_from_args
 
@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train one mask per chip on K random chips; accuracy across chips",
         description=__doc__,
     )
-    p.add_argument("--chips", type=int, default=4, help="number of chips K (default 4)")
+    p.add_argument("--chips", type=int_arg(1), default=4, help="number of chips K (default 4)")
     p.add_argument("--out", type=Path, help="sweep folder (default: runs/sweep-<model>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out")
     add_config_arguments(p)

@@ -39,26 +39,22 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def writable_dir(path: str | os.PathLike, what: str = "--out") -> Path:
-    """``path`` created as a folder; a PrimeError naming the problem where that fails."""
+def writable_dir(path: str | os.PathLike, what: str = "--out", fix: str | None = None) -> Path:
+    """``path`` created as a folder; a PrimeError naming the problem where that fails, and
+    ``fix`` (default: choose another ``what``)."""
     path = Path(path)
+    fix = fix or f"choose a writable {what} or change the folder's permissions"
     if path.exists() and not path.is_dir():
-        raise PrimeError(f"{what} {path} is a file, not a folder: choose a folder for {what}")
+        raise PrimeError(f"{what} {path} is a file, not a folder: {fix}")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise PrimeError(
-            f"{what} {path} lies under a file, not a folder: choose another {what}"
-        ) from None
+        raise PrimeError(f"{what} {path} lies under a file, not a folder: {fix}") from None
     except OSError as exc:
-        raise PrimeError(f"cannot create {what} {path} ({exc.strerror}): {_fix(what)}") from None
+        raise PrimeError(f"cannot create {what} {path} ({exc.strerror}): {fix}") from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise PrimeError(f"{what} {path} is not writable (permission denied): {_fix(what)}")
+        raise PrimeError(f"{what} {path} is not writable: {fix}")
     return path
-
-
-def _fix(what: str) -> str:
-    return f"choose a writable {what} or change the folder's permissions"
 
 
 @contextlib.contextmanager
@@ -97,7 +93,9 @@ def _acquire(lock_path: Path, directory: Path, what: str) -> int:
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
-            raise PrimeError(f"cannot write {lock_path} ({exc.strerror}): {_fix(what)}") from None
+            raise PrimeError(
+                f"cannot write {lock_path} ({exc.strerror}): choose another {what}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

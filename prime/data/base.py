@@ -7,15 +7,17 @@ label; a DataLoader batches them to [B, T, ...] (the training loop moves T first
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from prime.core.errors import PrimeError
 from prime.core.registry import Registry
 
 
@@ -47,6 +49,15 @@ class DatasetSpec:
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
+class MissingData(PrimeError):
+    """A dataset's files are not on disk: ``problem`` says which and where, ``fix`` how to
+    provide them (with the options of ``prime train``)."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.problem = problem
+
+
 class FrameDataset(Dataset):
     """In-memory frames [N, T, ...] (any dtype, stored compactly) with labels [N]."""
 
@@ -60,6 +71,33 @@ class FrameDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.frames[index].float(), int(self.labels[index])
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.frames, self.labels
+
+
+@runtime_checkable
+class Stored(Protocol):
+    """A dataset whose samples are made from tensors it holds (and its own settings)."""
+
+    def tensors(self) -> tuple[torch.Tensor, ...]: ...
+
+
+def content_sha256(dataset: Dataset) -> str | None:
+    """sha256 of the tensors a split's samples are made from (a :class:`Stored` dataset or a
+    Subset of one); None for a dataset that does not hold them."""
+    index: torch.Tensor | None = None
+    if isinstance(dataset, Subset):
+        index = torch.as_tensor(dataset.indices, dtype=torch.int64)
+        dataset = dataset.dataset
+    if not isinstance(dataset, Stored):
+        return None
+    digest = hashlib.sha256()
+    for tensor in dataset.tensors():
+        tensor = (tensor if index is None else tensor[index]).contiguous()
+        digest.update(f"{tensor.dtype}{list(tensor.shape)}".encode())
+        digest.update(tensor.numpy().data)
+    return digest.hexdigest()
 
 
 def dataset_len(dataset: Dataset) -> int:

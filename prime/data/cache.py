@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_hdf5
+from prime.core.lock import writable_dir
 from prime.core.resources import check_memory
 from prime.data.base import FrameDataset, dataset_len
 
@@ -39,6 +40,7 @@ CACHE_FORMAT = "prime-frame-cache"
 CACHE_VERSION = 1
 #: fewer samples than this are binned in the main process (workers cost more than they save)
 MIN_SAMPLES_FOR_WORKERS = 512
+WRITABLE_ROOT = "pass --data-root (or set PRIME_DATA) to a writable folder"
 
 
 class CacheError(Exception):
@@ -93,6 +95,7 @@ def cached_frames(
             return read_cache(path, cache_key(params))
         except CacheError as exc:
             print(f"prime: frame cache {path} {exc}; rebuilding it", file=sys.stderr)
+    writable_dir(path.parent, "the frame cache folder", WRITABLE_ROOT)  # before the binning
     frames, labels = bin_frames(make_source(), dtype, workers, desc=f"binning {dataset} {split}")
     write_cache(path, params, frames, labels)
     return FrameDataset(torch.from_numpy(frames), torch.from_numpy(labels))

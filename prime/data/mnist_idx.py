@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from prime.core.errors import PrimeError
-from prime.data.base import DATASETS, DatasetSpec, DataSplits
+from prime.data.base import DATASETS, DatasetSpec, DataSplits, MissingData
 from prime.data.idx import read_idx_header, read_idx_pair, write_idx
 from prime.data.splits import reject_options, resolve_root, split_indices
 from prime.data.tonic_files import check_timesteps
@@ -100,6 +100,9 @@ class ImageFrames(Dataset):
             self.ids[index],
         )
 
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.images, self.labels, self.ids
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         intensity = self.images[index].float().div_(255)[None]  # [1, H, W] in [0, 1]
         shape = (self.timesteps, *intensity.shape)
@@ -142,14 +145,15 @@ def split_files(folder: Path, split: str) -> tuple[Path, Path] | None:
     return images, labels
 
 
-def missing_message(dataset: str, folder: Path) -> str:
+def missing_data(dataset: str, folder: Path) -> MissingData:
     name, source, _ = SOURCES[dataset]
     files = "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
-    return (
+    return MissingData(
         f"{name} files not found: expected {files} in {folder} (torchvision's layout "
-        f"<root>/{name}/raw/); get them from {source} (or torchvision.datasets.{name}(root, "
-        f"download=True)), then pass --data-path to that folder or --data-root (or "
-        f"PRIME_DATA) to the folder that holds {name}/"
+        f"<root>/{name}/raw/)",
+        f"get them from {source} (or torchvision.datasets.{name}(root, download=True)), then "
+        f"pass --data-path to that folder or --data-root (or PRIME_DATA) to the folder that "
+        f"holds {name}/",
     )
 
 
@@ -198,7 +202,7 @@ def load_idx_dataset(
     looked_up = {split: split_files(folder, split) for split in FILES}
     found = {split: paths for split, paths in looked_up.items() if paths is not None}
     if not found:
-        raise PrimeError(missing_message(dataset, folder))
+        raise missing_data(dataset, folder)
     sets = {
         split: read_split(paths, timesteps, encoding, seed, STREAMS[split])
         for split, paths in found.items()

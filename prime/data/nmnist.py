@@ -29,6 +29,7 @@ from prime.data.tonic_files import (
     count_files,
     to_frame,
     tonic_splits,
+    unreadable,
 )
 
 
@@ -58,7 +59,9 @@ class NMNIST(Offline, tonic.datasets.NMNIST):
                 )
             size = path.stat().st_size
             if size == 0 or size % EVENT_BYTES:
-                raise PrimeError(_unreadable(path, f"{size} bytes, not whole 5-byte events"))
+                raise PrimeError(
+                    unreadable("N-MNIST", path, f"{size} bytes, not whole 5-byte events")
+                )
         return True
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
@@ -68,19 +71,12 @@ class NMNIST(Offline, tonic.datasets.NMNIST):
         outside = (events["x"] >= width) | (events["y"] >= height)
         if len(events) == 0 or outside.any():
             problem = f"{int(outside.sum())} of {len(events)} events outside the 34x34 sensor"
-            raise PrimeError(_unreadable(Path(path), problem))
+            raise PrimeError(unreadable("N-MNIST", Path(path), problem))
         return self.transform(events), self.targets[index]
 
 
 DIGITS = tuple("0123456789")
 EVENT_BYTES = 5  # one 40-bit event record
-
-
-def _unreadable(path: Path, problem: str) -> str:
-    return (
-        f"N-MNIST recording {path} is unreadable ({problem}): prime refuses damaged "
-        "recordings rather than skip them; remove or replace the file"
-    )
 
 
 def load_nmnist(

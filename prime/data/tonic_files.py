@@ -18,15 +18,11 @@ from torch.utils.data import Dataset
 
 from prime.core.errors import PrimeError
 from prime.core.resources import MAX_TIMESTEPS, check_count
-from prime.data.base import DataSplits
+from prime.data.base import DataSplits, MissingData
 from prime.data.cache import cached_frames, fingerprint, returning
 from prime.data.splits import make_splits, reject_options, resolve_root
 
 SPLIT_MODES = ("time", "events")
-
-
-class MissingFiles(PrimeError):
-    """A dataset's files are not on disk (and were not to be downloaded)."""
 
 
 class Offline:
@@ -81,24 +77,24 @@ class Offline:
 
     def download(self) -> None:
         if not self.allow_download:
-            raise MissingFiles(self.missing_message())
+            raise self.missing()
         try:
             super().download()  # type: ignore[misc]  # the tonic class's download()
         except Exception as exc:  # urllib and archive errors of many kinds
             raise PrimeError(
-                f"downloading {self.url} failed ({type(exc).__name__}: {exc}); "
-                + self.missing_message()
+                f"downloading {self.url} failed ({type(exc).__name__}: {exc}); {self.missing()}"
             ) from None
         if not self.present():
-            raise PrimeError(f"the download did not provide the files; {self.missing_message()}")
+            raise PrimeError(f"the download did not provide the files; {self.missing()}")
 
-    def missing_message(self) -> str:
+    def missing(self) -> MissingData:
         name = type(self).__name__  # the tonic class's name, which is also its folder's
-        return (
+        return MissingData(
             f"{name} files not found: expected {self.layout} in {self.location_on_system} "
-            f"(tonic's layout); get them from {self.source} (or pass --download to let tonic "
-            f"fetch {self.url}), then pass --data-path to that folder or --data-root (or "
-            f"PRIME_DATA) to the folder that holds {name}/"
+            "(tonic's layout)",
+            f"get them from {self.source} (or pass --download to let tonic fetch {self.url}), "
+            f"then pass --data-path to that folder or --data-root (or PRIME_DATA) to the "
+            f"folder that holds {name}/",
         )
 
     def count(self, pattern: str) -> int:
@@ -139,7 +135,7 @@ def tonic_splits(
             found[name] = tonic_class(
                 root, train=train, transform=transform, download=download, folder=data_path
             )
-        except MissingFiles as exc:
+        except MissingData as exc:
             missing.append(exc)
     if not found:
         raise missing[0]
@@ -192,6 +188,14 @@ def to_frame(
     if split_mode == "events":
         return tonic.transforms.ToFrame(sensor_size=sensor_size, n_event_bins=timesteps)
     raise PrimeError(f"unknown split mode {split_mode!r}; known: {', '.join(SPLIT_MODES)}")
+
+
+def unreadable(dataset: str, path: Path, problem: str) -> str:
+    """The message for a recording that cannot be right: prime refuses it, never skips it."""
+    return (
+        f"{dataset} recording {path} is unreadable ({problem}): prime refuses damaged "
+        "recordings rather than skip them; remove or replace the file"
+    )
 
 
 def check_timesteps(timesteps: int) -> int:

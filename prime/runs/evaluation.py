@@ -24,14 +24,7 @@ from prime.hardware.programming import PULSE_COSTS
 from prime.inference.early_exit import early_exit_report
 from prime.inference.evaluate import evaluate
 from prime.interop.neurobench import prime_figures, run_neurobench
-from prime.runs.rundir import (
-    load_data,
-    load_run,
-    prepare_loaded,
-    prepare_run,
-    replaying,
-    run_config,
-)
+from prime.runs.rundir import load_run, prepare_loaded, prepare_run, replaying
 
 
 def evaluate_run(
@@ -140,9 +133,8 @@ def neurobench_run(
 ) -> dict[str, Any]:
     """NeuroBench's harness on a run's test split (its trace bound, as trained) beside the
     same figures from prime's counters (:mod:`prime.interop.neurobench`)."""
-    model, payload = load_run(run_dir)
-    config = run_config(payload)
-    test = limit_dataset(load_data(config).test, limit)
+    model, config, data = prepare_run(run_dir)  # the trace and the data checked as for eval
+    test = limit_dataset(data.test, limit)
     loader = DataLoader(test, batch_size=batch_size)
     with replaying(model, config):
         figures = {"neurobench": run_neurobench(model, loader)}

@@ -1,17 +1,19 @@
 """Run directories: loading a trained run, its data and its chip trace.
 
 A run directory holds ``checkpoint.pt`` (scores, conductances, masks, optimizer, config,
-seed, versions), ``metrics.json`` and ``summary.md``, all written atomically
-(:mod:`prime.runs.train` writes them). This module reads them back:
-:func:`load_run` (model and payload), :func:`run_config`, :func:`load_data` (the run's data),
-:func:`prepare_run` (ready to evaluate, optionally on another chip or trace) and
-:func:`replaying` (a chip trace bound for the length of a ``with`` block).
+seed, versions, the sha256 fingerprints of its trace and data), ``metrics.json`` and
+``summary.md``, all written atomically (:mod:`prime.runs.train` writes them). This module
+reads them back: :func:`load_run` (model and payload), :func:`run_config`,
+:func:`load_data` / :func:`load_run_data` (the run's data), :func:`prepare_run` (ready to
+evaluate, optionally on another chip or trace; a changed trace refused, changed test data
+warned about) and :func:`replaying` (a chip trace bound for the length of a ``with`` block).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from torch.utils.data import Subset
 
 from prime.core import io
 from prime.core.errors import PrimeError
-from prime.data import DataSplits, dataset_len, load_dataset
+from prime.data import DataSplits, MissingData, content_sha256, dataset_len, load_dataset
 from prime.hardware.periphery import ReadPathConfig
 from prime.hardware.readpath import CHIP_BUFFERS
 from prime.hardware.replay import TraceReplay, open_replay
@@ -49,6 +51,19 @@ def load_data(config: TrainConfig) -> DataSplits:
     )
     subset = Subset(data.train, order[: config.limit_train].tolist())
     return dataclasses.replace(data, train=subset)
+
+
+def load_run_data(config: TrainConfig) -> DataSplits:
+    """:func:`load_data` of a trained run, whose data options cannot be changed: missing
+    files are to be put back where the run was trained on them."""
+    try:
+        return load_data(config)
+    except MissingData as exc:
+        raise PrimeError(
+            f"{exc.problem}: the run was trained on them there; put them back (a trained run "
+            "reads its data from the paths it was trained with, or from $PRIME_DATA where it "
+            "used the default data root)"
+        ) from None
 
 
 #: what every run checkpoint holds, and what a resume needs as well
@@ -154,7 +169,13 @@ def prepare_loaded(
             )
         config.trace = None
         reform_chip(model, chip_seed)
-    data = load_data(config)
+    data = load_run_data(config)
+    if changed_data(payload, data, ("test",)):
+        print(
+            f"prime: warning: the test data of {config.dataset} changed since the run was "
+            "trained (its files differ): this accuracy is not comparable with the run's metrics",
+            file=sys.stderr,
+        )
     if periphery is not None:
         # a periphery that contradicts the run (its trace's tiles) fails here
         config = dataclasses.replace(config, read_path=periphery.to_dict())
@@ -197,6 +218,27 @@ def check_trace_unchanged(config: TrainConfig, payload: dict[str, Any]) -> None:
             f"{recorded[:12]}… then, {now[:12]}… now): restore it, or pass --trace "
             f"{config.trace} to evaluate on the new content knowingly"
         )
+
+
+SPLITS = ("train", "test")
+
+
+def data_fingerprints(data: DataSplits) -> dict[str, str]:
+    """sha256 of each split's content (splits of a dataset that does not hold its tensors
+    are left out)."""
+    digests = {split: content_sha256(getattr(data, split)) for split in SPLITS}
+    return {split: digest for split, digest in digests.items() if digest is not None}
+
+
+def changed_data(payload: dict[str, Any], data: DataSplits, splits: tuple[str, ...]) -> list[str]:
+    """Those of ``splits`` whose content differs from what the run recorded when it was
+    trained (runs written before that record nothing and are not checked)."""
+    recorded = payload.get("fingerprints", {}).get("data_sha256", {})
+    return [
+        split
+        for split in splits
+        if split in recorded and content_sha256(getattr(data, split)) != recorded[split]
+    ]
 
 
 @contextlib.contextmanager

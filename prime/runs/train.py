@@ -37,9 +37,13 @@ from prime.runs.distributed import Ranks, all_sum, collectives, current, shard
 from prime.runs.rundir import (
     RESUME_KEYS,
     RUN_KEYS,
+    SPLITS,
+    changed_data,
     check_trace_unchanged,
+    data_fingerprints,
     load_checkpoint,
     load_data,
+    load_run_data,
     run_config,
 )
 from prime.snn.layers import MATCHED, matched_scale
@@ -111,9 +115,17 @@ def _train(
         )
     else:
         config = resolve_paths(config)
-    fingerprints = {"trace_sha256": file_sha256(config.trace)} if config.trace else {}
+    fingerprints: dict[str, Any] = (
+        {"trace_sha256": file_sha256(config.trace)} if config.trace else {}
+    )
     torch.manual_seed(config.seed)
-    data = load_data(config)
+    data = load_run_data(config) if resume else load_data(config)
+    if resume and (changed := changed_data(payload, data, SPLITS)):
+        raise PrimeError(
+            f"the {' and '.join(changed)} data of {config.dataset} changed since {out_dir} was "
+            "trained (the files differ): restore them, or train a new run on the new data"
+        )
+    fingerprints["data_sha256"] = data_fingerprints(data)
     model = build_model(model_config(config))
     _check_data_fits(model, data, config)
     faults = config.stuck_cells
