@@ -116,6 +116,11 @@ def test_norse_reads_the_export_with_its_input_weight_one():
         equivalent = model(x)
     assert out.abs().max() > 0
     torch.testing.assert_close(out, equivalent, rtol=1e-5, atol=1e-5)
+    agree = (out.mean(0).argmax(1) == expected.mean(0).argmax(1)).float().mean()
+    print(
+        f"\nNorse: max |Norse - prime| {(out - expected).abs().max():.3g} (max |output| "
+        f"{expected.abs().max():.3g}), equal predictions {100 * agree:.1f} % of {x.shape[1]}"
+    )
     assert not torch.allclose(out, expected)
 
 
