@@ -234,9 +234,10 @@ def test_write_verify_counts_pulses_and_meets_the_tolerance():
 def test_programmed_pairs_give_the_weights_back():
     weight = torch.randn(5, 7)
     exact = WriteVerify(sigma_us=0.0, relaxation_us=0.0)
-    g_us, pulses, scale = program_weight(weight, exact, torch.Generator().manual_seed(0))
-    torch.testing.assert_close((g_us[0] - g_us[1]) * scale, weight)
-    assert g_us.min() >= exact.g_min_us and g_us.max() <= exact.g_max_us + 1e-4
+    cells = program_weight(weight, exact, torch.Generator().manual_seed(0))
+    torch.testing.assert_close((cells.g_us[0] - cells.g_us[1]) * cells.scale, weight)
+    assert cells.g_us.min() >= exact.g_min_us and cells.g_us.max() <= exact.g_max_us + 1e-4
+    assert cells.clipped == 0 and (cells.pulses == 1).all()
 
 
 def test_program_network_writes_trained_weights_onto_a_chip():

@@ -25,6 +25,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "clipped (default 1: none)",
     )
     p.add_argument(
+        "--programming",
+        default="ideal",
+        help="how the cells are written: ideal (default: every cell on its target), "
+        "write-verify (write noise, verified up to 10 pulses), write-once (one noisy pulse); "
+        "the window's top is the device's programmable maximum",
+    )
+    p.add_argument("--write-seed", type=seed_arg, default=0, help="seed of the write noise")
+    p.add_argument(
         "--timesteps",
         type=int_arg(1, MAX_TIMESTEPS),
         help="timesteps T (default: the graph's, or 10)",
@@ -48,8 +56,20 @@ def run(args: argparse.Namespace) -> int:
     device = args.device_model
     device = get_device(device) if isinstance(device, str) else device_from_config(device)
     timesteps = args.timesteps or int(graph.metadata.get("timesteps", 10))
-    model, report = import_nir(graph, device, timesteps, args.chip_seed, args.weight_quantile)
-    print(f"{args.nir_file}: {len(report.layers)} layers programmed on {device.name} (ideal)")
+    model, report = import_nir(
+        graph,
+        device,
+        timesteps,
+        args.chip_seed,
+        args.weight_quantile,
+        programming=args.programming,
+        write_seed=args.write_seed,
+    )
+    print(
+        f"{args.nir_file}: {len(report.layers)} layers programmed on {device.name} "
+        f"({args.programming} programming, write seed {args.write_seed}): {report.pulses} "
+        "write pulses"
+    )
     for line in report.lines():
         print(f"  {line}")
     if args.dataset:

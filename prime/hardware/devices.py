@@ -47,7 +47,7 @@ class ConductanceModel:
     def g_max_us(self) -> float:
         """The largest conductance a cell of this device is programmed to (µS): the
         :data:`G_MAX_QUANTILE` quantile of its formed cells (programming weights onto a chip,
-        :mod:`prime.interop.programming`)."""
+        :mod:`prime.hardware.programming`)."""
         raise NotImplementedError
 
     def weight_rms_us(self) -> float:

@@ -1,13 +1,19 @@
-"""Programming trained weights into RRAM cells: the baseline that pruning a random chip beats.
+"""Programming trained weights into RRAM cells: one mapping of weights to differential pairs,
+for the programmed-weights baseline that pruning a random chip beats
+(:mod:`prime.snn.programmed`) and for networks imported from NIR
+(:mod:`prime.interop.nir_import`).
 
 A weight w of a layer maps onto a differential pair with a per-layer scale s (1/µS, weight per
-µS), chosen so the largest |w| spans the programmable window: G+ = g_min + max(w, 0) / s,
-G- = g_min + max(-w, 0) / s, so (G+ - G-) s = w. Every cell is then written by iterative
-write–verify (:class:`WriteVerify`): a pulse lands the cell at its target plus Gaussian write
-noise σ; a verify read accepts it within the tolerance, else another pulse, up to a limit; after
-the last verify the cell relaxes (a second Gaussian spread, which verification cannot see).
-Pulses and verify reads are counted per cell, and :class:`PulseCosts` turns them (and the
-set/reset switches of pruning, :class:`prime.snn.switching.SwitchCounter`) into energy and time.
+µS), chosen so the ``weight_quantile`` of |w| (default 1: the largest) spans the programmable
+window [g_min, g_max]: G+ = g_min + max(w, 0) / s, G- = g_min + max(-w, 0) / s, so
+(G+ - G-) s = w; larger weights are clipped to the window and counted. Every cell is then
+written by iterative write–verify (:class:`WriteVerify`): a pulse lands the cell at its target
+plus Gaussian write noise σ; a verify read accepts it within the tolerance, else another
+pulse, up to a limit; after the last verify the cell relaxes (a second Gaussian spread, which
+verification cannot see). The ``ideal`` preset has no spread: every cell lands exactly on its
+target. Pulses and verify reads are counted per cell, and :class:`PulseCosts` turns them (and
+the set/reset switches of pruning, :class:`prime.snn.switching.SwitchCounter`) into energy
+and time.
 
 The scheme is the incremental write–verify of NeuRRAM (Wan et al., "A compute-in-memory chip
 based on resistive random-access memory", Nature 608, 2022, Extended Data Fig. 3: iterative
@@ -18,6 +24,7 @@ the pruning paper's code (Li et al., arXiv 2311.07164) has no programmed-weights
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -25,6 +32,7 @@ import torch
 
 from prime.core.errors import PrimeError
 from prime.core.registry import Registry
+from prime.hardware.devices import ConductanceModel
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,11 @@ class WriteVerify:
         relaxed = g_us + self.relaxation_us * torch.randn(target_us.shape, generator=generator)
         return relaxed.clamp(min=0.0), pulses
 
+    def within(self, device_model: ConductanceModel) -> WriteVerify:
+        """This writer with the window's top at the device's programmable maximum
+        (:meth:`~prime.hardware.devices.ConductanceModel.g_max_us`)."""
+        return dataclasses.replace(self, g_max_us=device_model.g_max_us())
+
 
 WRITE_VERIFY: Registry[WriteVerify] = Registry("write-verify preset")
 WRITE_VERIFY.register("write-verify")(
@@ -94,6 +107,16 @@ WRITE_VERIFY.register("write-verify")(
         "prime's assumptions, not measured values"
     )
 )
+WRITE_VERIFY.register("ideal")(
+    WriteVerify(
+        g_min_us=0.0,
+        sigma_us=0.0,
+        relaxation_us=0.0,
+        max_pulses=1,
+        description="ideal programming: every cell exactly on its target, window 0-20 µS, "
+        "one pulse per cell",
+    )
+)
 WRITE_VERIFY.register("write-once")(
     WriteVerify(
         max_pulses=1,
@@ -102,25 +125,80 @@ WRITE_VERIFY.register("write-once")(
 )
 
 
-def weight_scale(weight: torch.Tensor, writer: WriteVerify) -> float:
-    """The scale s (weight per µS) that maps the largest |w| onto the window's span."""
-    peak = float(weight.detach().abs().max())
-    return max(peak, 1e-12) / (writer.g_max_us - writer.g_min_us)
+@dataclass(frozen=True)
+class ProgrammedLayer:
+    """The cells of one programmed layer and what the programming lost.
+
+    Attributes:
+        g_us: the cells' conductances [2, *weight_shape] (G+, G-), µS.
+        pulses: write pulses each cell took [2, *weight_shape] (one verify read each).
+        scale: weight per µS (1/µS).
+        window_us: the programmable window (g_min, g_max), µS.
+        clipped: weights whose magnitude exceeded the clip level (:func:`clip_level`).
+        max_error: largest |programmed weight - weight| (clipping and write noise).
+    """
+
+    g_us: torch.Tensor
+    pulses: torch.Tensor
+    scale: float
+    window_us: tuple[float, float]
+    clipped: int
+    max_error: float
+
+    def report(self) -> str:
+        weights = self.g_us[0].numel()
+        return (
+            f"scale {self.scale:.4g}/µS, cells in [{self.window_us[0]:.4g}, "
+            f"{self.window_us[1]:.4g}] µS, clipped {self.clipped} of {weights} weights "
+            f"({100 * self.clipped / max(weights, 1):.3f} %), "
+            f"{float(self.pulses.float().mean()) if weights else 0.0:.2f} pulses per cell, "
+            f"max |error| {self.max_error:.3g}"
+        )
+
+
+def clip_level(weight: torch.Tensor, weight_quantile: float = 1.0) -> float:
+    """The |w| mapped onto the window's span: the ``weight_quantile`` of |w| (1: the
+    largest); larger weights are clipped."""
+    if not 0 < weight_quantile <= 1:
+        raise PrimeError(f"weight quantile must be in (0, 1], got {weight_quantile}")
+    magnitude = weight.detach().float().abs().flatten()
+    if not torch.isfinite(magnitude).all():
+        raise PrimeError("weights to program contain NaN or infinite values")
+    if magnitude.numel() == 0:
+        return 0.0
+    return float(
+        magnitude.max() if weight_quantile == 1 else torch.quantile(magnitude, weight_quantile)
+    )
 
 
 def pair_targets(weight: torch.Tensor, scale: float, writer: WriteVerify) -> torch.Tensor:
-    """Target conductances [2, *w] (µS) of the differential pairs of ``weight``."""
+    """Target conductances [2, *w] (µS) of the differential pairs of ``weight``, clipped to
+    the window."""
     w = weight.detach().float()
-    return writer.g_min_us + torch.stack([w.clamp(min=0), (-w).clamp(min=0)]) / scale
+    pairs = writer.g_min_us + torch.stack([w.clamp(min=0), (-w).clamp(min=0)]) / scale
+    return pairs.clamp(max=writer.g_max_us)
 
 
 def program_weight(
-    weight: torch.Tensor, writer: WriteVerify, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Program one layer's weight: (cells g_us [2, *w] µS, pulses [2, *w], scale 1/µS)."""
-    scale = weight_scale(weight, writer)
+    weight: torch.Tensor,
+    writer: WriteVerify,
+    generator: torch.Generator,
+    weight_quantile: float = 1.0,
+) -> ProgrammedLayer:
+    """Program one layer's ``weight`` (any shape, output first) onto pairs of cells."""
+    level = clip_level(weight, weight_quantile)
+    scale = (level if level > 0 else 1.0) / (writer.g_max_us - writer.g_min_us)
     g_us, pulses = writer.write(pair_targets(weight, scale, writer), generator)
-    return g_us, pulses, scale
+    w = weight.detach().float()
+    error = (scale * (g_us[0] - g_us[1]) - w).abs()
+    return ProgrammedLayer(
+        g_us=g_us,
+        pulses=pulses,
+        scale=scale,
+        window_us=(writer.g_min_us, writer.g_max_us),
+        clipped=int((w.abs() > level).sum()),
+        max_error=float(error.max()) if error.numel() else 0.0,
+    )
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ The graph must be a chain ``input -> ... -> output`` of these nodes:
 
 * ``nir.Linear`` / ``nir.Affine`` and ``nir.Conv2d`` (one group, no dilation, square kernel;
   a bias must be 0: prime's crossbars have none) become memristor layers whose cells are
-  programmed from the weights (:func:`prime.interop.programming.program_weights`), every
-  edge kept;
+  programmed from the weights (:func:`prime.hardware.programming.program_weight`: ideally,
+  or with write noise and write-verify), every edge kept;
 * ``nir.LIF`` (``v_leak = v_reset = 0``, one value per parameter) and ``nir.IF`` become LIF
   layers: with time step ``dt`` (snnTorch's convention, 1e-4 s), ``decay = dt / tau`` and the
   input weight ``w = r dt / tau`` (``r dt`` for IF) divides the threshold, as snnTorch's
@@ -30,8 +30,13 @@ from torch import nn
 
 from prime.core.errors import PrimeError
 from prime.hardware.devices import ConductanceModel, chip_generator
+from prime.hardware.programming import (
+    WRITE_VERIFY,
+    ProgrammedLayer,
+    WriteVerify,
+    program_weight,
+)
 from prime.interop.nir_export import DT_S, LEAK_SLOPE_KEY, _nir
-from prime.interop.programming import ProgrammedLayer, program_weights
 from prime.snn.config import ModelConfig
 from prime.snn.layers import MemristorConv2d, MemristorLayer, MemristorLinear
 from prime.snn.network import SpikingNetwork
@@ -43,13 +48,20 @@ SUPPORTED = ("Input", "Output", "Linear", "Affine", "Conv2d", "LIF", "IF", "I", 
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What :func:`import_nir` programmed: one entry per memristor layer (node name, cells)."""
+    """What :func:`import_nir` programmed: the writer, one entry per memristor layer (node
+    name, cells)."""
 
+    writer: WriteVerify
     layers: list[tuple[str, ProgrammedLayer]]
 
     @property
     def clipped(self) -> int:
         return sum(p.clipped for _, p in self.layers)
+
+    @property
+    def pulses(self) -> int:
+        """Write pulses of all cells (one verify read follows each)."""
+        return sum(int(p.pulses.sum()) for _, p in self.layers)
 
     def lines(self) -> list[str]:
         return [f"{name}: {p.report()}" for name, p in self.layers]
@@ -73,9 +85,21 @@ def import_nir(
     chip_seed: int = 0,
     weight_quantile: float = 1.0,
     dt_s: float = DT_S,
+    programming: str | WriteVerify = "ideal",
+    write_seed: int = 0,
 ) -> tuple[SpikingNetwork, ImportReport]:
     """The prime network of a NIR graph, its weights programmed onto ``device_model``'s
-    cells; the chip (``chip_seed``) is formed first, then programmed cell by cell."""
+    cells; the chip (``chip_seed``) is formed first, then programmed cell by cell, layer by
+    layer, the write noise drawn from ``write_seed``. ``programming``: a preset of
+    :data:`~prime.hardware.programming.WRITE_VERIFY` (``ideal``, ``write-verify``,
+    ``write-once``), its window's top at the device's programmable maximum, or a
+    :class:`~prime.hardware.programming.WriteVerify` used as it is."""
+    writer = (
+        WRITE_VERIFY.get(programming).within(device_model)
+        if isinstance(programming, str)
+        else programming
+    )
+    writes = torch.Generator().manual_seed(write_seed)
     order = _chain(graph)
     input_node = graph.nodes[order[0]]
     input_shape = tuple(int(n) for n in next(iter(input_node.input_type.values())))
@@ -93,10 +117,8 @@ def import_nir(
         layer = _layer(name, node, make, dt_s)
         if isinstance(layer, MemristorLayer):
             weight = torch.as_tensor(np.asarray(node.weight, dtype=np.float32))
-            cells = program_weights(weight, device_model, weight_quantile)
-            layer.load_conductances(cells.g_us)
-            with torch.no_grad():
-                layer.scale.fill_(cells.scale)
+            cells = program_weight(weight, writer, writes, weight_quantile)
+            layer.load_conductances(cells.g_us, scale=cells.scale)
             programmed.append((name, cells))
         h = _check_chains(name, node, layer, h)
         layers.append(layer)
@@ -108,7 +130,7 @@ def import_nir(
         keep=1.0,
         timesteps=timesteps,
     )
-    return network.eval(), ImportReport(programmed)
+    return network.eval(), ImportReport(writer, programmed)
 
 
 def _chain(graph) -> list[str]:

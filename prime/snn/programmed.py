@@ -35,9 +35,9 @@ def program_network(
         raise PrimeError("a chip for programmed weights keeps every edge: build it with keep=1")
     pulses = 0
     for layer, trained in zip(crossbars, weights, strict=True):
-        g_us, layer_pulses, scale = program_weight(trained.weight, writer, generator)
-        layer.load_conductances(g_us, scale=scale)
-        pulses += int(layer_pulses.sum())
+        programmed = program_weight(trained.weight, writer, generator)
+        layer.load_conductances(programmed.g_us, scale=programmed.scale)
+        pulses += int(programmed.pulses.sum())
     for mine, theirs in zip(_batch_norms(chip), _batch_norms(software), strict=True):
         mine.load_state_dict(theirs.state_dict())
     cells = sum(2 * m.scores.numel() for m in crossbars)
