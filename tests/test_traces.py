@@ -103,6 +103,7 @@ def test_import_formats_and_units(tmp_path):
         assert main(["trace", "import", str(tmp_path / name), "--out", str(out), *options]) == 0
         with Trace(out) as trace:
             got = np.stack(list(trace.iter_reads()))
+            assert trace.attrs["provenance"] == f"imported from {name}"  # the file's name
         np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert main(["trace", "import", str(tmp_path / "a.npz"), "--out", str(tmp_path / "x.h5")]) == 1
     assert main(["trace", "import", str(tmp_path / "b.csv"), "--out", str(out)]) == 1  # exists
