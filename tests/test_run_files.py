@@ -121,3 +121,42 @@ def test_sweep_accepts_quiet(tmp_path, capsys):
     args = ["--dataset", TINY, "--epochs", "1", "--batch-size", "8", "--quiet"]
     assert main(["sweep", "--chips", "1", *args, "--out", str(tmp_path)]) == 0
     assert "chip seed 0: test accuracy" in capsys.readouterr().out
+
+
+def test_run_config_options_round_trip_every_kind_of_setting(tmp_path):
+    from prime.cli.config_file import apply_config_file, command_parser
+    from prime.cli.main import build_parser
+    from prime.cli.train import config_from_args, config_options
+    from prime.hardware.periphery import load_periphery
+
+    trace = tmp_path / "chip.h5"
+    trace.write_bytes(b"")  # only its path is recorded here
+    config = TrainConfig(
+        dataset=TINY,
+        epochs=2,
+        seed=7,
+        chip_seed=9,
+        scale=0.01,
+        trace=str(trace),
+        replay="per-batch",
+        pruned="reset",
+        tile=(512, 512),
+        read_path=load_periphery("prime-512").to_dict(),
+        augment={"shift_px": 2, "zoom": 0.1},
+        data={"data_root": str(tmp_path), "download": True},
+        hysteresis="0.1",
+    )
+    faulty = TrainConfig(
+        device_model="rram-lognormal",
+        faults={"stuck_off": 0.01, "stuck_on": 0.02, "seed": 3, "stuck_on_us": 40.0},
+        limit_train=5,
+        exit_loss=0.5,
+    )
+    path = tmp_path / "run_config.json"
+    for made in (config, faulty):
+        path.write_text(json.dumps(config_options(made)))
+        parser = build_parser()
+        args = parser.parse_args(["train", "--config", str(path)])
+        args.given = frozenset({"config"})
+        apply_config_file(args, command_parser(parser, "train"))
+        assert config_from_args(args) == made
