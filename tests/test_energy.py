@@ -129,8 +129,13 @@ def test_presets_and_user_constants(tmp_path):
     path.write_text(json.dumps({"base": "rram-macro", "adc_pj": 0.5, "columns_per_adc": 8}))
     mine = load_energy_model(path)
     assert (mine.adc_pj, mine.columns_per_adc, mine.cell_read_pj) == (0.5, 8, 0.0018)
+    # the report names what the file changed, not the preset's sources (ISAAC's constants)
+    assert mine.description == "rram-macro preset with adc_pj 0.5, columns_per_adc 8 (mine.json)"
     path.write_text(json.dumps({"kind": "digital", "mac_pj": 1.0}))
-    assert load_energy_model(path) == DigitalAccelerator(mac_pj=1.0)
+    described = "digital defaults with mac_pj 1.0 (mine.json)"
+    assert load_energy_model(path) == DigitalAccelerator(mac_pj=1.0, description=described)
+    path.write_text(json.dumps({"kind": "digital", "description": "my chip", "mac_pj": 1.0}))
+    assert load_energy_model(path).description == "my chip"
     for bad, message in [
         ({"base": "rram-macro", "adc_energy": 1}, "unknown constants adc_energy"),
         ({"base": "rram-macro", "adc_pj": -1}, "adc_pj must be a number > 0"),

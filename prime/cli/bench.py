@@ -9,7 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prime.cli.common import add_compute_arguments, apply_compute_arguments, int_arg
+from prime.cli.common import (
+    add_compute_arguments,
+    add_quiet_argument,
+    apply_compute_arguments,
+    int_arg,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +55,7 @@ def add_energy(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--limit", type=int_arg(1), help="count only the first N test samples")
     p.add_argument("--batch-size", type=int_arg(1), default=128)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_argument(p)
     add_compute_arguments(p)
     p.set_defaults(run=run_energy)
 

@@ -122,6 +122,16 @@ def scale_arg(text: str) -> float | str:
         ) from None
 
 
+def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
+    """``--quiet``: no progress bars (drawn on a terminal only in any case); the one-line
+    summaries (of every epoch, of every chip) stay."""
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars (drawn only on a terminal anyway); summary lines stay",
+    )
+
+
 def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     """``--device`` (the torch device the network runs on) and ``--threads``."""
     parser.add_argument(
@@ -186,15 +196,18 @@ def compute_device_arg(text: str) -> str:
     return str(device)
 
 
-def device_arg(text: str) -> str | dict:
+def device_arg(text: str | dict) -> str | dict:
     """``--device-model``/``--preset``: a device preset name, or a JSON file holding a device config
-    (as ``prime trace fit --save`` writes)."""
+    (as ``prime trace fit --save`` writes); a config file may give the device config inline."""
+    from prime.hardware.devices import device_from_config
+
+    if isinstance(text, dict):
+        device_from_config(text)  # raise now on unknown presets or parameters
+        return text
     if not text.endswith(".json"):
         return text
     import json
     from pathlib import Path
-
-    from prime.hardware.devices import device_from_config
 
     path = Path(text)
     if not path.is_file():

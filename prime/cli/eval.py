@@ -288,14 +288,14 @@ def run_report(
     ``--out`` (default RUN_DIR/<sweep name>) and print one line per level."""
     from prime.core.lock import exclusive
     from prime.inference.robustness import summarize, write_report
+    from prime.runs.evaluation import chip_name
     from prime.runs.rundir import prepare_run
 
     replay = {k: getattr(args, k) for k in ("trace", "replay", "pruned", "tile")}
     with exclusive(args.out or args.run_dir / sweep.name.replace("_", "-")) as out:
         model, config, data = prepare_run(args.run_dir, args.chip_seed, replay)
         rows = rows_of(model, data, config)
-        chip = f"trace {config.trace}" if config.trace else f"chip seed {model.config.chip_seed}"
-        title = f"{config.model_name} on {config.dataset}, {chip}"
+        title = f"{config.model_name} on {config.dataset}, {chip_name(config, model)}"
         paths = write_report(out, rows, title, sweep)
     print(f"{title}: test accuracy ({len(data.test)} samples)")
     for s in summarize(rows, sweep):

@@ -17,6 +17,7 @@ import sys
 import traceback
 
 from prime.cli.common import OneLineParser, given_options
+from prime.cli.config_file import apply_config_file, command_parser
 from prime.core.errors import PrimeError
 from prime.kernels.memory import keep_freed_memory
 
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the size limit: EFBIG, not death
     keep_freed_memory()  # reuse freed tensor memory: multi-step training is faster
     try:
+        if getattr(args, "config", None) is not None:
+            apply_config_file(args, command_parser(parser, args.command))
         return int(args.run(args) or 0)
     except PrimeError as exc:
         return _fail(args.command, str(exc), debug)

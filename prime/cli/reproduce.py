@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prime.cli.common import add_compute_arguments, apply_compute_arguments, int_arg, seed_arg
+from prime.cli.common import (
+    add_compute_arguments,
+    add_quiet_argument,
+    apply_compute_arguments,
+    int_arg,
+    seed_arg,
+)
 from prime.core.resources import MAX_EPOCHS as EPOCH_LIMIT
 from prime.core.resources import MAX_REPEATS
 
@@ -73,7 +79,7 @@ def add_nmnist(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-energy", action="store_true", help="leave out the energy report")
     p.add_argument("--force", action="store_true", help="start over in an existing --out")
     p.add_argument("--resume", action="store_true", help="continue or reuse OUT/run")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_argument(p)
     add_compute_arguments(p)
     p.set_defaults(run=run_nmnist)
 
@@ -136,7 +142,7 @@ def add_pruning(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", type=Path, help="chip trace replayed under pruning, per batch")
     p.add_argument("--limit-train", type=int_arg(1), help="train on this many samples only")
     p.add_argument("--force", action="store_true", help="retrain and overwrite --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_argument(p)
     add_compute_arguments(p)
     p.set_defaults(run=run_pruning)
 

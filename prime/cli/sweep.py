@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prime.cli.common import add_compute_arguments, apply_compute_arguments, int_arg
+from prime.cli.common import (
+    add_compute_arguments,
+    add_quiet_argument,
+    apply_compute_arguments,
+    int_arg,
+)
 from prime.cli.nproc import add_nproc, launch_command
 from prime.cli.train import add_config_arguments, config_from_args
 
@@ -21,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="sweep folder (default: runs/sweep-<model>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out")
     add_config_arguments(p)
+    add_quiet_argument(p)
     add_nproc(p)
     add_compute_arguments(p)
     p.set_defaults(run=run)
@@ -42,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         out = args.out or Path("runs") / f"sweep-{config.model_name}-seed{config.seed}"
     with process_group() as ranks:
-        summary = sweep_chips(config, args.chips, out, resume=args.resume)
+        summary = sweep_chips(config, args.chips, out, args.resume, progress=not args.quiet)
     if not ranks.is_main:
         return 0
     stats = summary["test_accuracy"]

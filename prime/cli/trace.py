@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("--shape", type=tile_arg, help="ROWSxCOLS of flat set-reset reads")
     imp.add_argument("--synthetic", action="store_true", help="label the data synthetic")
-    _add_info(imp, provenance="imported from the source file")
+    _add_info(imp)
     _add_force(imp)
     imp.set_defaults(run=run_import)
 
@@ -84,7 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="also write a reset-state read at this fraction of each formed cell's conductance",
     )
     synth.add_argument("--no-compress", action="store_true", help="store reads uncompressed")
-    _add_info(synth, provenance=None)
+    _add_info(synth)
     _add_force(synth)
     synth.set_defaults(run=run_synth)
 
@@ -99,12 +99,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     plot.set_defaults(run=run_plot)
 
 
-def _add_info(p: argparse.ArgumentParser, provenance: str | None) -> None:
+def _add_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chip-id", default="unknown")
     p.add_argument("--technology", default="unknown", help="e.g. 'TaOx RRAM, 180 nm 1T1R'")
     p.add_argument("--read-voltage", type=float, default=math.nan, help="read voltage (V)")
     p.add_argument("--temperature", type=float, default=math.nan, help="temperature (K)")
-    p.add_argument("--provenance", default=provenance, help="who/what produced the data")
+    p.add_argument(
+        "--provenance",
+        help="who/what produced the data (default: the source file's name, or the synthesis "
+        "settings)",
+    )
 
 
 def _add_force(p: argparse.ArgumentParser) -> None:
@@ -158,7 +162,8 @@ def run_import(args: argparse.Namespace) -> int:
     from prime.hardware.traces.importers import import_matrix, import_set_reset
 
     out = args.out or args.file.with_suffix(".h5")
-    info = _info(args, "synthetic" if args.synthetic else "measured", f"imported from {args.file}")
+    kind = "synthetic" if args.synthetic else "measured"
+    info = _info(args, kind, f"imported from {args.file.name}")
     if args.layout == "set-reset":
         import_set_reset(args.file, out, info, args.units, args.shape, args.force)
     else:

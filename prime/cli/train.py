@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prime.cli.common import (
     add_compute_arguments,
     add_fault_arguments,
+    add_quiet_argument,
     add_replay_arguments,
     apply_compute_arguments,
     device_arg,
@@ -19,6 +20,7 @@ from prime.cli.common import (
     scale_arg,
     seed_arg,
 )
+from prime.cli.config_file import add_config_file_argument
 from prime.cli.datasets import add_data_arguments, data_options
 from prime.cli.nproc import add_nproc, launch_command
 from prime.core.resources import MAX_EPOCHS, MAX_TIMESTEPS
@@ -37,14 +39,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="run directory (default: runs/<model>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_config_arguments(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_argument(p)
     add_nproc(p)
     add_compute_arguments(p)
     p.set_defaults(run=run)
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
-    """The options that make a :class:`~prime.runs.config.TrainConfig` (config_from_args)."""
+    """The options that make a :class:`~prime.runs.config.TrainConfig` (config_from_args),
+    and ``--config FILE`` that sets them from a file (:mod:`prime.cli.config_file`)."""
+    add_config_file_argument(p)
     p.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
     p.add_argument("--model", help="model name (default: the dataset's default model)")
     p.add_argument("--epochs", type=int_arg(1, MAX_EPOCHS), default=6)
@@ -109,10 +113,13 @@ def add_periphery_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
-def periphery_arg(spec: str | None) -> dict:
-    """The read path config of ``--periphery`` as a dict ({} for none: ideal)."""
-    from prime.hardware.periphery import load_periphery
+def periphery_arg(spec: str | dict | None) -> dict:
+    """The read path config of ``--periphery`` as a dict ({} for none: ideal); a config
+    file may give its fields inline (a dict)."""
+    from prime.hardware.periphery import ReadPathConfig, load_periphery
 
+    if isinstance(spec, dict):
+        return ReadPathConfig.from_dict(spec, source="--periphery").to_dict()
     return {} if spec is None else load_periphery(spec).to_dict()
 
 
@@ -188,6 +195,62 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+#: the file ``prime train`` writes into the run directory: its options, to rerun it
+RUN_CONFIG = "run_config.json"
+#: TrainConfig fields set by the option of the same name
+FLAG_FIELDS = (
+    "dataset",
+    "model",
+    "epochs",
+    "batch_size",
+    "lr",
+    "seed",
+    "chip_seed",
+    "device_model",
+    "keep",
+    "scale",
+    "mask_scope",
+    "neuron",
+    "timesteps",
+    "mode",
+    "save_every",
+    "limit_train",
+    "exit_loss",
+    "hysteresis",
+    "train_read_noise",
+)
+
+
+def config_options(config: TrainConfig) -> dict[str, Any]:
+    """The options of ``prime train`` that make ``config`` (the inverse of
+    :func:`config_from_args`), as a ``--config`` file holds them; unset options are left out."""
+    from prime.core.errors import PrimeError
+    from prime.runs.config import TrainConfig
+
+    defaults = TrainConfig()
+    fixed = ("synapses", "activation_bits", "activation_quantizer")
+    if any(getattr(config, name) != getattr(defaults, name) for name in fixed):
+        raise PrimeError(
+            f"this run's {', '.join(fixed)} have no prime train options; rerun it with the "
+            "command that made it"
+        )
+    options: dict[str, Any] = {name: getattr(config, name) for name in FLAG_FIELDS}
+    if config.trace:  # --replay/--pruned/--tile apply only with a trace
+        rows, cols = config.tile
+        options.update(
+            trace=config.trace, replay=config.replay, pruned=config.pruned, tile=f"{rows}x{cols}"
+        )
+    if config.read_path:
+        options["periphery"] = config.read_path
+    faults = dict(config.faults)
+    if faults:
+        options["fault_seed"] = faults.pop("seed")
+        options.update(faults)
+    options.update(config.augment)
+    options.update(config.data)
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def fault_options(args: argparse.Namespace) -> dict[str, float | int]:
     """The stuck-cell settings of ``--stuck-*``/``--fault-seed`` (empty where none)."""
     if not (args.stuck_off or args.stuck_on):
@@ -199,6 +262,8 @@ def fault_options(args: argparse.Namespace) -> dict[str, float | int]:
 def run(args: argparse.Namespace) -> int:
     from prime.cli import inpaint
     from prime.core.errors import PrimeError
+    from prime.core.io import write_json
+    from prime.runs.config import TrainConfig
     from prime.runs.distributed import process_group
     from prime.runs.train import train
 
@@ -222,10 +287,12 @@ def run(args: argparse.Namespace) -> int:
         metrics = train(config, out, args.resume, not args.quiet, expect=expect)
     if not ranks.is_main:
         return 0
+    write_json(out / RUN_CONFIG, config_options(TrainConfig(**metrics["config"])))
     print(
         f"{metrics['model']} on {metrics['dataset']}: test accuracy "
         f"{100 * metrics['test_accuracy']:.2f} %, kept fraction {metrics['kept_fraction']:.4f}, "
         f"conductances unchanged: {metrics['conductances_unchanged']}, "
-        f"wall time {metrics['wall_seconds']:.1f} s -> {out}"
+        f"wall time {metrics['wall_seconds']:.1f} s -> {out} (rerun: prime train --config "
+        f"{out / RUN_CONFIG} --out NEW)"
     )
     return 0

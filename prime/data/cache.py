@@ -28,11 +28,11 @@ import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_hdf5
 from prime.core.lock import writable_dir
+from prime.core.progress import progress_bar
 from prime.core.resources import check_memory
 from prime.data.base import FrameDataset, dataset_len
 
@@ -118,7 +118,7 @@ def bin_frames(
         collate_fn=functools.partial(_collate, dtype=dtype),
     )
     frames, labels, filled = None, np.empty(n, dtype=np.int64), 0
-    with tqdm(total=n, desc=desc, unit="sample", disable=None, leave=False) as bar:
+    with progress_bar(total=n, desc=desc, unit="sample", leave=False) as bar:
         for batch, batch_labels in _reraised(loader):
             if frames is None:
                 shape = (n, *batch.shape[1:])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
+from prime.core.progress import progress_bar
 from prime.data import iterate_batches
 from prime.snn.network import SpikingNetwork
 
@@ -23,7 +23,7 @@ def evaluate(
     model.eval()
     correct, loss_sum, n = 0, 0.0, 0
     loader, count = iterate_batches(dataset, batch_size)
-    for x, y in tqdm(loader, total=count, desc="eval", leave=False, disable=not progress):
+    for x, y in progress_bar(loader, total=count, desc="eval", leave=False, show=progress):
         logits = model.logits(x, mode)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()

@@ -24,7 +24,14 @@ from prime.hardware.programming import PULSE_COSTS
 from prime.inference.early_exit import early_exit_report
 from prime.inference.evaluate import evaluate
 from prime.interop.neurobench import prime_figures, run_neurobench
-from prime.runs.rundir import load_run, prepare_loaded, prepare_run, replaying
+from prime.runs.config import TrainConfig
+from prime.runs.rundir import (
+    load_run,
+    prepare_loaded,
+    prepare_run,
+    replaying,
+)
+from prime.snn.network import SpikingNetwork
 
 
 def evaluate_run(
@@ -79,11 +86,10 @@ def early_exit_run(
         model.set_read_noise(read_noise, seed=noise_seed)
         with replaying(model, config):
             report = early_exit_report(model, data, out_dir, val_seed=config.seed, **options)
-    chip = f"trace {config.trace}" if config.trace else f"chip seed {model.config.chip_seed}"
     return {
         "model": config.model_name,
         "dataset": config.dataset,
-        "chip": chip,
+        "chip": chip_name(config, model),
         "read_noise": read_noise,
         "out_dir": str(out_dir),
         **report,
@@ -115,17 +121,26 @@ def bench_energy(
         model, payload = load_run(run_dir)
         model, config, data = prepare_loaded(model, payload, periphery=periphery)
         test = limit_dataset(data.test, limit)
-        counted = energy_report(model, test, analog, baseline, early_exit, batch_size, progress)
+        with replaying(model, config):  # a run trained on a trace is counted on it
+            counted = energy_report(model, test, analog, baseline, early_exit, batch_size, progress)
         report: dict[str, Any] = {
             "run": str(run_dir),
             "model": config.model_name,
             "dataset": config.dataset,
+            "chip": chip_name(config, model),
             "periphery": config.read_path,
         }
         report.update(counted)
         report["programming"] = training_programming(payload)
         write_energy_report(report, out_dir)
     return report
+
+
+def chip_name(config: TrainConfig, model: SpikingNetwork) -> str:
+    """The chip a run is evaluated on: its trace (replay and pruned modes) or its chip seed."""
+    if config.trace:
+        return f"trace {config.trace} ({config.replay} replay, pruned {config.pruned})"
+    return f"chip seed {model.config.chip_seed}"
 
 
 def neurobench_run(

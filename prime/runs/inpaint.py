@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from prime.core.errors import PrimeError
 from prime.core.io import load_checkpoint, save_checkpoint, write_json
+from prime.core.progress import progress_bar
 from prime.data.inpainting import ImageSplits, apply_mask, inpaint_mask, load_images
 from prime.snn.fsvae import FSVAE, FSVAE_MODELS, FSVAEConfig, build_fsvae, fsvae_loss, get_fsvae
 
@@ -80,7 +80,8 @@ def scheduled_p(epoch: int, epochs: int) -> float:
 def train_inpainting(
     config: InpaintConfig, out_dir: str | Path, progress: bool = True
 ) -> dict[str, Any]:
-    """Train into ``out_dir`` and return the metrics (train and test loss per epoch)."""
+    """Train into ``out_dir`` and return the metrics (train and test loss per epoch);
+    ``progress`` draws progress bars (on a terminal only), the epoch lines are printed always."""
     out_dir = Path(out_dir)
     if (out_dir / "checkpoint.pt").exists():
         raise PrimeError(f"{out_dir} already holds a run; choose another --out")
@@ -104,7 +105,7 @@ def train_inpainting(
         order = torch.randperm(len(train_images), generator=draws)
         batches = order.split(config.batch_size)
         sums = {"loss": 0.0, "mse": 0.0, "mmd": 0.0}
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
+        bar = progress_bar(batches, desc=f"epoch {epoch + 1}/{config.epochs}", show=progress)
         for step, rows in enumerate(bar):
             clean = train_images[rows]
             masked, _ = masked_batch(clean, config.mask, _seed(config.seed, epoch, step))
@@ -127,13 +128,13 @@ def train_inpainting(
                 "wall_seconds": time.perf_counter() - started,
             }
         )
-        if progress:
-            h = history[-1]
-            print(
-                f"epoch {epoch + 1}/{config.epochs}: train mse {h['train_mse']:.4f} "
-                f"mmd {h['train_mmd']:.4f} | test mse {h['test_mse']:.4f} | "
-                f"{h['wall_seconds']:.0f} s"
-            )
+        h = history[-1]  # the epoch's line, with or without progress bars
+        print(
+            f"epoch {epoch + 1}/{config.epochs}: train mse {h['train_mse']:.4f} "
+            f"mmd {h['train_mmd']:.4f} | test mse {h['test_mse']:.4f} | "
+            f"{h['wall_seconds']:.0f} s",
+            flush=True,
+        )
         save_checkpoint(
             out_dir / "checkpoint.pt",
             {

@@ -167,6 +167,13 @@ def prepare_loaded(
             raise PrimeError(
                 "--chip-seed forms a random chip and --trace replays a measured one: pass one"
             )
+        trained_on = f"trace {config.trace}" if config.trace else f"chip {model.config.chip_seed}"
+        if config.trace or chip_seed != model.config.chip_seed:
+            print(
+                f"prime: note: the masks belong to {trained_on}; accuracy on chip {chip_seed} "
+                "is expected near chance",
+                file=sys.stderr,
+            )
         config.trace = None
         reform_chip(model, chip_seed)
     data = load_run_data(config)

@@ -44,19 +44,28 @@ def sweep_chips(
     out_dir: str | Path,
     resume: bool = False,
     ranks: Ranks | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train ``chips`` chips (this rank's share of them) and return the sweep's summary.
+
+    ``progress``: rank 0 draws a progress bar of its chips' training (on a terminal only);
+    every chip prints one line when it is done.
 
     ``resume`` continues the sweep in ``out_dir`` with its own config (``config`` may be None).
     Rank 0 holds the sweep folder's write lock meanwhile (:func:`prime.core.lock.exclusive`).
     """
     ranks = current() if ranks is None else ranks
     with exclusive(out_dir) if ranks.is_main else contextlib.nullcontext():
-        return _sweep_chips(config, chips, Path(out_dir), resume, ranks)
+        return _sweep_chips(config, chips, Path(out_dir), resume, ranks, progress and ranks.is_main)
 
 
 def _sweep_chips(
-    config: TrainConfig | None, chips: int, out_dir: Path, resume: bool, ranks: Ranks
+    config: TrainConfig | None,
+    chips: int,
+    out_dir: Path,
+    resume: bool,
+    ranks: Ranks,
+    progress: bool,
 ) -> dict[str, Any]:
     config, chips = _sweep_config(config, chips, out_dir, resume)
     with collectives(ranks, f"the chips' run folders in {out_dir}"):
@@ -67,7 +76,7 @@ def _sweep_chips(
             write_json(out_dir / CONFIG_FILE, stored)
         started = time.perf_counter()
         rows = [
-            _train_chip(config, seed, out_dir, ranks)
+            _train_chip(config, seed, out_dir, ranks, progress)
             for seed in chip_seeds(config, chips)[ranks.rank :: ranks.world_size]
         ]
         if ranks.distributed:
@@ -116,7 +125,9 @@ def _sweep_config(
     return config, chips
 
 
-def _train_chip(config: TrainConfig, seed: int, out_dir: Path, ranks: Ranks) -> dict[str, Any]:
+def _train_chip(
+    config: TrainConfig, seed: int, out_dir: Path, ranks: Ranks, progress: bool
+) -> dict[str, Any]:
     """Train (or resume, or reuse) the run of chip ``seed`` in this one process."""
     run_dir = out_dir / f"chip-{seed}"
     if (run_dir / "metrics.json").is_file():
@@ -124,7 +135,9 @@ def _train_chip(config: TrainConfig, seed: int, out_dir: Path, ranks: Ranks) -> 
     else:
         resume = (run_dir / "checkpoint.pt").is_file()
         chip_config = None if resume else dataclasses.replace(config, chip_seed=seed)
-        metrics = train(chip_config, run_dir, resume=resume, progress=False, ranks=SINGLE)
+        metrics = train(
+            chip_config, run_dir, resume, progress=progress, ranks=SINGLE, summaries=False
+        )
     print(
         f"chip seed {seed}: test accuracy {100 * metrics['test_accuracy']:.2f} % "
         f"(rank {ranks.rank}, {metrics['wall_seconds']:.1f} s)",

@@ -1,7 +1,8 @@
 """Training: learn only the supermask scores; the chip's conductances never change.
 
 A run directory holds ``checkpoint.pt`` (scores, conductances, masks, optimizer, config,
-seed, versions), ``metrics.json`` and ``summary.md``; all written atomically. ``resume``
+seed, versions), ``metrics.json``, ``summary.md``, ``metrics.csv`` (one line per epoch) and
+``training_curves.png`` (:mod:`prime.runs.training_log`); all written atomically. ``resume``
 continues a killed run from its last checkpoint, bit for bit where it stopped: the data
 order of every epoch is drawn from (seed, epoch).
 """
@@ -22,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_write, file_sha256, save_checkpoint, write_json
 from prime.core.lock import exclusive
+from prime.core.progress import progress_bar
 from prime.data import DataSplits, dataset_len, iterate_batches
 from prime.data.augment import FrameAugmentation
 from prime.hardware.replay import open_replay
@@ -46,6 +47,7 @@ from prime.runs.rundir import (
     load_run_data,
     run_config,
 )
+from prime.runs.training_log import plot_training_curves, write_epoch_log
 from prime.snn.layers import MATCHED, matched_scale
 from prime.snn.models import build_model
 from prime.snn.network import SpikingNetwork
@@ -75,8 +77,12 @@ def train(
     progress: bool = True,
     ranks: Ranks | None = None,
     expect: dict[str, Any] | None = None,
+    summaries: bool = True,
 ) -> dict[str, Any]:
     """Train into ``out_dir`` and return the metrics.
+
+    ``progress`` draws progress bars (on a terminal only, :mod:`prime.core.progress`);
+    ``summaries`` prints one line per epoch (and where a resume starts).
 
     ``resume`` continues the run in ``out_dir`` with its own config (``config`` may be None);
     ``expect`` holds settings the caller asks for (TrainConfig fields, ``data.<option>``,
@@ -88,7 +94,7 @@ def train(
     """
     ranks = current() if ranks is None else ranks
     with exclusive(out_dir) if ranks.is_main else contextlib.nullcontext():
-        return _train(config, Path(out_dir), resume, progress, ranks, expect or {})
+        return _train(config, Path(out_dir), resume, progress, summaries, ranks, expect or {})
 
 
 def _train(
@@ -96,6 +102,7 @@ def _train(
     out_dir: Path,
     resume: bool,
     progress: bool,
+    summaries: bool,
     ranks: Ranks,
     expect: dict[str, Any],
 ) -> dict[str, Any]:
@@ -156,13 +163,13 @@ def _train(
         optimizer.load_state_dict(payload["optimizer_state"])
         scheduler.load_state_dict(payload["scheduler_state"])
         state = payload["progress"]
-        if ranks.is_main and state["epoch"] >= config.epochs:
+        if summaries and ranks.is_main and state["epoch"] >= config.epochs:
             print(f"{out_dir} finished all {config.epochs} epochs; nothing left to train")
-        elif ranks.is_main:
+        elif summaries and ranks.is_main:
             print(
                 f"resuming {out_dir} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}"
             )
-    progress = progress and ranks.is_main
+    progress, summaries = progress and ranks.is_main, summaries and ranks.is_main
     # the same chip on every rank (seeded): only score gradients are exchanged
     net: nn.Module = model
     if ranks.distributed:
@@ -173,7 +180,7 @@ def _train(
         trace_scale = matched_scale(replay.device())
         for layer in model.memristor_layers():
             layer.scale.fill_(trace_scale)
-    if replay and progress:
+    if replay and summaries:
         print(f"replaying {config.trace} ({config.replay}): {replay.placement.report()}")
     conductances = [layer.g_us.clone() for layer in model.memristor_layers()]
     started = time.perf_counter() - state["wall_seconds"]
@@ -206,11 +213,11 @@ def _train(
             calibrate_periphery(model, data.train, config.seed * 100_003 + epoch)
         model.train()
         loader, count = _epoch_batches(data.train, config, epoch, ranks)
-        bar = tqdm(
+        bar = progress_bar(
             total=count,
             initial=state["step_in_epoch"],
             desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not progress,
+            show=progress,
             leave=False,
         )
         sums = state.setdefault("epoch_sums", {"loss": 0.0, "correct": 0, "n": 0})
@@ -252,27 +259,33 @@ def _train(
         model.set_read_noise(0.0)  # the test accuracy is the noise-free chip's
         with collectives(ranks, checkpoint_path):
             test = _evaluate_shared(model, data.test, config.mode, ranks)
-        state["history"].append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": sums["loss"] / max(sums["n"], 1),
-                "train_accuracy": sums["correct"] / max(sums["n"], 1),
-                "test_loss": test["loss"],
-                "test_accuracy": test["accuracy"],
-                "lr": scheduler.get_last_lr()[0],
-                "wall_seconds": time.perf_counter() - started,
-            }
-        )
-        if progress:
-            h = state["history"][-1]
+            val = (
+                None if data.val is None else _evaluate_shared(model, data.val, config.mode, ranks)
+            )
+        h = {
+            "epoch": epoch + 1,
+            "train_loss": sums["loss"] / max(sums["n"], 1),
+            "train_accuracy": sums["correct"] / max(sums["n"], 1),
+            **({"val_accuracy": val["accuracy"]} if val else {}),
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+            "lr": scheduler.get_last_lr()[0],
+            "wall_seconds": time.perf_counter() - started,
+        }
+        state["history"].append(h)
+        if summaries:
+            validation = f"val acc {h['val_accuracy']:.4f} | " if val else ""
             print(
                 f"epoch {epoch + 1}/{config.epochs}: train loss {h['train_loss']:.3f} "
-                f"acc {h['train_accuracy']:.3f} | test acc {h['test_accuracy']:.4f} "
-                f"| {h['wall_seconds']:.0f} s"
+                f"acc {h['train_accuracy']:.3f} | {validation}test acc {h['test_accuracy']:.4f} "
+                f"| {h['wall_seconds']:.0f} s",
+                flush=True,
             )
         state.update(epoch=epoch + 1, step_in_epoch=0)
         del state["epoch_sums"]
         save()
+        if ranks.is_main:
+            write_epoch_log(out_dir, state["history"])
 
     if replay:  # the layers hold the last read loaded, not the chip they started on
         unchanged = replay.conductances_match()
@@ -297,6 +310,8 @@ def _train(
     if ranks.is_main:
         write_json(out_dir / "metrics.json", metrics)
         _write_summary(out_dir / "summary.md", metrics, model)
+        title = f"{config.model_name} on {config.dataset}: {out_dir}"
+        plot_training_curves(out_dir, state["history"], title)
     return metrics
 
 

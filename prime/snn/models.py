@@ -239,6 +239,32 @@ for _name, _data in (("mnist-conv", "MNIST"), ("fashion-mnist-conv", "FashionMNI
         )
     )
 
+
+def _conv_50x50(make: LayerFactory) -> list[nn.Module]:
+    """A network whose crossbars fit one 50x50 array: conv 2-4 k5 p1 (50 rows, 8 columns),
+    LIF, avgpool 8, FC 64-10 (64 rows, 20 columns: blocks of 50 and 14 rows); 1,680 cells
+    in 48 columns."""
+    return [
+        make.conv(2, 4, 5, padding=1),
+        make.lif(PRIME_CONV_LIF),
+        nn.AvgPool2d(8),
+        nn.Flatten(),
+        make.linear(64, 10),
+        make.integrator(),
+    ]
+
+
+MODELS.register("conv-50x50")(
+    ModelSpec(
+        _conv_50x50,
+        (2, 34, 34),
+        10,
+        10,
+        "small conv SNN on 2x34x34 event frames whose crossbars fit one 50x50 array (the "
+        "measured TaOx array, --tile 50x50): conv 2-4 k5 p1, LIF, avgpool 8, FC 64-10 integrator",
+    )
+)
+
 MODELS.register("nmnist-mlp")(
     ModelSpec(_nmnist_mlp, (2, 34, 34), 10, 10, "MLP 2312-250-250-10 on N-MNIST frames")
 )

@@ -216,15 +216,23 @@ def energy_model_of_kind(name: str, kind: type[M]) -> M:
 
 def load_energy_model(path: str | Path) -> EnergyModel:
     """A model from a JSON file: ``{"base": PRESET, FIELD: VALUE, ...}`` or
-    ``{"kind": "analog"|"digital", FIELD: VALUE, ...}``; unset fields keep the defaults."""
+    ``{"kind": "analog"|"digital", FIELD: VALUE, ...}``; unset fields keep the defaults.
+
+    Without a ``description`` of its own the model is described by its base and the
+    constants the file changes (the preset's description names its sources, which the file's
+    constants no longer are)."""
     spec = read_json_object(path, "energy constants")
     if "base" in spec:
+        label = f"{spec['base']} preset"
         base = get_energy_model(spec.pop("base"))
     else:
         kind = spec.pop("kind", None)
         if kind not in _KINDS:
             raise PrimeError(f"{path}: give 'base' (a preset) or 'kind' ({', '.join(_KINDS)})")
-        base = _KINDS[kind]()
+        label, base = f"{kind} defaults", _KINDS[kind]()
+    if "description" not in spec:
+        changed = ", ".join(f"{name} {value}" for name, value in spec.items())
+        spec["description"] = f"{label} with {changed or 'no change'} ({Path(path).name})"
     return with_constants(base, spec, source=str(path))
 
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
 from prime.analysis.energy.counting import OperationCounts, connection_sparsity, count_operations
 from prime.analysis.energy.models import AnalogMacro, DigitalAccelerator, Scenario
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_write, write_json
+from prime.core.progress import progress_bar
 from prime.core.tables import new_figure, save_figure
 from prime.data import dataset_len, iterate_batches
 from prime.snn.network import SpikingNetwork
@@ -48,7 +48,7 @@ def count_run(
     loader, count = iterate_batches(dataset, batch_size)
     desc = "count (early exit)" if early_exit is not None else "count (full T)"
     with count_operations(model) as counts:
-        for x, y in tqdm(loader, total=count, desc=desc, leave=False, disable=not progress):
+        for x, y in progress_bar(loader, total=count, desc=desc, leave=False, show=progress):
             if early_exit is None:
                 prediction = model.logits(x)
             else:
@@ -128,7 +128,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"# Energy and latency per inference: {report['run']}",
         "",
-        f"{report['model']} on {report['dataset']}, {report['samples']} test samples; "
+        f"{report['model']} on {report['dataset']} ({report['chip']}), "
+        f"{report['samples']} test samples; "
         f"baseline {report['baseline']['name']}, analog {report['analog']['name']}; "
         f"connection sparsity {report['connection_sparsity']:.3f}, activation sparsity "
         f"{report['activation_sparsity']:.3f}.",

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
 from prime.core.errors import PrimeError
+from prime.core.progress import progress_bar
 from prime.data import DataSplits, dataset_len, iterate_batches
 from prime.inference.early_exit.controller import exit_from_trajectory, exit_summary, top1_accuracy
 from prime.inference.early_exit.policies import ExitPolicy, get_policy, policy_name
@@ -25,7 +25,7 @@ def step_outputs(
     model.eval()
     outputs, labels = [], []
     loader, count = iterate_batches(dataset, batch_size)
-    for x, y in tqdm(loader, total=count, desc="full T", leave=False, disable=not progress):
+    for x, y in progress_bar(loader, total=count, desc="full T", leave=False, show=progress):
         outputs.append(model(x, mode="single"))
         labels.append(y)
     return torch.cat(outputs, dim=1), torch.cat(labels)

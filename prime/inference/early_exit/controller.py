@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from prime.core.errors import PrimeError
+from prime.core.progress import progress_bar
 from prime.data import iterate_batches
 from prime.inference.early_exit.policies import ExitPolicy, get_policy, policy_name
 from prime.snn.network import SpikingNetwork
@@ -197,7 +197,7 @@ def evaluate_early_exit(
     policy = get_policy(policy, alpha=alpha)
     outputs, steps, labels = [], [], []
     loader, count = iterate_batches(dataset, batch_size)
-    for x, y in tqdm(loader, total=count, desc="early exit", leave=False, disable=not progress):
+    for x, y in progress_bar(loader, total=count, desc="early exit", leave=False, show=progress):
         result = run_early_exit(model, x, policy, threshold, min_steps)
         outputs.append(result.outputs)
         steps.append(result.steps)
