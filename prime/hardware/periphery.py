@@ -35,6 +35,9 @@ from prime.kernels.quantise import ColumnQuantiser, quantise_columns
 
 #: widest converter or word prime simulates (float32 holds 24-bit integers exactly)
 MAX_BITS = 32
+#: the fields of the neurons' fixed point (:meth:`ReadPathConfig.membrane_words`), no stage
+#: of the crossbar's path
+NEURON_FIELDS = ("neuron_bits", "membrane_integer_bits", "integrator_integer_bits")
 
 
 @dataclass(frozen=True)
@@ -137,15 +140,10 @@ class ReadPathConfig:
     def fused(self) -> bool:
         """Whether every stage of the crossbar's path is ideal, so it folds into one weight
         (the neurons' words are no stage of it)."""
-        return self.crossbar_part() == IDEAL
-
-    def crossbar_part(self) -> ReadPathConfig:
-        """This config with the neurons' fields ideal: the stages of the crossbar's path."""
-        return dataclasses.replace(
-            self,
-            neuron_bits=IDEAL.neuron_bits,
-            membrane_integer_bits=IDEAL.membrane_integer_bits,
-            integrator_integer_bits=IDEAL.integrator_integer_bits,
+        return all(
+            getattr(self, f.name) == getattr(IDEAL, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in NEURON_FIELDS
         )
 
     def membrane_words(self) -> tuple[FixedPoint, FixedPoint] | None:
