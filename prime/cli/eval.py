@@ -70,6 +70,7 @@ def add_periphery_arguments(p: argparse.ArgumentParser) -> None:
         ("dac-bits", "DAC resolution"),
         ("tile-rows", "crossbar rows per tile"),
         ("digital-bits", "digital unit word width"),
+        ("neuron-bits", "the neurons' membrane word width"),
     ):
         g.add_argument(
             f"--{name}",

@@ -12,6 +12,9 @@ functions with straight-through gradients, so masks can be trained through them:
   fraction bits; rounding, saturation (never wrap-around). Gradient: 1 unless saturated.
 * :func:`adc_convert`: the non-ideal ADC of Ghosh et al. (arXiv 2408.06390): per-column
   gain and offset, a smooth bow non-linearity (INL), conversion noise, all in LSB.
+
+:class:`FixedPoint` is a word format as a value (the neurons' membranes,
+:meth:`ReadPathConfig.membrane_words`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from prime.kernels.quantise import ColumnQuantiser, quantise_columns
 
 #: widest converter or word prime simulates (float32 holds 24-bit integers exactly)
 MAX_BITS = 32
+#: the fields of the neurons' fixed point (:meth:`ReadPathConfig.membrane_words`), no stage
+#: of the crossbar's path
+NEURON_FIELDS = ("neuron_bits", "membrane_integer_bits", "integrator_integer_bits")
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,16 @@ class ReadPathConfig:
         digital_bits: width of the digital unit's signed fixed-point words (partial sums
             and layer outputs); the integer bits of each layer's words come from its
             calibrated range, the rest are fraction bits. None: floating point.
+        fold_batch_norm: in evaluation, the digital unit's per-column affine correction
+            also applies the batch norm (and channel bias) right after each crossbar
+            (:func:`prime.snn.digital.fold_batch_norms`), so it is computed in the unit's
+            fixed point instead of floating point after it.
+        neuron_bits: width of the neurons' signed fixed-point membrane words (the LIF
+            update: decay, LeakyReLU, threshold, reset; the output integrator); their
+            constants are rounded to the same fraction bits. None: floating point.
+        membrane_integer_bits: integer bits of the LIF membranes' words (the rest of
+            ``neuron_bits`` less the sign are fraction bits).
+        integrator_integer_bits: integer bits of the output integrator's words.
     """
 
     tile_rows: int | None = None
@@ -77,6 +93,10 @@ class ReadPathConfig:
     adc_noise_lsb: float = 0.0
     correct_variation: bool = False
     digital_bits: int | None = None
+    fold_batch_norm: bool = False
+    neuron_bits: int | None = None
+    membrane_integer_bits: int = 4
+    integrator_integer_bits: int = 8
 
     def __post_init__(self) -> None:
         for name in ("tile_rows", "tile_columns"):
@@ -85,8 +105,16 @@ class ReadPathConfig:
             raise PrimeError(
                 f"tile_columns={self.tile_columns} splits a G+/G- pair; give an even number"
             )
-        for name in ("dac_bits", "adc_bits", "digital_bits"):
+        for name in ("dac_bits", "adc_bits", "digital_bits", "neuron_bits"):
             _check_whole(name, getattr(self, name), 1, MAX_BITS)
+        for name in ("membrane_integer_bits", "integrator_integer_bits"):
+            value = getattr(self, name)
+            _check_whole(name, value, 0, MAX_BITS - 1)
+            if self.neuron_bits is not None and value >= self.neuron_bits:
+                raise PrimeError(
+                    f"{name}={value} leaves no sign bit in neuron_bits={self.neuron_bits} "
+                    f"words; give neuron_bits > {value} or fewer integer bits"
+                )
         for name in ("dac_range", "adc_range_ua"):
             value = getattr(self, name)
             if value is not None and not _positive_number(value):
@@ -97,7 +125,7 @@ class ReadPathConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                 raise PrimeError(f"{name} must be a number >= 0, got {value!r}")
-        for name in ("separate_columns", "correct_variation"):
+        for name in ("separate_columns", "correct_variation", "fold_batch_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise PrimeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.adc_bits is None and self.adc_variation:
@@ -110,8 +138,21 @@ class ReadPathConfig:
 
     @property
     def fused(self) -> bool:
-        """Whether every stage is ideal, so the path folds into one weight."""
-        return self == IDEAL
+        """Whether every stage of the crossbar's path is ideal, so it folds into one weight
+        (the neurons' words are no stage of it)."""
+        return all(
+            getattr(self, f.name) == getattr(IDEAL, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in NEURON_FIELDS
+        )
+
+    def membrane_words(self) -> tuple[FixedPoint, FixedPoint] | None:
+        """The (LIF membrane, output integrator) words, or None: floating point."""
+        bits = self.neuron_bits
+        if bits is None:
+            return None
+        integer = (self.membrane_integer_bits, self.integrator_integer_bits)
+        return FixedPoint(bits, bits - 1 - integer[0]), FixedPoint(bits, bits - 1 - integer[1])
 
     @property
     def calibrated(self) -> tuple[str, ...]:
@@ -248,6 +289,26 @@ def fixed_point(x: torch.Tensor, bits: int, frac_bits: int) -> torch.Tensor:
     scale, low, high = word(bits, frac_bits)
     q = ColumnQuantiser(one * scale, 0 * one, one / scale, 0 * one, one, low, high)
     return quantise_columns(x, q)
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """A signed fixed-point word format: ``bits`` wide, ``frac_bits`` fraction bits.
+
+    Called on a tensor, it rounds and saturates it (:func:`fixed_point`); :meth:`constant`
+    rounds a constant (a decay factor, a threshold) to the same grid.
+    """
+
+    bits: int
+    frac_bits: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return fixed_point(x, self.bits, self.frac_bits)
+
+    def constant(self, value: float) -> float:
+        """``value`` on the word's grid, saturated at its bounds."""
+        scale, low, high = word(self.bits, self.frac_bits)
+        return min(max(round(value * scale), low), high) / scale
 
 
 def word(bits: int, frac_bits: int) -> tuple[float, float, float]:

@@ -9,8 +9,9 @@ One object per layer owns the way from cells to numbers, in stages::
                                        or the G+ and G- columns apart
                         --convert-->   ADC codes (bits, range, gain, offset, INL, noise),
                                        affine-corrected back to µA per column
-                        --digital-->   scale * (I+ - I-) per tile in fixed point, the tiles'
-                                       partial sums added, saturating
+                        --digital-->   scale * (I+ - I-) per tile (a folded batch norm's
+                                       affine too) in fixed point, the tiles' partial sums
+                                       added, saturating
 
 The crossbar has one row per input (a convolution's im2col rows: C_in * KH * KW) and a G+
 and a G- column per output. ``w`` is the layer's weight shape, output first. The tiles'
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from prime.core.errors import PrimeError
@@ -121,6 +123,9 @@ class ReadPath(nn.Module):
         self.outputs = outputs
         self.calibrating = False
         self.noise_generator: torch.Generator | None = None
+        #: a per-output affine (scale [out], shift [out]) folded into the digital unit's
+        #: correction (:meth:`fold_affine`); None: none
+        self.affine: tuple[torch.Tensor, torch.Tensor] | None = None
         if config.adc_bits is not None:
             shape = (self.tiles(rows), outputs * (2 if config.separate_columns else 1))
             self.register_buffer("adc_full_scale_ua", _range(config.adc_range_ua, shape))
@@ -173,10 +178,12 @@ class ReadPath(nn.Module):
             self._check_calibrated()
         currents = crossbar.tiled_map(self.drive(x), read.columns_us, self.config.tile_rows)
         separate = self.config.separate_columns
-        fused_word = self.config.adc_bits is not None and not separate
+        fused_word = self.config.adc_bits is not None and not separate and self.affine is None
         values = self.convert(currents, read.scale, self.word() if fused_word else None)
         if separate:
             values = values[:, :, : self.outputs] - values[:, :, self.outputs :]
+        if self.affine is not None:
+            values = self._apply_affine(values)
         if not fused_word or self.calibrating:  # each tile's partial sum in the unit's word
             values = self.digital(values)
         if values.shape[1] == 1:  # one tile: its partial sum is the output
@@ -184,6 +191,28 @@ class ReadPath(nn.Module):
         else:
             out = self.digital(values.sum(1))
         return out.contiguous(memory_format=torch.channels_last) if out.dim() == 4 else out
+
+    def fold_affine(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        """Have the digital unit's per-column correction also apply ``scale * y + shift``
+        per output (a batch norm folded into it, :func:`prime.snn.digital.fold_batch_norms`),
+        before its fixed-point word; the shift enters the first tile's partial sum. The
+        digital words' ranges change: calibrate them after."""
+        if self.config.fused:
+            raise PrimeError("an ideal read path has no digital unit to fold into")
+        if scale.shape != (self.outputs,) or shift.shape != (self.outputs,):
+            raise PrimeError(
+                f"a folded affine needs a scale and shift per output ({self.outputs}), got "
+                f"{tuple(scale.shape)} and {tuple(shift.shape)}"
+            )
+        self.affine = (scale.detach().clone(), shift.detach().clone())
+
+    def _apply_affine(self, values: torch.Tensor) -> torch.Tensor:
+        """The folded affine on per-tile values [N, tiles, out, ...]."""
+        assert self.affine is not None
+        scale, shift = self.affine
+        tiles, trailing = values.shape[1], (1,) * (values.dim() - 3)
+        on_first_tile = F.pad(shift.view(1, -1), (0, 0, 0, tiles - 1))  # [tiles, out]
+        return values * scale.view(-1, *trailing) + on_first_tile.view(tiles, -1, *trailing)
 
     def drive(self, x: torch.Tensor) -> torch.Tensor:
         """Input drive: graded inputs through the n-bit DAC over [0, range]; binary inputs

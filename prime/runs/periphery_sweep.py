@@ -1,5 +1,5 @@
 """``prime eval RUN --adc-bits 8,6,4`` (or ``--dac-bits``, ``--tile-rows``,
-``--digital-bits``): a trained run evaluated on a periphery with one field swept.
+``--digital-bits``, ``--neuron-bits``): a trained run evaluated on a periphery with one field swept.
 
 Every point rebuilds the run's model on the periphery (the run's own, or ``--periphery``)
 with the field changed, calibrates its open ranges on the run's training data, and counts
@@ -25,7 +25,7 @@ from prime.inference.calibrate import calibrate_periphery
 from prime.runs.rundir import prepare_run, with_periphery
 
 #: the fields ``prime eval`` sweeps, by option name
-SWEEPABLE = ("adc_bits", "dac_bits", "tile_rows", "digital_bits")
+SWEEPABLE = ("adc_bits", "dac_bits", "tile_rows", "digital_bits", "neuron_bits")
 COMPONENTS = ("cells", "rows", "adc", "digital", "neurons")
 
 

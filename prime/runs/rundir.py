@@ -30,6 +30,7 @@ from prime.hardware.replay import TraceReplay, open_replay
 from prime.inference.calibrate import calibrate_periphery
 from prime.runs.config import TrainConfig
 from prime.snn.config import ModelConfig
+from prime.snn.digital import fold_batch_norms
 from prime.snn.models import build_model, model_spec
 from prime.snn.network import SpikingNetwork
 from prime.snn.switching import SwitchCounter
@@ -108,15 +109,22 @@ def load_run(run_dir: str | Path) -> tuple[SpikingNetwork, dict[str, Any]]:
 
 
 def with_periphery(model: SpikingNetwork, periphery: ReadPathConfig) -> SpikingNetwork:
-    """``model`` rebuilt on another periphery: the same chip (cells as loaded), scores and
-    batch norm, the new periphery's ADC variation from the chip seed, its ranges open
-    (calibrate them: :func:`prime.inference.calibrate.calibrate_periphery`)."""
+    """``model`` rebuilt on another periphery, in evaluation: the same chip (cells as
+    loaded), scores and batch norm (folded into the digital units where the periphery says
+    ``fold_batch_norm``), the new periphery's ADC variation from the chip seed, its ranges
+    open (calibrate them: :func:`prime.inference.calibrate.calibrate_periphery`)."""
     fresh = build_model(dataclasses.replace(model.config, read_path=periphery.to_dict()))
     state = {k: v for k, v in model.state_dict().items() if ".read_path." not in k}
     fresh.load_state_dict(state, strict=False)  # the read-path buffers stay the new ones
     for layer, old in zip(fresh.memristor_layers(), model.memristor_layers(), strict=True):
         layer.reset_us = old.reset_us
-    return fresh.eval()
+    fresh.eval()
+    if periphery.fold_batch_norm and not fold_batch_norms(fresh.layers):
+        raise PrimeError(
+            f"fold_batch_norm: model {model.config.name} has no batch norm right after a "
+            "crossbar to fold; drop fold_batch_norm from the periphery"
+        )
+    return fresh
 
 
 def reform_chip(model: SpikingNetwork, chip_seed: int) -> None:
@@ -183,6 +191,8 @@ def prepare_loaded(
             "trained (its files differ): this accuracy is not comparable with the run's metrics",
             file=sys.stderr,
         )
+    if periphery is None and ReadPathConfig.from_dict(config.read_path).fold_batch_norm:
+        periphery = ReadPathConfig.from_dict(config.read_path)  # folds, then recalibrates
     if periphery is not None:
         # a periphery that contradicts the run (its trace's tiles) fails here
         config = dataclasses.replace(config, read_path=periphery.to_dict())

@@ -40,11 +40,12 @@ from torch import nn
 from prime.core.errors import PrimeError
 from prime.core.registry import Registry
 from prime.hardware.devices import device_from_config
+from prime.hardware.periphery import ReadPathConfig
 from prime.hardware.readpath import CrossbarRead
 from prime.snn.config import ModelConfig
 from prime.snn.digital import ChannelBias, TDBatchNorm
 from prime.snn.layers import MemristorLayer
-from prime.snn.models import LayerFactory
+from prime.snn.models import LayerFactory, set_membrane_words
 from prime.snn.network import SpikingNetwork
 from prime.snn.neurons import LIF, LIFParams
 
@@ -199,13 +200,15 @@ def build_fsvae(config: FSVAEConfig) -> FSVAE:
         decoder += make.cell(convt, h, 9 * h)
     decoder += make.cell(make.chip.conv_transpose(h, c, 3, padding=1), c, 9 * h, neuron=False)
     side = config.image_side
-    return FSVAE(
+    model = FSVAE(
         SpikingNetwork(encoder, (c, side, side), T, z),
         SpikingNetwork(posterior, (2 * z,), T, z * k),
         SpikingNetwork(prior, (z,), T, z * k),
         SpikingNetwork(decoder, (z,), T, c * side * side),
         config,
     )
+    set_membrane_words(model, ReadPathConfig.from_dict(config.read_path))
+    return model
 
 
 @dataclass

@@ -157,7 +157,21 @@ def build_model(
         mask_scope=config.mask_scope,
     )
     network.config = dataclasses.replace(config, device_model=device_model.to_config())
+    set_membrane_words(network, ReadPathConfig.from_dict(config.read_path))
     return network
+
+
+def set_membrane_words(network: nn.Module, periphery: ReadPathConfig) -> None:
+    """Give every LIF and output integrator of ``network`` (recurrent cells' included) its
+    fixed-point membrane word from ``periphery`` (none: floating point)."""
+    words = periphery.membrane_words()
+    if words is None:
+        return
+    for module in network.modules():
+        if isinstance(module, LIF):
+            module.word = words[0]
+        elif isinstance(module, Integrator):
+            module.word = words[1]
 
 
 def list_models() -> list[str]:

@@ -268,8 +268,8 @@ class SpikingNetwork(nn.Module):
         apply (or a hook observes either layer: the spikes between them are then made). The
         pooled frames are channels-last for a convolution, contiguous for a flatten after."""
         pool = following[0] if following else None
-        if not (isinstance(layer, LIF) and isinstance(pool, nn.AvgPool2d)):
-            return None
+        if not (isinstance(layer, LIF) and layer.word is None and isinstance(pool, nn.AvgPool2d)):
+            return None  # (a fixed-point membrane runs step by step)
         kernel = _non_overlapping_pool_kernel(pool)
         if kernel is None or _observed(layer) or _observed(pool):
             return None

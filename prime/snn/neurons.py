@@ -15,6 +15,13 @@ chunk of a sequence). All give identical results.
 Two neuron kinds (:data:`NEURON_KINDS`, a model's ``neuron`` setting): ``"prime"`` as above,
 and ``"lif"``, the standard LIF without the LeakyReLU (leak slope 1, the identity), whose
 NIR export is exact (``nir.LIF``; the output integrator becomes ``nir.I``).
+
+In the digital unit's fixed point (a :class:`~prime.hardware.periphery.FixedPoint` word per
+layer, ``word=``), every step rounds and saturates as the hardware would: the current enters
+the membrane's word, the decayed membrane and the LeakyReLU's product are rounded to it,
+and the constants (``1 - decay``, the slope, the threshold) lie on its grid
+(:func:`fixed_lif_step`, :func:`fixed_integrator_step`; straight-through gradients). Scans
+then run step by step, so single-step and multi-step stay identical.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prime.core.errors import PrimeError
+from prime.hardware.periphery import FixedPoint
 from prime.kernels.lif import lif_scan, lif_scan_from, reset_fired
 
 
@@ -80,16 +88,48 @@ def lif_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One LIF step: returns (spikes, membrane). ``mem`` is the previous step's membrane."""
     mem = F.leaky_relu(reset_fired(mem, params) * (1.0 - params.decay) + current, params.leak_slope)
+    return fire(mem, params), mem
+
+
+def fire(mem: torch.Tensor, params: LIFParams) -> torch.Tensor:
+    """Spikes of membranes ``mem`` (above threshold), with the surrogate gradient in training."""
     if torch.is_grad_enabled() and mem.requires_grad:
-        spikes = RectangularSpike.apply(mem - params.threshold, params.surrogate_width)
-    else:  # inference: no surrogate window to save
-        spikes = (mem > params.threshold).to(mem.dtype)
-    return spikes, mem
+        return RectangularSpike.apply(mem - params.threshold, params.surrogate_width)
+    return (mem > params.threshold).to(mem.dtype)  # inference: no surrogate window to save
+
+
+def fixed_lif_params(params: LIFParams, word: FixedPoint) -> LIFParams:
+    """``params`` with ``1 - decay``, the leak slope and the threshold on ``word``'s grid."""
+    return dataclasses.replace(
+        params,
+        threshold=word.constant(params.threshold),
+        decay=1.0 - word.constant(1.0 - params.decay),
+        leak_slope=word.constant(params.leak_slope),
+    )
+
+
+def fixed_lif_step(
+    current: torch.Tensor, mem: torch.Tensor, params: LIFParams, word: FixedPoint
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lif_step` in fixed-point ``word`` (``params`` from :func:`fixed_lif_params`):
+    the current enters the word, the decayed membrane plus it and the LeakyReLU are rounded
+    and saturated to it."""
+    mem = word(reset_fired(mem, params) * (1.0 - params.decay) + word(current))
+    mem = word(F.leaky_relu(mem, params.leak_slope))
+    return fire(mem, params), mem
 
 
 def integrator_step(current: torch.Tensor, mem: torch.Tensor, leak_slope: float) -> torch.Tensor:
     """Non-spiking output neuron: U <- LeakyReLU(U + I). Returns the new membrane."""
     return F.leaky_relu(mem + current, leak_slope)
+
+
+def fixed_integrator_step(
+    current: torch.Tensor, mem: torch.Tensor, leak_slope: float, word: FixedPoint
+) -> torch.Tensor:
+    """:func:`integrator_step` in fixed-point ``word`` (``leak_slope`` on its grid): the sum
+    saturated, the LeakyReLU's product rounded."""
+    return word(F.leaky_relu(word(mem + word(current)), leak_slope))
 
 
 def integrator_scan(
@@ -155,51 +195,69 @@ class NeuronLayer(nn.Module):
 
 
 class LIF(NeuronLayer):
-    """Leaky integrate-and-fire layer; outputs binary spikes."""
+    """Leaky integrate-and-fire layer; outputs binary spikes. With a ``word``, its membranes
+    are fixed point (:func:`fixed_lif_step`); None: floating point, the fused scans."""
 
-    def __init__(self, params: LIFParams = LIFParams()) -> None:
+    def __init__(self, params: LIFParams = LIFParams(), word: FixedPoint | None = None) -> None:
         super().__init__()
         self.params = params
+        self.word = word
 
     def step(self, current: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return lif_step(current, state, self.params)
+        if self.word is None:
+            return lif_step(current, state, self.params)
+        return fixed_lif_step(current, state, fixed_lif_params(self.params, self.word), self.word)
 
     def scan(self, currents: torch.Tensor) -> torch.Tensor:
+        if self.word is not None:
+            return self.scan_from(currents, self.initial_state(currents[0]))[0]
         return lif_scan(currents, self.params)
 
     def scan_from(
         self, currents: torch.Tensor, state: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if torch.is_grad_enabled() and (currents.requires_grad or state.requires_grad):
-            return super().scan_from(currents, state)  # the fused kernel has no gradients here
+        fixed = self.word is not None
+        if fixed or (torch.is_grad_enabled() and (currents.requires_grad or state.requires_grad)):
+            return super().scan_from(currents, state)  # the fused kernel: float, no gradients
         return lif_scan_from(currents, state, self.params)
 
     def extra_repr(self) -> str:
-        return repr(self.params)
+        return repr(self.params) + ("" if self.word is None else f", word={self.word}")
 
 
 class Integrator(NeuronLayer):
-    """Non-spiking output layer; outputs its membrane potential every step."""
+    """Non-spiking output layer; outputs its membrane potential every step. With a ``word``,
+    its membranes are fixed point (:func:`fixed_integrator_step`)."""
 
-    def __init__(self, leak_slope: float = 0.1) -> None:
+    def __init__(self, leak_slope: float = 0.1, word: FixedPoint | None = None) -> None:
         super().__init__()
         self.leak_slope = leak_slope
+        self.word = word
 
     def step(self, current: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mem = integrator_step(current, state, self.leak_slope)
+        if self.word is not None:
+            slope = self.word.constant(self.leak_slope)
+            mem = fixed_integrator_step(current, state, slope, self.word)
+        else:
+            mem = integrator_step(current, state, self.leak_slope)
         return mem, mem
 
     def scan(self, currents: torch.Tensor) -> torch.Tensor:
+        if self.word is not None:
+            return self.scan_from(currents, self.initial_state(currents[0]))[0]
         return integrator_scan(currents, self.leak_slope)
 
     def scan_from(
         self, currents: torch.Tensor, state: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.word is not None:
+            return scan_steps(self.step, currents, state)
         mems = integrator_scan(currents, self.leak_slope, state)
         return mems, mems[-1]
 
     def extra_repr(self) -> str:
-        return f"leak_slope={self.leak_slope}"
+        word = "" if self.word is None else f", word={self.word}"
+        return f"leak_slope={self.leak_slope}{word}"
 
 
 class ReLUUnit(NeuronLayer):
