@@ -28,6 +28,7 @@ import torch
 from prime.core.errors import PrimeError
 from prime.core.io import read_json_object
 from prime.core.registry import Registry
+from prime.hardware.ir_drop import TRANSFER_MODELS, WireParams
 from prime.kernels.quantise import ColumnQuantiser, quantise_columns
 
 #: widest converter or word prime simulates (float32 holds 24-bit integers exactly)
@@ -77,6 +78,10 @@ class ReadPathConfig:
     adc_noise_lsb: float = 0.0
     correct_variation: bool = False
     digital_bits: int | None = None
+    r_wordline_ohm: float = 0.0
+    r_bitline_ohm: float = 0.0
+    ir_model: str = "exact"
+    ir_refresh: int = 25
 
     def __post_init__(self) -> None:
         for name in ("tile_rows", "tile_columns"):
@@ -102,6 +107,26 @@ class ReadPathConfig:
                 raise PrimeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.adc_bits is None and self.adc_variation:
             raise PrimeError("ADC gain, offset, INL and noise need adc_bits (a real converter)")
+        WireParams(self.r_wordline_ohm, self.r_bitline_ohm)  # resistances >= 0, else fails
+        if self.ir_model not in TRANSFER_MODELS:
+            raise PrimeError(
+                f"ir_model must be one of {', '.join(TRANSFER_MODELS)}, got {self.ir_model!r}"
+            )
+        refresh = self.ir_refresh
+        if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 1:
+            raise PrimeError(f"ir_refresh must be a whole number >= 1 (reads), got {refresh!r}")
+
+    @property
+    def wire(self) -> WireParams | None:
+        """The tiles' wire resistances, or None: ideal wires (no IR drop)."""
+        if not (self.r_wordline_ohm or self.r_bitline_ohm):
+            return None
+        return WireParams(self.r_wordline_ohm, self.r_bitline_ohm)
+
+    @property
+    def converts(self) -> bool:
+        """Whether any converter or fixed-point word is simulated (DAC, ADC, digital)."""
+        return any(b is not None for b in (self.dac_bits, self.adc_bits, self.digital_bits))
 
     @property
     def adc_variation(self) -> bool:
@@ -110,8 +135,13 @@ class ReadPathConfig:
 
     @property
     def fused(self) -> bool:
-        """Whether every stage is ideal, so the path folds into one weight."""
-        return self == IDEAL
+        """Whether every stage is ideal, so the path folds into one weight (how an IR drop
+        would be computed does not matter without one)."""
+        return self.wire is None and all(
+            getattr(self, f.name) == getattr(IDEAL, f.name)
+            for f in dataclasses.fields(self)
+            if not f.name.startswith("ir_")
+        )
 
     @property
     def calibrated(self) -> tuple[str, ...]:
