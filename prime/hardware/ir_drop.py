@@ -356,10 +356,22 @@ def _factorise(net: _Network) -> spla.SuperLU | None:
 
 
 def _transfer(net: _Network, lu: spla.SuperLU | None, rows: int) -> np.ndarray:
-    """The transfer matrix T [cols, rows] (S): column currents ``I = T v`` for any input."""
+    """The transfer matrix T [cols, rows] (S): column currents ``I = T v`` for any input.
+
+    ``T = D + C A^-1 E``; A is symmetric, so ``C A^-1 E = (E^T A^-1 C^T)^T``: solved with
+    whichever of E's ``rows`` or C^T's ``cols`` right-hand sides are fewer.
+    """
     transfer = net.d.toarray()
-    if lu is not None:
-        block = max(1, _RHS_BLOCK_FLOATS // net.a.shape[0])
+    if lu is None:
+        return transfer
+    cols = transfer.shape[0]
+    block = max(1, _RHS_BLOCK_FLOATS // net.a.shape[0])
+    if cols < rows:
+        c_t = net.c.T.tocsc()
+        e_t = net.e.T.tocsr()
+        for s in range(0, cols, block):
+            transfer[s : s + block] += (e_t @ lu.solve(c_t[:, s : s + block].toarray())).T
+    else:
         e_csc = net.e.tocsc()
         for s in range(0, rows, block):
             transfer[:, s : s + block] += net.c @ lu.solve(e_csc[:, s : s + block].toarray())
