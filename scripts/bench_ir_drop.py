@@ -14,6 +14,10 @@ unformed cells (what the read path applies).
     python scripts/bench_ir_drop.py                      # the tables in docs/ir_drop.md
     python scripts/bench_ir_drop.py --sizes 64 128 --skip-timing
     python scripts/bench_ir_drop.py --transfer --skip-accuracy --skip-timing
+    python scripts/bench_ir_drop.py --network nmnist-conv --skip-accuracy --skip-timing
+
+(d) ``--network MODEL``: one read of every layer of a fresh MODEL through 512 x 512 tiles at
+5 Ω, exact (the cost of a refresh of the exact model) and first-order.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from prime.hardware.ir_drop import (
     transfer_matrix,
     wire_drop,
 )
+from prime.snn.models import get_model
 
 
 def rram_tile(n: int, unformed: float, gen: torch.Generator) -> torch.Tensor:
@@ -124,6 +129,26 @@ def transfer_models(args: argparse.Namespace) -> None:
             print(f"| {n} | {r:g} | {rho:.3g} | {text} |", flush=True)
 
 
+def network_read(args: argparse.Namespace) -> None:
+    print(f"\n(d) {args.network}: one read of every layer, 512 x 512 tiles, 5 ohm wires")
+    for model in ("exact", "first-order"):
+        read_path = {
+            "tile_rows": 512,
+            "tile_columns": 512,
+            "r_wordline_ohm": 5.0,
+            "r_bitline_ohm": 5.0,
+            "ir_model": model,
+        }
+        times = []
+        for _ in range(args.repeats):
+            net = get_model(args.network, read_path=read_path)  # no transfer cached yet
+            t0 = time.perf_counter()
+            net.crossbar_reads()
+            times.append(time.perf_counter() - t0)
+        runs = ", ".join(f"{t:.3f}" for t in times)
+        print(f"    {model}: {statistics.median(times):.3f} s (median of {args.repeats}: {runs})")
+
+
 def timing(args: argparse.Namespace) -> None:
     gen = torch.Generator().manual_seed(args.seed + 1)
     n, batch = args.time_size, args.time_batch
@@ -189,6 +214,7 @@ def main() -> None:
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--transfer", action="store_true", help="(c) the transfer models")
+    parser.add_argument("--network", help="(d) time one read of every layer of this model")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -196,6 +222,8 @@ def main() -> None:
         accuracy(args)
     if args.transfer:
         transfer_models(args)
+    if args.network:
+        network_read(args)
     if not args.skip_timing:
         timing(args)
 
