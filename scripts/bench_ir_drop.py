@@ -4,11 +4,20 @@
 square tiles and wire resistances (every word- and bit-line segment = r, no driver / sense
 resistance), on RRAM-like conductances (a fraction unformed at 0 µS, formed cells
 N(12.35, 1.86) µS clipped > 0) and random 0/1 spike inputs.
-(b) Speed: the exact solve (factorise + solve) of one tile for a batch of spike vectors, and
-the fast model on the same batch.
+(b) Speed: the exact solve (factorise + solve) of one tile for a batch of spike vectors, the
+exact transfer matrix of the tile (one factorisation, ``rows`` solves) and its matmul with the
+batch, and the fast model on the same batch.
+(c) ``--transfer``: the read path's models (batch-free transfer matrices) against the exact
+solve: the first-order closed form, and the exact transfer without its sneak entries at
+unformed cells (what the read path applies).
 
-    python scripts/bench_ir_drop.py                      # the table in docs/ir_drop.md
+    python scripts/bench_ir_drop.py                      # the tables in docs/ir_drop.md
     python scripts/bench_ir_drop.py --sizes 64 128 --skip-timing
+    python scripts/bench_ir_drop.py --transfer --skip-accuracy --skip-timing
+    python scripts/bench_ir_drop.py --network nmnist-conv --skip-accuracy --skip-timing
+
+(d) ``--network MODEL``: one read of every layer of a fresh MODEL through 512 x 512 tiles at
+5 Ω, exact (the cost of a refresh of the exact model) and first-order.
 """
 
 from __future__ import annotations
@@ -19,7 +28,15 @@ import time
 
 import torch
 
-from prime.hardware.ir_drop import WireParams, fast_tile, solve_tile, wire_drop
+from prime.hardware.ir_drop import (
+    WireParams,
+    fast_tile,
+    first_order_transfer,
+    solve_tile,
+    transfer_matrix,
+    wire_drop,
+)
+from prime.snn.models import get_model
 
 
 def rram_tile(n: int, unformed: float, gen: torch.Generator) -> torch.Tensor:
@@ -89,6 +106,49 @@ def accuracy(args: argparse.Namespace) -> None:
             print(f"| {n} | {r:g} | {rho:.3g} | " + " | ".join(cells) + " |", flush=True)
 
 
+def transfer_models(args: argparse.Namespace) -> None:
+    gen = torch.Generator().manual_seed(args.seed)
+    print(
+        "(c) the read path's transfer matrices vs the exact solve: relative error of column "
+        "currents in %, mean / worst, as in (a); first-order = closed form (J1), kept = exact "
+        "transfer at formed cells only (sneak entries at unformed cells left out)\n"
+    )
+    print("| size | r (Ω) | rho | ideal | first-order | kept |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in args.sizes:
+        g = rram_tile(n, args.unformed, gen)
+        v = spikes(args.batch, n, args.density, gen)
+        for r in args.resistances:
+            wire = WireParams(r_wordline_ohm=r, r_bitline_ohm=r)
+            transfer = transfer_matrix(g, wire)
+            exact = v @ transfer  # == solve_tile(g, v, wire) (tests: 1e-10)
+            models = (g, first_order_transfer(g, wire), torch.where(g > 0, transfer, 0.0))
+            cells = [rel_errors(v @ m, exact) for m in models]
+            text = " | ".join(f"{pct(mean)} / {pct(worst)}" for mean, worst in cells)
+            rho = spectral_radius(g, wire)
+            print(f"| {n} | {r:g} | {rho:.3g} | {text} |", flush=True)
+
+
+def network_read(args: argparse.Namespace) -> None:
+    print(f"\n(d) {args.network}: one read of every layer, 512 x 512 tiles, 5 ohm wires")
+    for model in ("exact", "first-order"):
+        read_path = {
+            "tile_rows": 512,
+            "tile_columns": 512,
+            "r_wordline_ohm": 5.0,
+            "r_bitline_ohm": 5.0,
+            "ir_model": model,
+        }
+        times = []
+        for _ in range(args.repeats):
+            net = get_model(args.network, read_path=read_path)  # no transfer cached yet
+            t0 = time.perf_counter()
+            net.crossbar_reads()
+            times.append(time.perf_counter() - t0)
+        runs = ", ".join(f"{t:.3f}" for t in times)
+        print(f"    {model}: {statistics.median(times):.3f} s (median of {args.repeats}: {runs})")
+
+
 def timing(args: argparse.Namespace) -> None:
     gen = torch.Generator().manual_seed(args.seed + 1)
     n, batch = args.time_size, args.time_batch
@@ -119,6 +179,19 @@ def timing(args: argparse.Namespace) -> None:
         f"    exact solve (build + factorise + solve): {statistics.median(times):.2f} s "
         f"(runs: {', '.join(f'{t:.2f}' for t in times)})"
     )
+    t0 = time.perf_counter()
+    transfer = transfer_matrix(g, wire)
+    t1 = time.perf_counter()
+    products = []
+    for _ in range(args.repeats):
+        t2 = time.perf_counter()
+        v.float() @ transfer.float()
+        products.append(time.perf_counter() - t2)
+    print(
+        f"    exact transfer matrix (build + factorise + {n} solves, once per set of cells): "
+        f"{t1 - t0:.2f} s; then per batch v @ G_eff (float32): "
+        f"{1e3 * statistics.median(products):.2f} ms"
+    )
     for (method, dtype), t in fast.items():
         print(
             f"    fast_tile {method}, 3 iterations, {str(dtype).removeprefix('torch.')}: {t:.3f} s"
@@ -140,11 +213,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--transfer", action="store_true", help="(c) the transfer models")
+    parser.add_argument("--network", help="(d) time one read of every layer of this model")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.skip_accuracy:
         accuracy(args)
+    if args.transfer:
+        transfer_models(args)
+    if args.network:
+        network_read(args)
     if not args.skip_timing:
         timing(args)
 

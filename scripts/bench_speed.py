@@ -15,7 +15,8 @@ for four implementations of the same network (``--model``, default ``nmnist-conv
 with every supermask recomputed at every step, as PRIME's reference code does, and
 (d) the dense floor: the same convolutions and linear layers at batch T*B, channels-last,
 without neurons or masks; with ``--periphery NAME``, (e) prime multi-step on that periphery
-(ADCs, tiles, DACs, digital unit; docs/periphery.md), reported against (a). Steps are
+(ADCs, tiles, DACs, digital unit; docs/periphery.md), reported against (a); ``--r-wire OHM``
+(and ``--ir-model``) adds IR drop to (e)'s tiles (docs/ir_drop.md). Steps are
 timed round-robin over the implementations (so load from other processes hits all alike),
 or with ``--sequential`` each implementation alone after
 ``--warmup`` steps (its steady state). Figures are medians, ratios are against (c) and (d).
@@ -42,8 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prime.cli.train import periphery_arg
 from prime.core.io import write_json
-from prime.hardware.periphery import load_periphery
 from prime.kernels.memory import keep_freed_memory
 from prime.snn.layers import MemristorConv2d, MemristorLayer
 from prime.snn.masks import supermask
@@ -142,14 +143,12 @@ class DenseFloor(nn.Module):
 
 
 def build(
-    name: str, model_name: str, timesteps: int, periphery: str | None = None
+    name: str, model_name: str, timesteps: int, read_path: dict | None = None
 ) -> tuple[nn.Module, Callable]:
     """A fresh network of the implementation ``name`` and its forward: x -> mean output
-    (``prime-periphery``: prime multi-step on ``periphery``, calibrated before timing)."""
+    (``prime-periphery``: prime multi-step on ``read_path``, calibrated before timing)."""
     if name == "prime-periphery":
-        model = get_model(
-            model_name, timesteps=timesteps, read_path=load_periphery(str(periphery)).to_dict()
-        )
+        model = get_model(model_name, timesteps=timesteps, read_path=read_path)
         return model, lambda x: model.logits(x, "multi")
     model = get_model(model_name, timesteps=timesteps)
     if name == "prime-multi":
@@ -224,11 +223,21 @@ def main(argv: list[str] | None = None) -> int:
         help="also time (e): prime multi-step on this periphery (preset or JSON, e.g. "
         "prime-512-adc6), reported against (a)",
     )
+    parser.add_argument(
+        "--r-wire",
+        type=float,
+        metavar="OHM",
+        help="(e) with IR drop: every word- and bit-line segment of the periphery's tiles "
+        "OHM ohms (the ideal periphery's one tile per layer without --periphery)",
+    )
+    parser.add_argument("--ir-model", choices=("exact", "first-order"), help="(e)'s IR-drop model")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
     implementations = dict(IMPLEMENTATIONS)
-    if args.periphery:
-        implementations["prime-periphery"] = f"(e) prime multi, {args.periphery}"
+    read_path = periphery_arg(args.periphery, args.r_wire, args.ir_model) or None
+    if read_path:
+        wires = "" if args.r_wire is None else f", {args.r_wire:g} ohm wires"
+        implementations["prime-periphery"] = f"(e) prime multi, {args.periphery or 'ideal'}{wires}"
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.keep_freed_memory and not keep_freed_memory():
@@ -241,10 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     x = (torch.rand(shape, generator=gen) < args.density).float()
     y = torch.randint(0, probe.num_classes, (args.batch,), generator=gen)
 
-    nets = {
-        name: build(name, args.model, args.timesteps, args.periphery) for name in implementations
-    }
-    if args.periphery:  # its converters' ranges, from the benchmark's own input
+    nets = {name: build(name, args.model, args.timesteps, read_path) for name in implementations}
+    if read_path:  # its converters' ranges, from the benchmark's own input
         nets["prime-periphery"][0].calibrate_read_paths([x])
     optimizers = {
         name: torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
@@ -324,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{f['train_peak_mib']:9.1f} {f['train_peak_vs_snntorch']:6.2f}x "
             f"{f['train_peak_rss_mib']:8.1f} {f['train_peak_rss_vs_snntorch']:6.2f}x"
         )
-    if args.periphery:
+    if read_path:
         f, a = figures["prime-periphery"], figures["prime-multi"]
         for kind in ("train", "infer"):
             f[f"{kind}_vs_prime_multi"] = f[f"{kind}_samples_per_s"] / a[f"{kind}_samples_per_s"]

@@ -13,7 +13,14 @@ import torch
 from helpers import load_factor
 
 from prime.core.errors import PrimeError
-from prime.hardware.ir_drop import WireParams, fast_tile, solve_tile
+from prime.hardware.ir_drop import (
+    WireParams,
+    crossbar_transfer,
+    fast_tile,
+    first_order_transfer,
+    solve_tile,
+    transfer_matrix,
+)
 
 F64 = torch.float64
 
@@ -311,6 +318,47 @@ def test_bad_inputs_raise_prime_error(g, v, wire, words: str):
         solve_tile(g, v, wire)
     with pytest.raises(PrimeError, match=words):
         fast_tile(g, v, wire)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [WireParams(2.0, 3.0), WireParams(1.0, 0.5, 4.0, 2.0), WireParams(0.0, 2.0, 0.0, 1.0)],
+)
+def test_transfer_matrix_is_the_exact_solve_for_every_input(wire: WireParams):
+    """The network is linear in the row voltages: one transfer matrix serves every input."""
+    g, v = random_tile(24, 16, seed=4), random_inputs(5, 24, seed=5)
+    transfer = transfer_matrix(g, wire)
+    assert transfer.shape == (24, 16) and bool((transfer >= -1e-12).all())
+    assert rel_err(v @ transfer, solve_tile(g, v, wire)) < 1e-10
+    assert rel_err(transfer_matrix(g, WireParams(0.0, 0.0)), g) < 1e-12
+
+
+@pytest.mark.parametrize("wire", [WireParams(2.0, 3.0), WireParams(1.0, 0.5, 4.0, 2.0)])
+def test_first_order_transfer_is_one_jacobi_iteration(wire: WireParams):
+    g, v = random_tile(20, 12, seed=6), random_inputs(4, 20, seed=7)
+    first = first_order_transfer(g, wire)
+    assert rel_err(v @ first, fast_tile(g, v, wire, iterations=1)) < 1e-10
+    assert bool((first[g == 0] == 0).all())
+    small = (random_tile(4, 3, seed=8, zeros=0.0) + 1.0).requires_grad_()  # > 0: gradcheck steps
+    assert torch.autograd.gradcheck(lambda t: first_order_transfer(t, wire), (small,))
+
+
+def test_crossbar_transfer_solves_each_tile_on_its_own():
+    g, wire = random_tile(10, 7, seed=9), WireParams(3.0, 2.0)
+    got = crossbar_transfer(g, wire, 4, 3)
+    assert got.shape == (10, 7)
+    for r in range(0, 10, 4):
+        for c in range(0, 7, 3):
+            block = g[r : r + 4, c : c + 3]
+            assert torch.equal(got[r : r + 4, c : c + 3], transfer_matrix(block, wire))
+    assert torch.equal(crossbar_transfer(g, wire, None, None), transfer_matrix(g, wire))
+    with pytest.raises(PrimeError, match="IR-drop model 'spice' is unknown"):
+        crossbar_transfer(g, wire, 4, 3, model="spice")
+    for transfer in (transfer_matrix, first_order_transfer):
+        with pytest.raises(PrimeError, match="negative"):
+            transfer(-g, wire)
+        with pytest.raises(PrimeError, match="WireParams"):
+            transfer(g, (1.0, 1.0))  # type: ignore[arg-type]
 
 
 def test_degenerate_wire_and_fast_options_raise_prime_error():

@@ -237,9 +237,18 @@ def tile_arg(text: str) -> tuple[int, int]:
     return rows, cols
 
 
+def tiles_arg(text: str) -> list[tuple[int, int]]:
+    """``--tile ROWSxCOLS[,ROWSxCOLS...]``, e.g. 512x512,128x128."""
+    tiles = [tile_arg(part) for part in text.split(",") if part.strip()]
+    if not tiles:
+        raise argparse.ArgumentTypeError("expected at least one tile ROWSxCOLS such as 512x512")
+    return tiles
+
+
 def add_replay_arguments(p: argparse.ArgumentParser, run_defaults: bool = False) -> None:
     """``--trace/--replay/--pruned/--tile`` (prime.hardware.replay); with ``run_defaults``
-    they default to None, meaning "as the run was trained"."""
+    they default to None, meaning "as the run was trained", and ``--tile`` takes several
+    tiles for an IR-drop sweep (``prime eval --r-wire``)."""
     from prime.hardware.replay import DEFAULT_TILE, PRUNED_MODES, REPLAY_MODES
 
     default = (lambda value: None) if run_defaults else (lambda value: value)
@@ -258,12 +267,20 @@ def add_replay_arguments(p: argparse.ArgumentParser, run_defaults: bool = False)
         help="pruned weights: ideal 0, the reset-state cells' G+ - G- (reset), or reset G+ "
         "- read G- (reset-positive, the pruning paper)",
     )
-    p.add_argument(
-        "--tile",
-        type=tile_arg,
-        default=default(DEFAULT_TILE),
-        help="crossbar tile ROWSxCOLS the layers are placed on (default 512x512)",
-    )
+    if run_defaults:
+        p.add_argument(
+            "--tile",
+            type=tiles_arg,
+            help="crossbar tile ROWSxCOLS the layers are placed on (default: the run's); "
+            "with --r-wire, several (512x512,128x128): the partitions of the IR-drop sweep",
+        )
+    else:
+        p.add_argument(
+            "--tile",
+            type=tile_arg,
+            default=DEFAULT_TILE,
+            help="crossbar tile ROWSxCOLS the layers are placed on (default 512x512)",
+        )
 
 
 def fractions_arg(text: str) -> list[float]:

@@ -15,6 +15,7 @@ from prime.cli.common import (
     add_fault_arguments,
     add_replay_arguments,
     apply_compute_arguments,
+    float_arg,
     int_arg,
     require_with,
     seed_arg,
@@ -65,6 +66,19 @@ def add_periphery_arguments(p: argparse.ArgumentParser) -> None:
         "--periphery",
         help="evaluate on this periphery (a preset or a JSON file) instead of the run's own",
     )
+    g.add_argument(
+        "--r-wire",
+        type=resistances_arg,
+        metavar="OHM[,OHM...]",
+        help="IR-drop sweep: resistance of every word- and bit-line segment (0,0.5,1,2,5), "
+        "against the partitions of --tile; accuracy and energy to ir_drop.csv, ir_drop.json, "
+        "ir_drop.png (docs/ir_drop.md)",
+    )
+    g.add_argument(
+        "--ir-model",
+        choices=("exact", "first-order"),
+        help="how the IR drop of --r-wire is computed (default: the periphery's, exact)",
+    )
     for name, what in (
         ("adc-bits", "ADC resolution"),
         ("dac-bits", "DAC resolution"),
@@ -78,6 +92,14 @@ def add_periphery_arguments(p: argparse.ArgumentParser) -> None:
             help=f"{what}; several, comma separated (8,6,4), sweep it: accuracy and energy "
             "per inference to sweep.csv, sweep.json, sweep.png",
         )
+
+
+def resistances_arg(text: str) -> list[float]:
+    parse = float_arg(0.0)
+    values = [parse(v) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one resistance in ohms, e.g. 0,1,2")
+    return values
 
 
 def whole_numbers_arg(text: str) -> list[int]:
@@ -97,9 +119,8 @@ def periphery_options(
 ) -> tuple[ReadPathConfig | None, str | None, list[int]]:
     """(the periphery to evaluate on or None, the swept field or None, its values)."""
     from prime.core.errors import PrimeError
-    from prime.hardware.periphery import ReadPathConfig, load_periphery
+    from prime.hardware.periphery import load_periphery
     from prime.runs.periphery_sweep import SWEEPABLE
-    from prime.runs.rundir import load_run, run_config
 
     given = {f: getattr(args, f) for f in SWEEPABLE if getattr(args, f) is not None}
     swept = [f for f, values in given.items() if len(values) > 1]
@@ -110,7 +131,7 @@ def periphery_options(
     if args.periphery is not None:
         periphery = load_periphery(args.periphery)
     else:  # the run's own periphery, with the given fields changed
-        periphery = ReadPathConfig.from_dict(run_config(load_run(args.run_dir)[1]).read_path)
+        periphery = _run_periphery(args.run_dir)
     fixed = {f: values[0] for f, values in given.items() if len(values) == 1}
     periphery = dataclasses.replace(periphery, **fixed)
     if swept:
@@ -128,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     early = ("--early-exit", args.early_exit)
     names = ("threshold", "target_drop", "policy", "alpha", "min_steps")
     require_with(args, {name: early for name in names})
+    if args.r_wire is not None:
+        return run_ir_drop_sweep(args)
     periphery, field, values = periphery_options(args)
     cells = args.age is not None or args.stuck_off != [0.0] or args.stuck_on != [0.0]
     wants_out = args.early_exit or report or field is not None or cells
@@ -148,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         chip_seed=args.chip_seed,
         mode=args.mode,
         batch_size=args.batch_size,
-        replay={k: getattr(args, k) for k in ("trace", "replay", "pruned", "tile")},
+        replay=replay_options(args),
         periphery=periphery,
     )
     chip = f"chip seed {result['chip_seed']}"
@@ -180,6 +203,53 @@ def run_sweep(
         )
     print(f"wrote sweep.csv, sweep.json, sweep.png to {out}")
     return 0
+
+
+def replay_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's trace/replay/pruned/tile settings to override (None: keep); one --tile."""
+    from prime.core.errors import PrimeError
+
+    replay = {k: getattr(args, k) for k in ("trace", "replay", "pruned")}
+    if args.tile is not None and len(args.tile) > 1:
+        raise PrimeError("several --tile partitions need --r-wire (an IR-drop sweep)")
+    return {**replay, "tile": None if args.tile is None else args.tile[0]}
+
+
+def run_ir_drop_sweep(args: argparse.Namespace) -> int:
+    """``--r-wire`` against the partitions of ``--tile``."""
+    from prime.core.errors import PrimeError
+    from prime.runs.periphery_sweep import sweep_ir_drop
+
+    others = args.early_exit or len(args.read_noise) > 1 or args.read_noise[0] or args.repeats > 1
+    if others or args.trace or args.chip_seed is not None:
+        raise PrimeError(
+            "an IR-drop sweep (--r-wire) runs on the run's own chip without --early-exit, "
+            "--read-noise, --repeats, --trace, --chip-seed"
+        )
+    periphery, field, _ = periphery_options(args)
+    if field is not None:
+        raise PrimeError(f"sweep --r-wire or {field.replace('_', '-')}, not both at once")
+    base = periphery or _run_periphery(args.run_dir)
+    if args.ir_model is not None:
+        base = dataclasses.replace(base, ir_model=args.ir_model)
+    tiles = args.tile or [(base.tile_rows, base.tile_columns)]
+    out = args.out or args.run_dir / "ir-drop"
+    rows = sweep_ir_drop(args.run_dir, args.r_wire, tiles, out, base, batch_size=args.batch_size)
+    print(f"{args.run_dir}: test accuracy and energy per inference, IR drop ({base.ir_model})")
+    for row in rows:
+        print(
+            f"  tile {row['tile']:>9}, {row['r_wire_ohm']:g} ohm: "
+            f"{100 * row['accuracy']:6.2f} %, {row['energy_pj'] / 1e3:8.2f} nJ"
+        )
+    print(f"wrote ir_drop.csv, ir_drop.json, ir_drop.png to {out}")
+    return 0
+
+
+def _run_periphery(run_dir: Path) -> ReadPathConfig:
+    from prime.hardware.periphery import ReadPathConfig
+    from prime.runs.rundir import load_run, run_config
+
+    return ReadPathConfig.from_dict(run_config(load_run(run_dir)[1]).read_path)
 
 
 def noise_levels_arg(text: str) -> list[float]:
@@ -292,7 +362,7 @@ def run_report(
     from prime.runs.evaluation import chip_name
     from prime.runs.rundir import prepare_run
 
-    replay = {k: getattr(args, k) for k in ("trace", "replay", "pruned", "tile")}
+    replay = replay_options(args)
     with exclusive(args.out or args.run_dir / sweep.name.replace("_", "-")) as out:
         model, config, data = prepare_run(args.run_dir, args.chip_seed, replay)
         rows = rows_of(model, data, config)
@@ -371,7 +441,7 @@ def run_early_exit(args: argparse.Namespace, periphery: ReadPathConfig | None = 
         read_noise=args.read_noise,
         noise_seed=args.noise_seed,
         chip_seed=args.chip_seed,
-        replay={k: getattr(args, k) for k in ("trace", "replay", "pruned", "tile")},
+        replay=replay_options(args),
         periphery=periphery,
         policy=args.policy,
         threshold=args.threshold,

@@ -111,16 +111,42 @@ def add_periphery_argument(p: argparse.ArgumentParser) -> None:
         "prime-512-adc6, isaac-128, approx-adc-4b) or a JSON file (docs/periphery.md); "
         "default: ideal",
     )
+    p.add_argument(
+        "--r-wire",
+        type=float_arg(0.0),
+        metavar="OHM",
+        help="resistance of every word- and bit-line segment of the periphery's tiles (IR "
+        "drop, docs/ir_drop.md); default: the periphery's (ideal wires)",
+    )
+    p.add_argument(
+        "--ir-model",
+        choices=("exact", "first-order"),
+        help="how IR drop is computed: the exact transfer matrix (refreshed every "
+        "ir_refresh training reads) or the first-order closed form (default: the periphery's)",
+    )
 
 
-def periphery_arg(spec: str | dict | None) -> dict:
-    """The read path config of ``--periphery`` as a dict ({} for none: ideal); a config
-    file may give its fields inline (a dict)."""
-    from prime.hardware.periphery import ReadPathConfig, load_periphery
+def periphery_arg(
+    spec: str | dict | None, r_wire: float | None = None, ir_model: str | None = None
+) -> dict:
+    """The read path config of ``--periphery`` (none: ideal; a config file may give its
+    fields inline, a dict) with ``--r-wire`` and ``--ir-model`` set where given, as a dict
+    ({} when none is given)."""
+    import dataclasses
 
+    from prime.hardware.periphery import IDEAL, ReadPathConfig, load_periphery
+
+    if spec is None and r_wire is None and ir_model is None:
+        return {}
     if isinstance(spec, dict):
-        return ReadPathConfig.from_dict(spec, source="--periphery").to_dict()
-    return {} if spec is None else load_periphery(spec).to_dict()
+        periphery = ReadPathConfig.from_dict(spec, source="--periphery")
+    else:
+        periphery = IDEAL if spec is None else load_periphery(spec)
+    if r_wire is not None:
+        periphery = dataclasses.replace(periphery, r_wordline_ohm=r_wire, r_bitline_ohm=r_wire)
+    if ir_model is not None:
+        periphery = dataclasses.replace(periphery, ir_model=ir_model)
+    return periphery.to_dict()
 
 
 def add_recipe_arguments(
@@ -189,7 +215,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         augment=augment_options(args),
         exit_loss=args.exit_loss,
         hysteresis=args.hysteresis,
-        read_path=periphery_arg(args.periphery),
+        read_path=periphery_arg(args.periphery, args.r_wire, args.ir_model),
         train_read_noise=args.train_read_noise,
         faults=fault_options(args),
     )

@@ -44,7 +44,15 @@ import torch
 
 from prime.core.errors import PrimeError
 
-__all__ = ["WireParams", "fast_tile", "solve_tile"]
+__all__ = [
+    "TRANSFER_MODELS",
+    "WireParams",
+    "crossbar_transfer",
+    "fast_tile",
+    "first_order_transfer",
+    "solve_tile",
+    "transfer_matrix",
+]
 
 _SIEMENS_PER_US = 1e-6
 # The dense right-hand side block handed to the sparse solver at once: at most this many floats.
@@ -89,28 +97,8 @@ class WireParams:
 
 
 def _check_inputs(g_us: torch.Tensor, v_in: torch.Tensor, wire: WireParams) -> None:
-    if not isinstance(wire, WireParams):
-        raise PrimeError(
-            f"wire must be a WireParams, got {type(wire).__name__}; "
-            "build one with WireParams(r_wordline_ohm=..., r_bitline_ohm=...)"
-        )
-    for name, t in (("g_us", g_us), ("v_in", v_in)):
-        if not isinstance(t, torch.Tensor):
-            raise PrimeError(
-                f"{name} must be a torch.Tensor, got {type(t).__name__}; "
-                f"wrap it with torch.as_tensor({name}, dtype=torch.float64)"
-            )
-        if t.is_complex() or t.dtype == torch.bool:
-            raise PrimeError(f"{name} has dtype {t.dtype}; pass a real floating tensor")
-    if g_us.ndim != 2:
-        raise PrimeError(
-            f"g_us must be 2-D [rows, cols] in µS, got shape {tuple(g_us.shape)}; "
-            "pass one tile at a time (loop over tiles or differential halves)"
-        )
-    if g_us.shape[0] == 0 or g_us.shape[1] == 0:
-        raise PrimeError(
-            f"g_us is an empty tile of shape {tuple(g_us.shape)}; a tile needs >= 1 row and column"
-        )
+    _check_tile(g_us, wire)
+    _check_real_tensor("v_in", v_in)
     if v_in.ndim != 2:
         raise PrimeError(
             f"v_in must be 2-D [batch, rows] in volts, got shape {tuple(v_in.shape)}; "
@@ -122,6 +110,36 @@ def _check_inputs(g_us: torch.Tensor, v_in: torch.Tensor, wire: WireParams) -> N
             f"(v_in {tuple(v_in.shape)}, g_us {tuple(g_us.shape)}); v_in must be [batch, rows] "
             "with rows == g_us.shape[0] (transpose g_us or v_in if they are swapped)"
         )
+    if not bool(torch.isfinite(v_in.detach()).all()):
+        raise PrimeError("v_in contains NaN or inf voltages; pass finite input voltages (V)")
+
+
+def _check_real_tensor(name: str, t: torch.Tensor) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise PrimeError(
+            f"{name} must be a torch.Tensor, got {type(t).__name__}; "
+            f"wrap it with torch.as_tensor({name}, dtype=torch.float64)"
+        )
+    if t.is_complex() or t.dtype == torch.bool:
+        raise PrimeError(f"{name} has dtype {t.dtype}; pass a real floating tensor")
+
+
+def _check_tile(g_us: torch.Tensor, wire: WireParams) -> None:
+    if not isinstance(wire, WireParams):
+        raise PrimeError(
+            f"wire must be a WireParams, got {type(wire).__name__}; "
+            "build one with WireParams(r_wordline_ohm=..., r_bitline_ohm=...)"
+        )
+    _check_real_tensor("g_us", g_us)
+    if g_us.ndim != 2:
+        raise PrimeError(
+            f"g_us must be 2-D [rows, cols] in µS, got shape {tuple(g_us.shape)}; "
+            "pass one tile at a time (loop over tiles or differential halves)"
+        )
+    if g_us.shape[0] == 0 or g_us.shape[1] == 0:
+        raise PrimeError(
+            f"g_us is an empty tile of shape {tuple(g_us.shape)}; a tile needs >= 1 row and column"
+        )
     g = g_us.detach()
     if not bool(torch.isfinite(g).all()):
         raise PrimeError(
@@ -132,8 +150,6 @@ def _check_inputs(g_us: torch.Tensor, v_in: torch.Tensor, wire: WireParams) -> N
             f"g_us contains negative conductances (min {float(g.min()):.4g} µS); conductances "
             "of a passive crossbar are >= 0: split signed weights into a differential pair"
         )
-    if not bool(torch.isfinite(v_in.detach()).all()):
-        raise PrimeError("v_in contains NaN or inf voltages; pass finite input voltages (V)")
 
 
 def _out_dtype(g_us: torch.Tensor, v_in: torch.Tensor) -> torch.dtype:
@@ -329,6 +345,45 @@ def _singular(reason: str) -> PrimeError:
     )
 
 
+def _factorise(net: _Network) -> spla.SuperLU | None:
+    """The LU factors of the network's conductance matrix (None: no unknown node)."""
+    if net.a.shape[0] == 0:
+        return None
+    try:
+        return spla.splu(net.a, permc_spec="NATURAL", options={"SymmetricMode": True})
+    except (RuntimeError, np.linalg.LinAlgError) as exc:
+        raise _singular(f"sparse LU failed: {exc}") from None
+
+
+def _transfer(net: _Network, lu: spla.SuperLU | None, rows: int) -> np.ndarray:
+    """The transfer matrix T [cols, rows] (S): column currents ``I = T v`` for any input.
+
+    ``T = D + C A^-1 E``; A is symmetric, so ``C A^-1 E = (E^T A^-1 C^T)^T``: solved with
+    whichever of E's ``rows`` or C^T's ``cols`` right-hand sides are fewer.
+    """
+    transfer = net.d.toarray()
+    if lu is None:
+        return transfer
+    cols = transfer.shape[0]
+    block = max(1, _RHS_BLOCK_FLOATS // net.a.shape[0])
+    if cols < rows:
+        c_t = net.c.T.tocsc()
+        e_t = net.e.T.tocsr()
+        for s in range(0, cols, block):
+            transfer[s : s + block] += (e_t @ lu.solve(c_t[:, s : s + block].toarray())).T
+    else:
+        e_csc = net.e.tocsc()
+        for s in range(0, rows, block):
+            transfer[:, s : s + block] += net.c @ lu.solve(e_csc[:, s : s + block].toarray())
+    return transfer
+
+
+def _finite(currents: np.ndarray) -> np.ndarray:
+    if not np.all(np.isfinite(currents)):
+        raise _singular("the solution is not finite")
+    return currents
+
+
 def solve_tile(g_us: torch.Tensor, v_in: torch.Tensor, wire: WireParams) -> torch.Tensor:
     """Exact DC column currents of a passive crossbar tile with wire resistance.
 
@@ -341,7 +396,8 @@ def solve_tile(g_us: torch.Tensor, v_in: torch.Tensor, wire: WireParams) -> torc
 
     With every resistance 0 it equals ``v_in @ g_us``. The sparse matrix (up to
     ``2 * rows * cols`` unknowns, nested-dissection ordered) is factorised once and all inputs
-    are solved together; a 512 x 512 tile takes seconds (see docs/ir_drop.md).
+    are solved together; a 512 x 512 tile takes seconds (see docs/ir_drop.md). For many
+    batches through the same cells, :func:`transfer_matrix` once and a matmul per batch.
     """
     _check_inputs(g_us, v_in, wire)
     out_dtype, device = _out_dtype(g_us, v_in), v_in.device
@@ -353,34 +409,50 @@ def solve_tile(g_us: torch.Tensor, v_in: torch.Tensor, wire: WireParams) -> torc
         return torch.zeros((0, cols), dtype=out_dtype, device=device)
 
     net = _build_network(g_s, wire)
-    n = net.a.shape[0]
-    currents = np.asarray(net.d @ v.T).T  # [batch, cols] A
-    if n > 0:
-        try:
-            lu = spla.splu(net.a, permc_spec="NATURAL", options={"SymmetricMode": True})
-        except (RuntimeError, np.linalg.LinAlgError) as exc:
-            raise _singular(f"sparse LU failed: {exc}") from None
-        block = max(1, _RHS_BLOCK_FLOATS // n)
-        if batch > rows:
-            # fewer solves: the transfer matrix T [cols, rows] with I = v @ T.T
-            transfer = np.empty((cols, rows))
-            e_csc = net.e.tocsc()
-            for s in range(0, rows, block):
-                x = lu.solve(e_csc[:, s : s + block].toarray())
-                transfer[:, s : s + block] = net.c @ x
-            currents = currents + v @ transfer.T
-        else:
+    lu = _factorise(net)
+    if batch > rows:  # fewer solves: the transfer matrix, applied to the batch
+        currents = v @ _transfer(net, lu, rows).T
+    else:
+        currents = np.asarray(net.d @ v.T).T  # [batch, cols] A
+        if lu is not None:
+            block = max(1, _RHS_BLOCK_FLOATS // net.a.shape[0])
             for s in range(0, batch, block):
-                rhs = np.asarray(net.e @ v[s : s + block].T)
-                x = lu.solve(rhs)
+                x = lu.solve(np.asarray(net.e @ v[s : s + block].T))
                 currents[s : s + block] += np.asarray(net.c @ x).T
-    if not np.all(np.isfinite(currents)):
-        raise _singular("the solution is not finite")
+    currents = _finite(currents)
     return torch.from_numpy(currents / _SIEMENS_PER_US).to(device=device, dtype=out_dtype)
+
+
+def transfer_matrix(g_us: torch.Tensor, wire: WireParams) -> torch.Tensor:
+    """The tile's exact transfer matrix G_eff [rows, cols] (µS): ``solve_tile(g_us, v, wire)
+    == v @ G_eff`` for every input v, since the resistive network is linear in the row
+    voltages (a row not driven is a source at 0 V).
+
+    One factorisation and ``rows`` solves; then every input costs one matmul, as on an ideal
+    crossbar. ``G_eff`` is ``g_us`` when every resistance is 0; with wires it is dense and
+    >= 0 (sneak paths give a little current at unformed cells too). Not differentiable; in
+    ``g_us``'s dtype (computed in float64) and on its device.
+    """
+    _check_tile(g_us, wire)
+    dtype = g_us.dtype if g_us.dtype.is_floating_point else torch.float64
+    g_s = g_us.detach().to("cpu", torch.float64).numpy() * _SIEMENS_PER_US
+    net = _build_network(g_s, wire)
+    transfer = _finite(_transfer(net, _factorise(net), g_s.shape[0]))
+    return torch.from_numpy(transfer.T / _SIEMENS_PER_US).to(device=g_us.device, dtype=dtype)
 
 
 # --------------------------------------------------------------------------------------------
 # fast model
+
+
+def _wordline_drop(i_ua: torch.Tensor, wire: WireParams) -> torch.Tensor:
+    """The voltage (V) lost from each row's driver to each cell, for cell currents i_ua
+    [..., rows, cols] (µA): the segment into cell j carries every current at columns >= j."""
+    suffix = i_ua.flip(-1).cumsum(-1).flip(-1)
+    drop = wire.r_wordline_ohm * 1e-6 * suffix.cumsum(-1)  # V per µA
+    if wire.r_driver_ohm:
+        drop = drop + wire.r_driver_ohm * 1e-6 * suffix[..., :1]
+    return drop
 
 
 def wire_drop(i_ua: torch.Tensor, wire: WireParams) -> torch.Tensor:
@@ -389,19 +461,67 @@ def wire_drop(i_ua: torch.Tensor, wire: WireParams) -> torch.Tensor:
     i_ua: [batch, rows, cols] cell currents in µA. Returns volts, same shape: the word-line
     drop from the driver to the cell plus the rise of the bit line above its sense node.
     """
-    r_w, r_b = wire.r_wordline_ohm * 1e-6, wire.r_bitline_ohm * 1e-6  # V per µA
-    r_d, r_s = wire.r_driver_ohm * 1e-6, wire.r_sense_ohm * 1e-6
-    # word line: the segment into cell j carries every cell current at columns >= j
-    suffix = i_ua.flip(-1).cumsum(-1).flip(-1)
-    drop = r_w * suffix.cumsum(-1)
-    if r_d:
-        drop = drop + r_d * suffix[..., :1]
     # bit line: the segment below cell i carries every cell current at rows <= i
     prefix = i_ua.cumsum(-2)
-    drop = drop + r_b * prefix.flip(-2).cumsum(-2).flip(-2)
-    if r_s:
-        drop = drop + r_s * prefix[..., -1:, :]
+    drop = _wordline_drop(i_ua, wire)
+    drop = drop + wire.r_bitline_ohm * 1e-6 * prefix.flip(-2).cumsum(-2).flip(-2)
+    if wire.r_sense_ohm:
+        drop = drop + wire.r_sense_ohm * 1e-6 * prefix[..., -1:, :]
     return drop
+
+
+def first_order_transfer(g_us: torch.Tensor, wire: WireParams) -> torch.Tensor:
+    """The first-order (one Jacobi iteration) transfer matrix [rows, cols] (µS), in closed
+    form and differentiable: ``v @ first_order_transfer(g, wire) == fast_tile(g, v, wire, 1)``.
+
+    Row l alone at 1 V drives cell currents g[l, :] only; to first order cell (l, j) sees
+    ``1 - c[l, j]`` volts, with ``c`` the word-line drop of row l's own currents plus the bit
+    line's rise at row l from every cell of column j:
+    ``sum_i g[i, j] (r_bitline (rows - max(i, l)) + r_sense)``. Cost O(rows * cols), batch
+    free. Accurate while rho (see :func:`fast_tile`) is small; wrong beyond rho ~ 0.5.
+    """
+    _check_tile(g_us, wire)
+    rows = g_us.shape[0]
+    below = rows - torch.arange(rows, dtype=g_us.dtype, device=g_us.device)[:, None]
+    upto = g_us.cumsum(0)  # sum_{i <= l} g[i, j]
+    far = (g_us * below).flip(0).cumsum(0).flip(0) - g_us * below  # sum_{i > l} g (rows - i)
+    rise = wire.r_bitline_ohm * 1e-6 * (below * upto + far)
+    if wire.r_sense_ohm:
+        rise = rise + wire.r_sense_ohm * 1e-6 * upto[-1:]
+    return g_us * (1 - _wordline_drop(g_us, wire) - rise)
+
+
+TRANSFER_MODELS = {"exact": transfer_matrix, "first-order": first_order_transfer}
+
+
+def crossbar_transfer(
+    cells_us: torch.Tensor,
+    wire: WireParams,
+    tile_rows: int | None,
+    tile_columns: int | None,
+    model: str = "exact",
+) -> torch.Tensor:
+    """G_eff [rows, cols] (µS) of a crossbar split onto tiles of ``tile_rows`` x
+    ``tile_columns`` cells (None: the whole side), each tile its own passive array (its own
+    drivers and sense nodes): the tiles' transfer matrices (``model``: "exact" or
+    "first-order", :data:`TRANSFER_MODELS`) laid side by side."""
+    if model not in TRANSFER_MODELS:
+        raise PrimeError(f"IR-drop model {model!r} is unknown; use 'exact' or 'first-order'")
+    transfer = TRANSFER_MODELS[model]
+    rows, cols = cells_us.shape
+    step_r, step_c = tile_rows or rows, tile_columns or cols
+    return torch.cat(
+        [
+            torch.cat(
+                [
+                    transfer(cells_us[r : r + step_r, c : c + step_c], wire)
+                    for c in range(0, cols, step_c)
+                ],
+                dim=1,
+            )
+            for r in range(0, rows, step_r)
+        ]
+    )
 
 
 def fast_tile(

@@ -31,6 +31,7 @@ import torch
 from prime.core.errors import PrimeError
 from prime.core.io import read_json_object
 from prime.core.registry import Registry
+from prime.hardware.ir_drop import TRANSFER_MODELS, WireParams
 from prime.kernels.quantise import ColumnQuantiser, quantise_columns
 
 #: widest converter or word prime simulates (float32 holds 24-bit integers exactly)
@@ -97,6 +98,10 @@ class ReadPathConfig:
     neuron_bits: int | None = None
     membrane_integer_bits: int = 4
     integrator_integer_bits: int = 8
+    r_wordline_ohm: float = 0.0
+    r_bitline_ohm: float = 0.0
+    ir_model: str = "exact"
+    ir_refresh: int = 25
 
     def __post_init__(self) -> None:
         for name in ("tile_rows", "tile_columns"):
@@ -130,6 +135,26 @@ class ReadPathConfig:
                 raise PrimeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.adc_bits is None and self.adc_variation:
             raise PrimeError("ADC gain, offset, INL and noise need adc_bits (a real converter)")
+        WireParams(self.r_wordline_ohm, self.r_bitline_ohm)  # resistances >= 0, else fails
+        if self.ir_model not in TRANSFER_MODELS:
+            raise PrimeError(
+                f"ir_model must be one of {', '.join(TRANSFER_MODELS)}, got {self.ir_model!r}"
+            )
+        refresh = self.ir_refresh
+        if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 1:
+            raise PrimeError(f"ir_refresh must be a whole number >= 1 (reads), got {refresh!r}")
+
+    @property
+    def wire(self) -> WireParams | None:
+        """The tiles' wire resistances, or None: ideal wires (no IR drop)."""
+        if not (self.r_wordline_ohm or self.r_bitline_ohm):
+            return None
+        return WireParams(self.r_wordline_ohm, self.r_bitline_ohm)
+
+    @property
+    def converts(self) -> bool:
+        """Whether any converter or fixed-point word is simulated (DAC, ADC, digital)."""
+        return any(b is not None for b in (self.dac_bits, self.adc_bits, self.digital_bits))
 
     @property
     def adc_variation(self) -> bool:
@@ -139,11 +164,12 @@ class ReadPathConfig:
     @property
     def fused(self) -> bool:
         """Whether every stage of the crossbar's path is ideal, so it folds into one weight
-        (the neurons' words are no stage of it)."""
-        return all(
+        (the neurons' words are no stage of it; how an IR drop would be computed does not
+        matter without one)."""
+        return self.wire is None and all(
             getattr(self, f.name) == getattr(IDEAL, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in NEURON_FIELDS
+            if f.name not in NEURON_FIELDS and not f.name.startswith("ir_")
         )
 
     def membrane_words(self) -> tuple[FixedPoint, FixedPoint] | None:

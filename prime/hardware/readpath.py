@@ -5,6 +5,8 @@ One object per layer owns the way from cells to numbers, in stages::
     input x  --drive-->     DAC: graded inputs on 2^dac_bits levels (spikes exact)
     cells g_us [2, *w]  --read-->      this read's conductances (read noise, trace replay)
                         --mask-->      conducting cells: kept pairs; pruned pairs reset or 0
+                        --wires-->     IR drop: each tile's transfer matrix (word- and
+                                       bit-line resistance; prime.hardware.ir_drop)
                         --crossbar-->  column currents per tile: I+ - I- (one ADC per pair)
                                        or the G+ and G- columns apart
                         --convert-->   ADC codes (bits, range, gain, offset, INL, noise),
@@ -20,7 +22,8 @@ column currents are one batched op of the layer (:meth:`Crossbar.tiled_map`).
 :class:`~prime.hardware.periphery.ReadPathConfig` says which stages are non-ideal. With the
 ideal configuration every stage after the mask is linear and exact, so they fold into one
 weight ``scale * (G+ - G-) * mask`` (the fused fast path, bit for bit what the layers always
-computed); only a non-ideal configuration pays for columns, tiles and converters.
+computed); only a non-ideal configuration pays for columns, tiles and converters. Wires
+without converters fold too: the tiles' transfer matrices are one weight again.
 
 Ranges the config leaves open (DAC and ADC full scale, the digital words' integer bits) are
 buffers, calibrated on a few training batches (:meth:`ReadPath.start_calibration`, a forward
@@ -32,7 +35,7 @@ generator (the chip seed); the conversion noise is drawn from a generator of the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -41,6 +44,7 @@ from torch import nn
 
 from prime.core.errors import PrimeError
 from prime.hardware.devices import read_conductance
+from prime.hardware.ir_drop import WireParams, crossbar_transfer
 from prime.hardware.periphery import (
     IDEAL,
     ADCColumns,
@@ -90,6 +94,17 @@ class CrossbarRead:
     scale: torch.Tensor
 
 
+@dataclass
+class _WireAttenuation:
+    """The exact IR drop of one set of conducting cells [2, *w]: the per-cell attenuation
+    ``G_eff / G`` of the tiles' exact transfer matrix (1 where a cell does not conduct), and
+    the reads it has served."""
+
+    cells: torch.Tensor
+    attenuation: torch.Tensor
+    reads: int = field(default=0)
+
+
 class ReadPath(nn.Module):
     """A layer's way from cells to numbers (see the module docstring).
 
@@ -126,6 +141,7 @@ class ReadPath(nn.Module):
         #: a per-output affine (scale [out], shift [out]) folded into the digital unit's
         #: correction (:meth:`fold_affine`); None: none
         self.affine: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._wires: _WireAttenuation | None = None
         if config.adc_bits is not None:
             shape = (self.tiles(rows), outputs * (2 if config.separate_columns else 1))
             self.register_buffer("adc_full_scale_ua", _range(config.adc_range_ua, shape))
@@ -157,6 +173,9 @@ class ReadPath(nn.Module):
         pairs are ideal zeros.
         """
         g_us = read_conductance(g_us, read_noise, generator)
+        wire = self.config.wire
+        if wire is not None:
+            return self._read_through_wires(g_us, mask, scale, reset_us, wire)
         delta_us = (g_us[0] - g_us[1]) * mask
         if reset_us is not None:
             delta_us = delta_us + (reset_us[0] - reset_us[1]) * (1 - mask)
@@ -169,6 +188,59 @@ class ReadPath(nn.Module):
         if reset_us is not None:
             conducting = conducting + reset_us * (1 - mask)
         return CrossbarRead(weight, conducting.flatten(0, 1), scale)
+
+    def _read_through_wires(
+        self,
+        g_us: torch.Tensor,
+        mask: torch.Tensor,
+        scale: torch.Tensor,
+        reset_us: torch.Tensor | None,
+        wire: WireParams,
+    ) -> CrossbarRead:
+        """A read of tiles with wire resistance: the conducting cells replaced by the tiles'
+        transfer matrices (IR drop); without converters it folds into one weight."""
+        conducting = g_us * mask
+        if reset_us is not None:
+            conducting = conducting + reset_us * (1 - mask)
+        cells = self.through_wires(conducting, wire)
+        delta_us = cells[0] - cells[1]
+        weight = scale * delta_us
+        if not self.config.converts:  # every stage after the wires is linear
+            return CrossbarRead(weight, None, scale)
+        if self.config.separate_columns:
+            return CrossbarRead(weight, cells.flatten(0, 1), scale)
+        return CrossbarRead(weight, delta_us, scale)
+
+    def through_wires(self, conducting: torch.Tensor, wire: WireParams) -> torch.Tensor:
+        """The conducting cells [2, *w] (µS) as the sense nodes see them: each tile's transfer
+        matrix G_eff (column currents ``I = v @ G_eff`` for row voltages v; rows that do not
+        spike are driven at 0 V).
+
+        Physical layout: row = flat input index, columns 2j (G+) and 2j+1 (G-) hold output j,
+        so ``tile_columns`` sets the word-line length. "first-order": closed form every read,
+        gradients through the wires. "exact": the exact transfer, computed once per set of
+        cells (evaluation: whenever the cells change; training: every ``ir_refresh`` reads),
+        applied as a detached per-cell attenuation, so gradients reach each cell directly.
+        Both keep a cell that does not conduct at 0: the exact transfer's sneak current at
+        such cells (the wires coupling a row to bit lines it has no cell on) is left out, so
+        the weight keeps the mask's zeros (docs/ir_drop.md measures what that leaves out).
+        """
+        config = self.config
+        tiles = (config.tile_rows, config.tile_columns)
+        if config.ir_model == "first-order":
+            transfer = crossbar_transfer(_crossbar(conducting), wire, *tiles, "first-order")
+            return _cells(transfer, conducting.shape)
+        cells = conducting.detach()
+        known = self._wires
+        if known is None or not (
+            torch.equal(known.cells, cells) or (self.training and known.reads < config.ir_refresh)
+        ):
+            transfer = _cells(crossbar_transfer(_crossbar(cells), wire, *tiles), cells.shape)
+            formed = cells > 0
+            attenuation = torch.where(formed, transfer / torch.where(formed, cells, 1.0), 1.0)
+            known = self._wires = _WireAttenuation(cells.clone(), attenuation)
+        known.reads += 1
+        return known.attenuation * conducting
 
     def forward(self, x: torch.Tensor, read: CrossbarRead, crossbar: Crossbar) -> torch.Tensor:
         """The layer's output for input x [N, ...] through ``read``: [N, out, ...]."""
@@ -313,6 +385,19 @@ class ReadPath(nn.Module):
 
     def extra_repr(self) -> str:
         return "ideal" if self.config.fused else repr(self.config)
+
+
+def _crossbar(cells: torch.Tensor) -> torch.Tensor:
+    """Cells [2, out, *k] as the physical crossbar [rows, 2 out]: G+ of output j in column
+    2j, its G- in column 2j + 1."""
+    rows = cells[0, 0].numel()
+    return cells.flatten(2).permute(2, 1, 0).reshape(rows, -1)
+
+
+def _cells(crossbar: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The inverse of :func:`_crossbar`."""
+    rows = crossbar.shape[0]
+    return crossbar.view(rows, -1, 2).permute(2, 1, 0).reshape(shape)
 
 
 def _range(value: float | None, shape: tuple[int, ...]) -> torch.Tensor:

@@ -1,5 +1,8 @@
 """``prime eval RUN --adc-bits 8,6,4`` (or ``--dac-bits``, ``--tile-rows``,
-``--digital-bits``, ``--neuron-bits``): a trained run evaluated on a periphery with one field swept.
+``--digital-bits``, ``--neuron-bits``): a trained run evaluated on a periphery with one field
+swept; and
+``prime eval RUN --r-wire 0,1,2 --tile 512x512,128x128``: wire resistance against the
+partitioning (IR drop, docs/ir_drop.md).
 
 Every point rebuilds the run's model on the periphery (the run's own, or ``--periphery``)
 with the field changed, calibrates its open ranges on the run's training data, and counts
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prime.analysis.energy.models import AnalogMacro
 from prime.analysis.energy.report import count_run
@@ -23,6 +26,11 @@ from prime.core.tables import new_figure, save_figure, write_csv
 from prime.hardware.periphery import ReadPathConfig
 from prime.inference.calibrate import calibrate_periphery
 from prime.runs.rundir import prepare_run, with_periphery
+
+if TYPE_CHECKING:
+    from prime.data.base import DataSplits
+    from prime.runs.config import TrainConfig
+    from prime.snn.network import SpikingNetwork
 
 #: the fields ``prime eval`` sweeps, by option name
 SWEEPABLE = ("adc_bits", "dac_bits", "tile_rows", "digital_bits", "neuron_bits")
@@ -43,27 +51,10 @@ def sweep_periphery(
     of the run on ``periphery`` (default: the run's own) with ``field`` set to it."""
     if field not in SWEEPABLE:
         raise PrimeError(f"cannot sweep {field!r}; sweepable: {', '.join(SWEEPABLE)}")
-    analog = analog or AnalogMacro()
     model, config, data = prepare_run(run_dir)
     base = periphery or ReadPathConfig.from_dict(config.read_path)
-    rows = []
-    for value in values:
-        point = ReadPathConfig.from_dict({**base.to_dict(), field: value})
-        dataclasses.replace(config, read_path=point.to_dict())  # contradictions fail here
-        swept = with_periphery(model, point)
-        calibrate_periphery(swept, data.train, config.seed)
-        counts, accuracy = count_run(swept, data.test, batch_size, progress=progress)
-        energy = analog.energy_pj(counts)
-        rows.append(
-            {
-                field: value,
-                "accuracy": accuracy,
-                "energy_pj": sum(energy.values()),
-                **{f"{name}_pj": energy[name] for name in COMPONENTS},
-                "latency_ns": analog.latency_ns(counts),
-                "samples": counts.samples,
-            }
-        )
+    points = [({field: value}, {field: value}) for value in values]
+    rows = _evaluate_points(model, config, data, base, points, analog, batch_size, progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = [field, "accuracy", "energy_pj", *(f"{n}_pj" for n in COMPONENTS), "latency_ns"]
@@ -75,6 +66,115 @@ def sweep_periphery(
     )
     plot_sweep(rows, field, title, out_dir / "sweep.png")
     return rows
+
+
+def sweep_ir_drop(
+    run_dir: str | Path,
+    resistances: list[float],
+    tiles: list[tuple[int | None, int | None]],
+    out_dir: str | Path,
+    periphery: ReadPathConfig | None = None,
+    analog: AnalogMacro | None = None,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per (tile, wire resistance): accuracy and energy per inference of the run on
+    ``periphery`` (default: the run's own) partitioned onto ``tiles`` (rows, columns; None:
+    the whole side) with every word- and bit-line segment ``r`` ohms. Writes ``ir_drop.csv``,
+    ``ir_drop.json`` and ``ir_drop.png`` (accuracy against r per tile size, accuracy against
+    energy per inference)."""
+    model, config, data = prepare_run(run_dir)
+    base = periphery or ReadPathConfig.from_dict(config.read_path)
+    points = [
+        (
+            {"tile_rows": rows, "tile_columns": cols, "r_wordline_ohm": r, "r_bitline_ohm": r},
+            {"tile": _tile_name(rows, cols), "r_wire_ohm": r},
+        )
+        for rows, cols in tiles
+        for r in resistances
+    ]
+    rows = _evaluate_points(model, config, data, base, points, analog, batch_size, progress)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = ["tile", "r_wire_ohm", "accuracy", "energy_pj", *(f"{n}_pj" for n in COMPONENTS)]
+    write_csv(out_dir / "ir_drop.csv", rows, [*columns, "latency_ns", "samples"])
+    title = f"{config.model_name} on {config.dataset}"
+    write_json(
+        out_dir / "ir_drop.json",
+        {"run": str(run_dir), "title": title, "base": base.to_dict(), "rows": rows},
+    )
+    plot_ir_drop(rows, title, out_dir / "ir_drop.png")
+    return rows
+
+
+def _tile_name(rows: int | None, cols: int | None) -> str:
+    return f"{rows or 'all'}x{cols or 'all'}"
+
+
+def _evaluate_points(
+    model: SpikingNetwork,
+    config: TrainConfig,
+    data: DataSplits,
+    base: ReadPathConfig,
+    points: list[tuple[dict[str, Any], dict[str, Any]]],
+    analog: AnalogMacro | None,
+    batch_size: int,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """For each (fields to change on ``base``, the row's labels): the model on that
+    periphery, calibrated, its test accuracy and energy per inference by component."""
+    analog = analog or AnalogMacro()
+    rows = []
+    for fields, labels in points:
+        point = ReadPathConfig.from_dict({**base.to_dict(), **fields})
+        dataclasses.replace(config, read_path=point.to_dict())  # contradictions fail here
+        swept = with_periphery(model, point)
+        calibrate_periphery(swept, data.train, config.seed)
+        counts, accuracy = count_run(swept, data.test, batch_size, progress=progress)
+        energy = analog.energy_pj(counts)
+        rows.append(
+            {
+                **labels,
+                "accuracy": accuracy,
+                "energy_pj": sum(energy.values()),
+                **{f"{name}_pj": energy[name] for name in COMPONENTS},
+                "latency_ns": analog.latency_ns(counts),
+                "samples": counts.samples,
+            }
+        )
+    return rows
+
+
+def plot_ir_drop(rows: list[dict[str, Any]], title: str, path: Path) -> None:
+    """Accuracy against wire resistance, one line per tile size; accuracy against energy per
+    inference, one line per wire resistance across the tile sizes."""
+    fig, (left, right) = new_figure(10.0, 3.8, ncols=2)
+    for tile in dict.fromkeys(row["tile"] for row in rows):
+        mine = [row for row in rows if row["tile"] == tile]
+        left.plot(
+            [row["r_wire_ohm"] for row in mine],
+            [100 * row["accuracy"] for row in mine],
+            "o-",
+            label=f"{tile} tiles",
+        )
+    left.set_xlabel("wire resistance per segment (ohm)")
+    left.set_ylabel("test accuracy (%)")
+    left.set_title(title)
+    left.legend(fontsize=7)
+    for r in dict.fromkeys(row["r_wire_ohm"] for row in rows):
+        mine = [row for row in rows if row["r_wire_ohm"] == r]
+        right.plot(
+            [row["energy_pj"] / 1e3 for row in mine],
+            [100 * row["accuracy"] for row in mine],
+            "o-",
+            label=f"{r:g} ohm",
+        )
+        for row in mine:
+            right.annotate(row["tile"], (row["energy_pj"] / 1e3, 100 * row["accuracy"]), fontsize=6)
+    right.set_xlabel("energy per inference (nJ)")
+    right.set_ylabel("test accuracy (%)")
+    right.legend(fontsize=7)
+    save_figure(fig, path)
 
 
 def plot_sweep(rows: list[dict[str, Any]], field: str, title: str, path: Path) -> None:
