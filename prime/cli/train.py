@@ -185,6 +185,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         read_path=periphery_arg(args.periphery),
         train_read_noise=args.train_read_noise,
         faults=fault_options(args),
+        imports=args.imports,
     )
 
 
