@@ -58,7 +58,7 @@ def sweep_periphery(
             {
                 field: value,
                 "accuracy": accuracy,
-                "energy_pj": sum(energy.values()),
+                "energy_pj": energy["total"],
                 **{f"{name}_pj": energy[name] for name in COMPONENTS},
                 "latency_ns": analog.latency_ns(counts),
                 "samples": counts.samples,
