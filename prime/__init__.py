@@ -6,6 +6,7 @@ The names a user builds on, re-exported from the subpackages that own them
     import prime
     model = prime.get_model("nmnist-conv", device_model="rram-lognormal", chip_seed=3)
     data = prime.load_dataset("digits")
+    chip = prime.convert(torch_model, input_shape=(1, 28, 28), timesteps=10, mode="program")
 """
 
 from prime.analysis.energy.counting import OperationCounts, count_operations
@@ -21,13 +22,14 @@ from prime.inference.early_exit import (
     run_early_exit,
 )
 from prime.inference.evaluate import evaluate
+from prime.interop.convert import convert
 from prime.runs.config import TrainConfig
 from prime.runs.rundir import load_run
 from prime.runs.train import train
 from prime.snn.layers import MemristorConv2d, MemristorLinear
 from prime.snn.models import get_model, list_models
 from prime.snn.network import SpikingNetwork
-from prime.snn.neurons import LIF, Integrator, LIFParams
+from prime.snn.neurons import LIF, Integrator, LIFParams, SubtractiveLIF
 from prime.version import __version__
 
 __all__ = [
@@ -40,9 +42,11 @@ __all__ = [
     "PrimeError",
     "ReadPathConfig",
     "SpikingNetwork",
+    "SubtractiveLIF",
     "TrainConfig",
     "__version__",
     "calibrate_threshold",
+    "convert",
     "count_operations",
     "evaluate",
     "evaluate_early_exit",

@@ -19,6 +19,8 @@ from prime.data.fake import (
     write_fake_nmnist,
     write_fake_shd,
 )
+from prime.data.nmnist import NMNIST
+from prime.data.tonic_files import from_tonic
 from prime.runs.config import TrainConfig
 from prime.runs.train import train
 
@@ -59,6 +61,41 @@ def test_nmnist_shapes_and_reproducible_split(tmp_path):
     assert sorted(a.test.labels.tolist()) == list(range(10))  # stratified
     other = load_dataset("nmnist", data_root=tmp_path, split_seed=1)
     assert not torch.equal(other.test.frames, a.test.frames)
+
+
+def test_a_user_tonic_transform_replaces_toframe_and_keys_the_cache(tmp_path):
+    write_fake_nmnist(tmp_path / "NMNIST", per_class=2, events=300)
+    default = load_dataset("nmnist", data_root=tmp_path, test_fraction=0.5)
+    transform = tonic.transforms.Compose(
+        [
+            tonic.transforms.Downsample(spatial_factor=0.5),
+            tonic.transforms.ToFrame(sensor_size=(17, 17, 2), n_time_bins=4),
+        ]
+    )
+    mine = load_dataset("nmnist", data_root=tmp_path, test_fraction=0.5, transform=transform)
+    assert (mine.input_shape, mine.timesteps) == ((2, 17, 17), 4)
+    assert len(list((tmp_path / "cache").glob("nmnist-train-*.h5"))) == 2  # its own cache
+    assert default.train.frames.sum() == mine.train.frames.sum()  # the same events, binned
+    same = load_dataset("nmnist", data_root=tmp_path, test_fraction=0.5, transform=transform)
+    assert torch.equal(same.train.frames, mine.train.frames)
+    with pytest.raises(PrimeError, match="transform must bin one recording's events"):
+        load_dataset("nmnist", data_root=tmp_path, transform="ToFrame")
+    with pytest.raises(PrimeError, match="no repr naming its parameters"):
+        load_dataset("digits", data_root=tmp_path, transform=lambda events: events)
+
+
+def test_tonic_dataset_objects_become_data_splits(tmp_path):
+    write_fake_nmnist(tmp_path / "NMNIST", per_class=2, events=300)
+    to_frame = tonic.transforms.ToFrame(sensor_size=(34, 34, 2), n_time_bins=5)
+    recordings = NMNIST(tmp_path, train=True, transform=to_frame)  # a tonic.datasets.NMNIST
+    data = from_tonic(recordings, None, num_classes=10, test_fraction=0.5)
+    assert (data.input_shape, data.timesteps, len(data.train), len(data.test)) == (
+        (2, 34, 34), 5, 10, 10,
+    )  # fmt: skip
+    binned = sum(int(recordings[i][0].sum()) for i in range(len(recordings)))
+    assert int(data.train.frames.sum() + data.test.frames.sum()) == binned  # every recording
+    with pytest.raises(PrimeError, match="yields events, not frames: create it with a transform"):
+        from_tonic(NMNIST(tmp_path, train=True, transform=lambda e: e), None, num_classes=10)
 
 
 def test_nmnist_uses_the_test_folder_and_data_path(tmp_path):

@@ -102,6 +102,7 @@ def test_energy_models_apply_their_constants():
         "adc": 600.0,
         "digital": 0.0,
         "neurons": 9000.0,
+        "total": 9670.0,
     }
     assert macro.energy_pj(counts, pruned=False)["cells"] == 19.0
     # latency: layer 1: 4 evaluations x (10 + 2 x 0.78) ns, layer 2: 4 x (10 + 0.78) ns,
@@ -109,10 +110,10 @@ def test_energy_models_apply_their_constants():
     expected_ns = (4 * (10 + 2 * 0.78) + 4 * (10 + 0.78) + 2 * 6 * 1.0) / 2
     assert macro.latency_ns(counts) == pytest.approx(expected_ns)
     digital = DigitalAccelerator(mac_pj=2, neuron_update_pj=3, macs_per_ns=1)
-    assert digital.energy_pj(counts) == {"macs": 48.0, "neurons": 27.0}
+    assert digital.energy_pj(counts) == {"macs": 48.0, "neurons": 27.0, "total": 75.0}
     assert digital.latency_ns(counts) == 24 + 9
     events = DigitalAccelerator(mac_pj=2, ac_pj=0.5, neuron_update_pj=3, event_driven=True)
-    assert events.energy_pj(counts) == {"acs": 2.5, "macs": 0.0, "neurons": 27.0}
+    assert events.energy_pj(counts) == {"acs": 2.5, "macs": 0.0, "neurons": 27.0, "total": 29.5}
     assert events.synaptic_ops(counts) == 5
     dense = Scenario("dense", digital, counts)
     analog = Scenario("analog", macro, counts)

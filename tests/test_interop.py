@@ -278,18 +278,23 @@ def test_graph_whose_shapes_do_not_chain_is_refused():
         [("input", "fc1"), ("fc1", "fc2"), ("fc2", "output")],
         type_check=False,
     )
-    with pytest.raises(PrimeError, match="'fc2' .* output of shape \\(4,\\).* do not chain"):
+    with pytest.raises(PrimeError, match="'fc2' .* output of shape \\(4,\\).* shapes do not chain"):
         import_nir(graph, get_device("prime-gaussian"), 3)
 
 
-def test_nonzero_bias_is_refused():
+def test_a_bias_is_imported_as_the_layers_digital_bias():
+    weight = np.array([[0.5, -1.0, 0.25], [1.0, 0.0, -0.5]], np.float32)
+    bias = np.array([0.3, -0.2], np.float32)
     graph = nir.NIRGraph.from_list(
         nir.Input({"input": np.array([3])}),
-        nir.Affine(np.ones((2, 3), np.float32), np.ones(2, np.float32)),
+        nir.Affine(weight, bias),
         nir.Output({"output": np.array([2])}),
     )
-    with pytest.raises(PrimeError, match="nonzero bias"):
-        import_nir(graph, get_device("prime-gaussian"), 3)
+    network, _ = import_nir(graph, get_device("prime-gaussian"), 2)
+    x = torch.rand(2, 4, 3)
+    expected = x @ torch.from_numpy(weight).T + torch.from_numpy(bias)
+    with torch.no_grad():
+        assert torch.allclose(network(x), expected, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> frozenset
 
     ``parser`` is a fresh parser of the same command line; its defaults are removed here.
     """
-    for p in _parsers(parser):
+    for p in command_parsers(parser):
         p._defaults.clear()
         for action in p._actions:
             if not isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
@@ -36,12 +36,28 @@ def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> frozenset
     return frozenset(vars(parser.parse_args(argv)))
 
 
-def _parsers(parser: argparse.ArgumentParser) -> Iterable[argparse.ArgumentParser]:
+def command_parsers(parser: argparse.ArgumentParser) -> Iterable[argparse.ArgumentParser]:
+    """``parser`` and the parsers of its subcommands, at every depth."""
     yield parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
-                yield from _parsers(sub)
+                yield from command_parsers(sub)
+
+
+def add_import_argument(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` (repeatable): user modules that register models, devices,
+    datasets or policies (:func:`prime.core.plugins.import_modules`); ``prime train``
+    records them in the run, so later commands on it import them by themselves."""
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module of your own that registers models, devices, datasets or "
+        "policies (repeatable; a run records them)",
+    )
 
 
 def int_arg(low: int = 1, high: int | None = None, limit: str = "") -> Callable[[str], int]:

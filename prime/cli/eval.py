@@ -422,7 +422,11 @@ def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PP",
         help="calibrate θ on a validation split for this accuracy drop (percentage points)",
     )
-    g.add_argument("--policy", choices=("prime", "margin", "entropy"), default="prime")
+    g.add_argument(
+        "--policy",
+        default="prime",
+        help="exit policy: prime (default), margin, entropy, or one a --import module registers",
+    )
     g.add_argument("--alpha", type=float, default=2.0, help="softmax temperature α (PRIME: 2)")
     g.add_argument("--min-steps", type=int_arg(1), default=1, help="never exit before this step")
     g.add_argument(

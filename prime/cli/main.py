@@ -16,9 +16,10 @@ import signal
 import sys
 import traceback
 
-from prime.cli.common import OneLineParser, given_options
+from prime.cli.common import OneLineParser, add_import_argument, command_parsers, given_options
 from prime.cli.config_file import apply_config_file, command_parser
 from prime.core.errors import PrimeError
+from prime.core.plugins import import_modules
 from prime.kernels.memory import keep_freed_memory
 
 #: subcommand modules under prime.cli, in the order ``prime --help`` lists them
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"prime.cli.{name}").add_parser(sub)
+    for command in command_parsers(parser):
+        if not any(isinstance(a, argparse._SubParsersAction) for a in command._actions):
+            add_import_argument(command)
     return parser
 
 
@@ -65,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "config", None) is not None:
             apply_config_file(args, command_parser(parser, args.command))
+        import_modules(args.imports)
         return int(args.run(args) or 0)
     except PrimeError as exc:
         return _fail(args.command, str(exc), debug)

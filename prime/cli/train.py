@@ -218,6 +218,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         read_path=periphery_arg(args.periphery, args.r_wire, args.ir_model),
         train_read_noise=args.train_read_noise,
         faults=fault_options(args),
+        imports=args.imports,
     )
 
 

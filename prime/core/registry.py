@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from prime.core.errors import PrimeError
+from prime.core.plugins import load_plugins
 
 T = TypeVar("T")
 
@@ -32,11 +33,18 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
+        """The entry ``name``; a name not registered yet is looked for in the installed
+        plugins (:func:`prime.core.plugins.load_plugins`) before it is refused."""
+        if name not in self._entries:
+            load_plugins()
         try:
             return self._entries[name]
         except KeyError:
             known = ", ".join(self.names()) or "none"
-            raise PrimeError(f"unknown {self.kind} {name!r}; known: {known}") from None
+            raise PrimeError(
+                f"unknown {self.kind} {name!r}; known: {known} (one of your own: import the "
+                "module that registers it, on the command line with --import MODULE)"
+            ) from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

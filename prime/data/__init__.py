@@ -26,6 +26,7 @@ from prime.data.base import (
     list_datasets,
     load_dataset,
 )
+from prime.data.tonic_files import from_tonic
 
 __all__ = [
     "DATASETS",
@@ -37,6 +38,7 @@ __all__ = [
     "dataset_len",
     "dataset_spec",
     "default_data_root",
+    "from_tonic",
     "iterate_batches",
     "list_datasets",
     "load_dataset",

@@ -10,6 +10,9 @@ event. Events are tonic structured arrays (x, y, t in µs, p) binned to frames w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import tonic.transforms
 import torch
@@ -18,7 +21,7 @@ import torch.nn.functional as F
 from prime.data.base import DATASETS, DatasetSpec, DataSplits
 from prime.data.cache import cached_frames
 from prime.data.splits import reject_options, resolve_root, subset
-from prime.data.tonic_files import EventList, check_timesteps
+from prime.data.tonic_files import EventList, check_timesteps, user_transform
 
 SENSOR_SIZE = (34, 34, 2)  # tonic order: (width, height, polarities)
 EVENT_DTYPE = np.dtype([("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "<i8")])
@@ -108,17 +111,28 @@ def split_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_digits_dataset(
-    timesteps: int = 10, seed: int = 0, data_root: str | None = None, **unknown: object
+    timesteps: int = 10,
+    seed: int = 0,
+    data_root: str | None = None,
+    transform: Callable[[np.ndarray], Any] | None = None,
+    **unknown: object,
 ) -> DataSplits:
     """Train/test frames [T, 2, 34, 34] (event counts) of the neuromorphic digits.
 
-    The frames are cached under the data root (:mod:`prime.data.cache`). The dataset is
-    built in, with a fixed split: any other option is refused.
+    The frames are cached under the data root (:mod:`prime.data.cache`). ``transform``, a
+    tonic transform of the events (34x34 sensor, 2 polarities), replaces the ``ToFrame``
+    into ``timesteps`` frames (:func:`~prime.data.tonic_files.user_transform`). The dataset
+    is built in, with a fixed split: any other option is refused.
     """
     reject_options("digits", unknown)
     check_timesteps(timesteps)
+    frames_of, binning = user_transform(
+        tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, n_time_bins=timesteps),
+        {"timesteps": timesteps},
+        transform,
+    )
     params = {
-        "timesteps": timesteps,
+        **binning,
         "seed": seed,
         "emulation": [SACCADE_US, SAMPLES_PER_SACCADE, CONTRAST_THRESHOLD],
     }
@@ -127,18 +141,15 @@ def load_digits_dataset(
         "digits",
         "all",
         params,
-        lambda: EventList(
-            *make_events(seed),
-            tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, n_time_bins=timesteps),
-        ),
+        lambda: EventList(*make_events(seed), frames_of),
     )
     train, test = split_indices(frames.labels.numpy())
     return DataSplits(
         train=subset(frames, train),
         test=subset(frames, test),
-        input_shape=(2, 34, 34),
+        input_shape=tuple(frames.frames.shape[2:]),
         num_classes=10,
-        timesteps=timesteps,
+        timesteps=frames.frames.shape[1],
     )
 
 

@@ -14,12 +14,13 @@ from typing import Any, cast
 
 import numpy as np
 import tonic.transforms
+import torch
 from torch.utils.data import Dataset
 
 from prime.core.errors import PrimeError
 from prime.core.resources import MAX_TIMESTEPS, check_count
-from prime.data.base import DataSplits, MissingData
-from prime.data.cache import cached_frames, fingerprint, returning
+from prime.data.base import DataSplits, FrameDataset, MissingData
+from prime.data.cache import bin_frames, cached_frames, fingerprint, returning
 from prime.data.splits import make_splits, reject_options, resolve_root
 
 SPLIT_MODES = ("time", "events")
@@ -104,11 +105,12 @@ class Offline:
 def tonic_splits(
     dataset: str,
     tonic_class: type[Offline],
-    transform: Callable[[np.ndarray], np.ndarray],
+    frames_of: Callable[[np.ndarray], np.ndarray],
     params: dict[str, Any],
     num_classes: int,
     dtype: type[np.integer] = np.uint8,
     *,
+    transform: Callable[[np.ndarray], Any] | None = None,
     data_root: str | Path | None = None,
     data_path: str | Path | None = None,
     test_fraction: float = 0.2,
@@ -120,20 +122,22 @@ def tonic_splits(
 ) -> DataSplits:
     """Cached frames of a tonic dataset's train and test folders, as DataSplits.
 
-    ``transform`` bins one recording into frames; ``params`` are its parameters (for the
-    cache key). The keyword options are those every event dataset takes: the data root
+    ``frames_of`` bins one recording into frames; ``params`` are its parameters (for the
+    cache key). The keyword options are those every event dataset takes: ``transform``, a
+    user's tonic transform that replaces ``frames_of`` (:func:`user_transform`), the data root
     (cache; default ``$PRIME_DATA`` or ``datasets/``), ``data_path`` (the dataset's own
     folder, default ``<data root>/<tonic class name>``), the split of a dataset that has
     only one of its folders (:func:`prime.data.splits.make_splits`), ``download`` and the
     cache-building ``workers``.
     """
     reject_options(dataset, unknown)
+    frames_of, params = user_transform(frames_of, params, transform)
     root = resolve_root(data_root)
     found, missing = {}, []
     for name, train in (("train", True), ("test", False)):
         try:
             found[name] = tonic_class(
-                root, train=train, transform=transform, download=download, folder=data_path
+                root, train=train, transform=frames_of, download=download, folder=data_path
             )
         except MissingData as exc:
             missing.append(exc)
@@ -153,6 +157,65 @@ def tonic_splits(
     }
     if "train" not in frames:  # only a test folder: split it
         frames = {"train": frames["test"]}
+    return make_splits(
+        frames["train"], frames.get("test"), num_classes, test_fraction, val_fraction, split_seed
+    )
+
+
+def user_transform(
+    frames_of: Callable[[np.ndarray], Any],
+    params: dict[str, Any],
+    transform: Callable[[np.ndarray], Any] | None,
+) -> tuple[Callable[[np.ndarray], Any], dict[str, Any]]:
+    """(what bins a recording, the cache key's parameters of that binning): the loader's
+    own ``frames_of`` and ``params``, or a user's ``transform`` in their place, keyed on its
+    ``repr`` (tonic's transforms are dataclasses: the repr names every parameter). The
+    transform takes one recording's events and returns frames [T, ...]."""
+    if transform is None:
+        return frames_of, params
+    if not callable(transform):
+        raise PrimeError(
+            "transform must bin one recording's events into frames [T, ...], as "
+            f"tonic.transforms.ToFrame(...) does; got a {type(transform).__name__}"
+        )
+    key = repr(transform)
+    if " at 0x" in key:
+        raise PrimeError(
+            f"the transform {key} has no repr naming its parameters, and the frame cache is "
+            "keyed on it: use tonic's transforms (tonic.transforms.Compose for several), or a "
+            "dataclass of your own"
+        )
+    return transform, {"transform": key}
+
+
+def from_tonic(
+    train: Dataset,
+    test: Dataset | None,
+    num_classes: int,
+    dtype: type[np.integer] = np.uint8,
+    *,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.0,
+    split_seed: int = 0,
+    workers: int | None = None,
+) -> DataSplits:
+    """DataSplits of tonic's own dataset objects, e.g. ``tonic.datasets.NMNIST(save_to,
+    train=True, transform=tonic.transforms.ToFrame(...))``: their transform bins each
+    recording into frames [T, ...], binned here once into memory (not cached: prime cannot
+    tell what changes such a dataset's frames). Without ``test``, ``train`` is split
+    (:func:`~prime.data.splits.make_splits`)."""
+    splits = {"train": train} if test is None else {"train": train, "test": test}
+    frames = {}
+    for name, dataset in splits.items():
+        sample = np.asarray(dataset[0][0])
+        if sample.dtype.names is not None:
+            raise PrimeError(
+                f"the {name} dataset yields events, not frames: create it with a transform "
+                "that bins them, e.g. transform=tonic.transforms.ToFrame(sensor_size=..., "
+                "n_time_bins=T)"
+            )
+        binned, labels = bin_frames(dataset, dtype, workers, desc=f"binning {name}")
+        frames[name] = FrameDataset(torch.from_numpy(binned), torch.from_numpy(labels))
     return make_splits(
         frames["train"], frames.get("test"), num_classes, test_fraction, val_fraction, split_seed
     )

@@ -26,6 +26,9 @@ DEVICES: Registry[type[ConductanceModel]] = Registry("device preset")
 G_MAX_QUANTILE = 0.999
 _G_MAX_Z = 3.0902
 
+#: the device model of layers and models built without one
+DEFAULT_DEVICE = "prime-gaussian"
+
 #: std of PRIME's ΔG (µS): reference code ``nn.init.normal_(weight, std=6.352)``
 PRIME_DELTA_STD_US = 6.352
 
@@ -206,6 +209,21 @@ def device_from_config(config: dict[str, Any]) -> ConductanceModel:
     if not isinstance(name, str):
         raise PrimeError(f"a device config needs a preset 'name' (a string), got {name!r}")
     return get_device(name, **params)
+
+
+def as_device(device_model: ConductanceModel | str | dict[str, Any]) -> ConductanceModel:
+    """A device model from a preset name, a config (:meth:`ConductanceModel.to_config`) or
+    a model (returned as it is)."""
+    if isinstance(device_model, ConductanceModel):
+        return device_model
+    if isinstance(device_model, str):
+        return get_device(device_model)
+    if isinstance(device_model, dict):
+        return device_from_config(device_model)
+    raise PrimeError(
+        f"a device model is a preset name (e.g. {DEFAULT_DEVICE!r}), a device config dict or "
+        f"a ConductanceModel, got {type(device_model).__name__}"
+    )
 
 
 def list_devices() -> list[str]:

@@ -20,18 +20,21 @@ from torch import nn
 from prime.analysis.energy.counting import connection_sparsity, count_operations
 from prime.core.errors import PrimeError
 from prime.kernels.sparse_conv import conv2d
-from prime.snn.layers import MemristorConv2d, MemristorLinear
+from prime.snn.layers import MemristorConv2d, MemristorLayer, MemristorLinear
 from prime.snn.network import SpikingNetwork
 from prime.snn.neurons import NeuronLayer
 
 
 class SpikeConv2d(nn.Conv2d):
-    """``nn.Conv2d`` (no bias) computing as :class:`MemristorConv2d` does."""
+    """``nn.Conv2d`` computing as :class:`MemristorConv2d` does."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padding = self.padding[0]
-        assert isinstance(padding, int)  # made from a MemristorConv2d: padding in pixels
-        return conv2d(x, self.weight, stride=self.stride[0], padding=padding)
+        assert not isinstance(self.padding, str)  # made from a MemristorConv2d: pixels
+        stride, padding = (
+            (v[0] if v[0] == v[1] else (v[0], v[1])) for v in (self.stride, self.padding)
+        )
+        out = conv2d(x, self.weight, stride=stride, padding=padding)
+        return out if self.bias is None else out + self.bias.view(-1, 1, 1)
 
 
 class StepNeuron(nn.Module):
@@ -62,21 +65,25 @@ class NeuroBenchView(nn.Module):
             weights = model.weights()
         layers: list[nn.Module] = []
         for layer, weight in zip(model.layers, weights, strict=True):
+            has_bias = isinstance(layer, MemristorLayer) and layer.bias is not None
             if isinstance(layer, MemristorConv2d):
                 assert weight is not None
-                out_ch, in_ch, k, _ = weight.shape
+                out_ch, in_ch, kh, kw = weight.shape
                 view: nn.Module = SpikeConv2d(
-                    in_ch, out_ch, k, layer.stride, layer.padding, bias=False
+                    in_ch, out_ch, (kh, kw), layer.stride, layer.padding, bias=has_bias
                 )
             elif isinstance(layer, MemristorLinear):
                 assert weight is not None
-                view = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+                view = nn.Linear(weight.shape[1], weight.shape[0], bias=has_bias)
             elif isinstance(layer, NeuronLayer):
                 view = StepNeuron(layer)
             else:
                 view = layer
             if isinstance(view, nn.Linear | nn.Conv2d) and weight is not None:
                 view.weight.requires_grad_(False).copy_(weight)
+                if view.bias is not None:
+                    assert isinstance(layer, MemristorLayer) and layer.bias is not None
+                    view.bias.requires_grad_(False).copy_(layer.bias)
             layers.append(view)
         self.layers = nn.Sequential(*layers)
         self.eval()

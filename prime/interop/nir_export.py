@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from prime.core.errors import PrimeError
-from prime.snn.layers import MemristorConv2d, MemristorLinear
+from prime.snn.layers import MemristorConv2d, MemristorLayer, MemristorLinear
 from prime.snn.network import SpikingNetwork
 from prime.snn.neurons import LIF, Integrator
 from prime.version import __version__
@@ -71,9 +71,9 @@ def export_nir(model: SpikingNetwork, readout: str = "integrator", dt_s: float =
         following = layers[i + 1] if i + 1 < len(layers) else None
         if isinstance(layer, MemristorConv2d):
             assert weight is not None
-            w, bias = weight.detach().numpy(), np.zeros(weight.shape[0], np.float32)
+            w, bias = weight.detach().numpy(), _bias(layer)
             if isinstance(following, nn.BatchNorm2d):
-                w, bias = _fold_batch_norm(w, following)
+                w, bias = _fold_batch_norm(w, bias, following)
                 i += 1
             nodes[name] = nir.Conv2d(
                 shape[2:], w, layer.stride, layer.padding, 1, 1, bias, metadata=_read_note()
@@ -81,7 +81,12 @@ def export_nir(model: SpikingNetwork, readout: str = "integrator", dt_s: float =
             shape = (1, w.shape[0], *_conv_out(shape[2:], w.shape[2:], layer))
         elif isinstance(layer, MemristorLinear):
             assert weight is not None
-            nodes[name] = nir.Linear(weight.detach().numpy(), metadata=_read_note())
+            w = weight.detach().numpy()
+            nodes[name] = (
+                nir.Linear(w, metadata=_read_note())
+                if layer.bias is None
+                else nir.Affine(w, _bias(layer), metadata=_read_note())
+            )
             shape = (1, weight.shape[0])
         elif isinstance(layer, LIF):
             nodes[name] = _lif_node(nir, layer, shape[1:], dt_s)
@@ -147,15 +152,25 @@ def _read_note() -> dict[str, str]:
     return {"weights": "one read of the chip: scale * (G+ - G-) * mask"}
 
 
-def _fold_batch_norm(w: np.ndarray, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+def _fold_batch_norm(
+    w: np.ndarray, bias: np.ndarray, bn: nn.BatchNorm2d
+) -> tuple[np.ndarray, np.ndarray]:
     """Conv weight and bias with the batch norm after it folded in (its eval statistics)."""
     assert bn.running_mean is not None and bn.running_var is not None
     gain = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(
         bn.running_var + bn.eps
     )
     shift = (bn.bias if bn.affine else torch.zeros_like(gain)) - bn.running_mean * gain
+    shift = shift + torch.from_numpy(bias) * gain
     scaled = w * gain.detach().numpy()[:, None, None, None]
     return scaled.astype(np.float32), shift.detach().numpy().astype(np.float32)
+
+
+def _bias(layer: MemristorLayer) -> np.ndarray:
+    """The layer's digital bias per output (zeros where it has none)."""
+    if layer.bias is None:
+        return np.zeros(layer.scores.shape[0], np.float32)
+    return layer.bias.detach().numpy().astype(np.float32)
 
 
 def _conv_out(

@@ -2,10 +2,10 @@
 
 The graph must be a chain ``input -> ... -> output`` of these nodes:
 
-* ``nir.Linear`` / ``nir.Affine`` and ``nir.Conv2d`` (one group, no dilation, square kernel;
-  a bias must be 0: prime's crossbars have none) become memristor layers whose cells are
-  programmed from the weights (:func:`prime.hardware.programming.program_weight`: ideally,
-  or with write noise and write-verify), every edge kept;
+* ``nir.Linear`` / ``nir.Affine`` and ``nir.Conv2d`` (one group, no dilation, square kernel)
+  become memristor layers whose cells are programmed from the weights
+  (:func:`prime.hardware.programming.program_weight`: ideally, or with write noise and
+  write-verify), every edge kept, a bias as the layer's digital bias;
 * ``nir.LIF`` (``v_leak = v_reset = 0``, one value per parameter) and ``nir.IF`` become LIF
   layers: with time step ``dt`` (snnTorch's convention, 1e-4 s), ``decay = dt / tau`` and the
   input weight ``w = r dt / tau`` (``r dt`` for IF) divides the threshold, as snnTorch's
@@ -40,7 +40,7 @@ from prime.interop.nir_export import DT_S, LEAK_SLOPE_KEY, _nir
 from prime.snn.config import ModelConfig
 from prime.snn.layers import MemristorConv2d, MemristorLayer, MemristorLinear
 from prime.snn.network import SpikingNetwork
-from prime.snn.neurons import LIF, Integrator, LIFParams
+from prime.snn.neurons import LIF, Integrator, LIFParams, NeuronLayer
 
 SUPPORTED = ("Input", "Output", "Linear", "Affine", "Conv2d", "LIF", "IF", "I", "AvgPool2d",
              "Flatten")  # fmt: skip
@@ -94,11 +94,7 @@ def import_nir(
     :data:`~prime.hardware.programming.WRITE_VERIFY` (``ideal``, ``write-verify``,
     ``write-once``), its window's top at the device's programmable maximum, or a
     :class:`~prime.hardware.programming.WriteVerify` used as it is."""
-    writer = (
-        WRITE_VERIFY.get(programming).within(device_model)
-        if isinstance(programming, str)
-        else programming
-    )
+    writer = writer_for(programming, device_model)
     writes = torch.Generator().manual_seed(write_seed)
     order = _chain(graph)
     input_node = graph.nodes[order[0]]
@@ -116,11 +112,17 @@ def import_nir(
         node = graph.nodes[name]
         layer = _layer(name, node, make, dt_s)
         if isinstance(layer, MemristorLayer):
-            weight = torch.as_tensor(np.asarray(node.weight, dtype=np.float32))
-            cells = program_weight(weight, writer, writes, weight_quantile)
-            layer.load_conductances(cells.g_us, scale=cells.scale)
+            bias = getattr(node, "bias", None)
+            cells = program_layer(
+                layer,
+                torch.as_tensor(np.asarray(node.weight, dtype=np.float32)),
+                None if bias is None else torch.as_tensor(np.asarray(bias, dtype=np.float32)),
+                writer,
+                writes,
+                weight_quantile,
+            )
             programmed.append((name, cells))
-        h = _check_chains(name, node, layer, h)
+        h = check_chains(f"NIR node {name!r} ({type(node).__name__})", layer, h)
         layers.append(layer)
     network = SpikingNetwork(layers, input_shape, timesteps, int(h[0].numel()))
     network.config = ModelConfig(
@@ -131,6 +133,35 @@ def import_nir(
         timesteps=timesteps,
     )
     return network.eval(), ImportReport(writer, programmed)
+
+
+def writer_for(programming: str | WriteVerify, device_model: ConductanceModel) -> WriteVerify:
+    """The writer of ``programming``: a preset of
+    :data:`~prime.hardware.programming.WRITE_VERIFY` with its window's top at the device's
+    programmable maximum, or a :class:`~prime.hardware.programming.WriteVerify` as it is."""
+    if isinstance(programming, str):
+        return WRITE_VERIFY.get(programming).within(device_model)
+    return programming
+
+
+def program_layer(
+    layer: MemristorLayer,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    writer: WriteVerify,
+    writes: torch.Generator,
+    weight_quantile: float = 1.0,
+) -> ProgrammedLayer:
+    """Program trained ``weight`` onto ``layer``'s cells by ``writer``, its write noise drawn
+    from ``writes`` (:func:`~prime.hardware.programming.program_weight`), and copy ``bias``
+    into its digital bias (the layer has one where ``bias`` is given)."""
+    cells = program_weight(weight, writer, writes, weight_quantile)
+    layer.load_conductances(cells.g_us, scale=cells.scale)
+    if bias is not None:
+        assert layer.bias is not None  # made with bias=True
+        with torch.no_grad():
+            layer.bias.copy_(bias.reshape(layer.bias.shape))
+    return cells
 
 
 def _chain(graph) -> list[str]:
@@ -165,10 +196,10 @@ def _chain(graph) -> list[str]:
 def _layer(name: str, node, make: dict, dt_s: float) -> nn.Module:
     kind = type(node).__name__
     if kind in ("Linear", "Affine", "Conv2d"):
-        _check_no_bias(name, node)
+        bias = getattr(node, "bias", None) is not None
         weight = np.asarray(node.weight)
         if kind != "Conv2d":
-            return MemristorLinear(weight.shape[1], weight.shape[0], **make)
+            return MemristorLinear(weight.shape[1], weight.shape[0], bias=bias, **make)
         stride, padding = (
             _square(name, "stride", node.stride),
             _square(name, "padding", node.padding),
@@ -179,7 +210,7 @@ def _layer(name: str, node, make: dict, dt_s: float) -> nn.Module:
         if weight.shape[2] != weight.shape[3]:
             raise PrimeError(f"NIR node {name!r} (Conv2d) has a non-square kernel {weight.shape}")
         return MemristorConv2d(
-            weight.shape[1], weight.shape[0], weight.shape[2], stride, padding, **make
+            weight.shape[1], weight.shape[0], weight.shape[2], stride, padding, bias=bias, **make
         )
     slope = float(node.metadata.get(LEAK_SLOPE_KEY, 1.0))
     if kind in ("LIF", "IF"):
@@ -208,26 +239,18 @@ def _pair(value) -> tuple[int, int]:
     return first, second
 
 
-def _check_chains(name: str, node, layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """``layer``'s output for the previous node's output ``h`` (one zero frame)."""
+def check_chains(label: str, layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """``layer``'s output for the previous layer's output ``h`` (one zero frame); a
+    PrimeError naming ``label`` (the node or module) where the shapes do not chain."""
     try:
         with torch.no_grad():
-            return layer(h.unsqueeze(0))[0] if isinstance(layer, LIF | Integrator) else layer(h)
+            return layer(h.unsqueeze(0))[0] if isinstance(layer, NeuronLayer) else layer(h)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise PrimeError(
-            f"NIR node {name!r} ({type(node).__name__}) cannot take the previous node's "
-            f"output of shape {tuple(h.shape[1:])}: the graph's shapes do not chain ({first})"
+            f"{label} cannot take the previous layer's output of shape {tuple(h.shape[1:])}: "
+            f"the shapes do not chain ({first})"
         ) from None
-
-
-def _check_no_bias(name: str, node) -> None:
-    bias = getattr(node, "bias", None)
-    if bias is not None and np.any(np.asarray(bias) != 0):
-        raise PrimeError(
-            f"NIR node {name!r} ({type(node).__name__}) has a nonzero bias; prime's crossbars "
-            "have none (train without bias, e.g. nn.Linear(..., bias=False))"
-        )
 
 
 def _one(name: str, node, field: str) -> float:

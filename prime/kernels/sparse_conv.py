@@ -65,13 +65,16 @@ def compress(x: torch.Tensor, max_density: float = 1.0) -> SparseFrames | None:
 
 
 def conv2d(
-    x: torch.Tensor, weight: torch.Tensor, stride: int | tuple[int, int] = 1, padding: int = 0
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
 ) -> torch.Tensor:
-    """``F.conv2d`` of frames x [N, C_in, H, W] (no bias, an int padding; a stride (sh, sw)
-    runs dense) ->
-    [N, C_out, H', W'] channels-last; skips x's zeros where that pays (see the module)."""
+    """``F.conv2d`` of frames x [N, C_in, H, W] (no bias; a stride or padding (h, w) runs
+    dense) -> [N, C_out, H', W'] channels-last; skips x's zeros where that pays (see the
+    module)."""
     x = x.contiguous(memory_format=torch.channels_last)
-    if _sparse_can_run(x, weight, stride, padding):
+    if isinstance(padding, int) and _sparse_can_run(x, weight, stride, padding):
         frames = compress(x, MAX_DENSITY)
         if frames is not None:
             return sparse_conv2d(x, weight, padding, frames)
@@ -88,7 +91,10 @@ def sparse_conv2d(
 
 
 def _sparse_can_run(
-    x: torch.Tensor, weight: torch.Tensor, stride: int | tuple[int, int], padding: int
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    stride: int | tuple[int, int],
+    padding: int,
 ) -> bool:
     """Whether the sparse kernels run this convolution (else ``F.conv2d``, with its errors)."""
     return (

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from prime.core.errors import PrimeError
+from prime.core.plugins import import_modules
 from prime.core.resources import MAX_EPOCHS, MAX_SEED, MAX_TIMESTEPS, check_count
 from prime.data import dataset_spec
 from prime.data.augment import FrameAugmentation
@@ -65,8 +66,12 @@ class TrainConfig:
     train_read_noise: float = 0.0
     #: stuck cells applied to the chip before training (StuckCells fields; empty: none)
     faults: dict[str, Any] = field(default_factory=dict)
+    #: user modules that register what the run uses (models, devices, datasets, policies):
+    #: imported when the config is made, so every command on the run finds them
+    imports: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        import_modules(self.imports)  # first: the checks below may look up their entries
         limits = {"epochs": MAX_EPOCHS, "timesteps": MAX_TIMESTEPS, "seed": MAX_SEED}
         for name in ("epochs", "batch_size", "save_every", "limit_train", "timesteps", "seed"):
             value = getattr(self, name)

@@ -98,7 +98,7 @@ def count_energy(
                 model, masked[i : i + batch_size], index[:, i : i + batch_size], rule
             )
             steps.append(result.steps)
-    energy = {name: sum(analog.energy_pj(c).values()) for name, c in counts.items()}
+    energy = {name: analog.energy_pj(c)["total"] for name, c in counts.items()}
     mean_steps = torch.cat(steps).double().mean().item()
     energy["dense_digital"] = dense_macs_per_step(model) * mean_steps * digital.mac_pj
     energy["total"] = sum(energy.values())

@@ -136,7 +136,7 @@ def _evaluate_points(
             {
                 **labels,
                 "accuracy": accuracy,
-                "energy_pj": sum(energy.values()),
+                "energy_pj": energy["total"],
                 **{f"{name}_pj": energy[name] for name in COMPONENTS},
                 "latency_ns": analog.latency_ns(counts),
                 "samples": counts.samples,

@@ -92,6 +92,10 @@ def load_run(run_dir: str | Path) -> tuple[SpikingNetwork, dict[str, Any]]:
     path = path / "checkpoint.pt" if path.is_dir() else path
     payload = load_checkpoint(path)
     try:
+        run_config(payload)  # imports the user modules the run needs
+    except PrimeError as exc:
+        raise PrimeError(f"{path}: {exc}") from None
+    try:
         model = build_model(ModelConfig.from_dict(payload["model_config"]))
         model.load_state_dict(payload["model_state"])
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:

@@ -10,13 +10,23 @@ mask)``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from prime.core.errors import PrimeError
-from prime.hardware.devices import PRIME_DELTA_STD_US, ConductanceModel, check_conductances
+from prime.core.resources import MAX_SEED, check_count
+from prime.hardware.devices import (
+    DEFAULT_DEVICE,
+    PRIME_DELTA_STD_US,
+    ConductanceModel,
+    as_device,
+    check_conductances,
+    chip_generator,
+)
+from prime.hardware.periphery import periphery_generator as periphery_generator_of
 from prime.hardware.readpath import IDEAL, CrossbarRead, ReadPath, ReadPathConfig
 from prime.kernels.sparse_conv import conv2d
 from prime.snn.config import PRIME_SCALE
@@ -49,9 +59,10 @@ class MemristorLayer(nn.Module):
 
     Args:
         weight_shape: shape of the weight, output dimension first.
-        device_model: the device model that forms the crossbar.
-        chip: generator that forms it (the chip seed).
-        scores_generator: generator of the initial scores (the training seed).
+        device_model: the device model that forms the crossbar: a preset name, a device
+            config (:func:`~prime.hardware.devices.as_device`) or a model.
+        chip: the chip seed that forms it, or a generator (layers of one chip share one).
+        scores_generator: the seed of the initial scores, or a generator.
         keep: kept fraction of edges, in (0, 1].
         scale: conductance-to-weight scale (1/µS); ``"matched"`` (default) to give the
             weights the RMS of PRIME's chip, whatever the device (:func:`matched_scale`); or
@@ -60,7 +71,10 @@ class MemristorLayer(nn.Module):
         mask_rule: ``"topk"`` (exactly round(keep n) edges) or ``"prime"`` (PRIME's rank rule).
         read_path: the configuration of the way from cells to numbers (default: ideal).
         periphery_generator: the chip's generator of its periphery (ADC variation), drawn
-            from its chip seed; needed only where ``read_path`` varies the ADCs.
+            from its chip seed (by default from ``chip`` where that is a seed); needed only
+            where ``read_path`` varies the ADCs.
+        bias: a learned offset per output, added digitally after the crossbar (counted as
+            digital additions, :mod:`prime.analysis.energy.counting`).
     """
 
     g_us: torch.Tensor  # buffer [2, *weight_shape], µS
@@ -69,16 +83,26 @@ class MemristorLayer(nn.Module):
     def __init__(
         self,
         weight_shape: tuple[int, ...],
-        device_model: ConductanceModel,
-        chip: torch.Generator,
-        scores_generator: torch.Generator,
+        device_model: ConductanceModel | str | dict[str, Any] = DEFAULT_DEVICE,
+        chip: torch.Generator | int = 0,
+        scores_generator: torch.Generator | int = 0,
         keep: float = 0.5,
         scale: float | str = MATCHED,
         mask_rule: str = "topk",
         read_path: ReadPathConfig = IDEAL,
         periphery_generator: torch.Generator | None = None,
+        bias: bool = False,
     ) -> None:
         super().__init__()
+        device_model = as_device(device_model)
+        if not isinstance(chip, torch.Generator):
+            seed = check_count("chip seed", chip, 0, MAX_SEED)
+            chip = chip_generator(seed)
+            if periphery_generator is None:
+                periphery_generator = periphery_generator_of(seed)
+        if not isinstance(scores_generator, torch.Generator):
+            seed = check_count("scores seed", scores_generator, 0, MAX_SEED)
+            scores_generator = torch.Generator().manual_seed(seed)
         self.keep = check_keep(keep)
         self.mask_rule = mask_rule
         self.read_noise = 0.0
@@ -97,6 +121,13 @@ class MemristorLayer(nn.Module):
         self.scores = nn.Parameter(torch.empty(weight_shape))
         nn.init.kaiming_uniform_(self.scores, a=math.sqrt(5), generator=scores_generator)
         self.register_buffer("scale", torch.tensor(self._scale(scale, device_model)))
+        self.bias: nn.Parameter | None = None
+        if bias:  # torch's initialisation, uniform in ±1 / sqrt(fan-in), seeded
+            bound = 1.0 / math.sqrt(self.fan_in)
+            initial = torch.empty(weight_shape[0]).uniform_(
+                -bound, bound, generator=scores_generator
+            )
+            self.bias = nn.Parameter(initial)
 
     @property
     def fan_in(self) -> int:
@@ -167,7 +198,10 @@ class MemristorLayer(nn.Module):
         return torch.stack(tiles, dim=1)
 
     def forward(self, x: torch.Tensor, read: CrossbarRead | None = None) -> torch.Tensor:
-        return self.read_path(x, self.read() if read is None else read, self)
+        out = self.read_path(x, self.read() if read is None else read, self)
+        if self.bias is None:
+            return out
+        return out + self.bias.view(-1, *(1,) * (out.dim() - 2))
 
     def load_conductances(
         self,
@@ -209,7 +243,10 @@ class MemristorLayer(nn.Module):
         return torch.stack([rows, cols], dim=1)
 
     def extra_repr(self) -> str:
-        return f"keep={self.keep}, scale={self.scale.item():.4g}, mask_rule={self.mask_rule!r}"
+        bias = ", bias=True" if self.bias is not None else ""
+        return (
+            f"keep={self.keep}, scale={self.scale.item():.4g}, mask_rule={self.mask_rule!r}{bias}"
+        )
 
 
 class MemristorLinear(MemristorLayer):
@@ -237,7 +274,10 @@ class MemristorLinear(MemristorLayer):
 
 
 class MemristorConv2d(MemristorLayer):
-    """2-D convolution supermask layer (no bias): x [N, C_in, H, W] -> [N, C_out, H', W'].
+    """2-D convolution supermask layer: x [N, C_in, H, W] -> [N, C_out, H', W'].
+
+    ``kernel_size``, ``stride`` and ``padding`` are a whole number or a pair (height,
+    width), as in ``nn.Conv2d``; ``bias`` adds a digital offset per output channel.
 
     Runs channels-last (the fast layout of CPU convolutions); the output stays channels-last,
     which elementwise neurons and pooling keep, so only the first layer's input is converted.
@@ -250,12 +290,15 @@ class MemristorConv2d(MemristorLayer):
         out_channels: int,
         kernel_size: int | tuple[int, int],
         stride: int | tuple[int, int] = 1,
-        padding: int = 0,
+        padding: int | tuple[int, int] = 0,
         **kwargs,
     ) -> None:
-        kh, kw = nn.modules.utils._pair(kernel_size)
+        check_count("in_channels", in_channels)
+        check_count("out_channels", out_channels)
+        kh, kw = conv_pair("kernel_size", kernel_size, 1)
         super().__init__((out_channels, in_channels, kh, kw), **kwargs)
-        self.stride, self.padding = stride, padding
+        self.stride = _square_or_pair(conv_pair("stride", stride, 1))
+        self.padding = _square_or_pair(conv_pair("padding", padding, 0))
 
     def linear_map(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return conv2d(x, weight, stride=self.stride, padding=self.padding)
@@ -278,10 +321,12 @@ class MemristorConv2d(MemristorLayer):
             w = w.transpose(0, 1).reshape(tiles * c, per_tile, kh, kw)
             out = F.conv2d(x, w, stride=self.stride, padding=self.padding, groups=tiles)
             return out.unflatten(1, (tiles, c))
-        strides = nn.modules.utils._pair(self.stride)
+        pair = nn.modules.utils._pair
         height, width = (
-            (size + 2 * self.padding - k) // stride + 1
-            for size, k, stride in zip(x.shape[2:], (kh, kw), strides, strict=True)
+            (size + 2 * pad - k) // stride + 1
+            for size, k, stride, pad in zip(
+                x.shape[2:], (kh, kw), pair(self.stride), pair(self.padding), strict=True
+            )
         )
         pad = tiles * tile_rows - rows
         patches = F.unfold(x, (kh, kw), padding=self.padding, stride=self.stride)
@@ -289,6 +334,26 @@ class MemristorConv2d(MemristorLayer):
         w = F.pad(columns.flatten(1), (0, pad)).view(c, tiles, tile_rows)
         out = torch.einsum("ntrl,ctr->ntcl", patches, w)
         return out.unflatten(3, (height, width))
+
+
+def conv_pair(name: str, value: object, low: int) -> tuple[int, int]:
+    """A convolution's ``kernel_size``/``stride``/``padding`` as (height, width): a whole
+    number >= ``low`` or a pair of them (a PrimeError naming the setting otherwise)."""
+    values = value if isinstance(value, tuple | list) else (value, value)
+    if len(values) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values
+    ):
+        raise PrimeError(
+            f"{name} must be a whole number >= {low} or a pair (height, width) of them, as in "
+            f"nn.Conv2d, got {value!r}"
+        )
+    return int(values[0]), int(values[1])
+
+
+def _square_or_pair(pair: tuple[int, int]) -> int | tuple[int, int]:
+    """One number where both axes agree (the fast sparse convolution takes those), else the
+    pair."""
+    return pair[0] if pair[0] == pair[1] else pair
 
 
 class MemristorConvTranspose2d(MemristorLayer):

@@ -18,7 +18,13 @@ from torch import nn
 
 from prime.core.errors import PrimeError
 from prime.core.registry import Registry
-from prime.hardware.devices import ConductanceModel, chip_generator, device_from_config, get_device
+from prime.hardware.devices import (
+    DEFAULT_DEVICE,
+    ConductanceModel,
+    as_device,
+    chip_generator,
+    device_from_config,
+)
 from prime.hardware.periphery import ReadPathConfig, periphery_generator
 from prime.snn.config import ModelConfig
 from prime.snn.layers import MemristorConv2d, MemristorConvTranspose2d, MemristorLinear
@@ -84,17 +90,22 @@ class LayerFactory:
         self.neuron = config.neuron
         neuron_leak_slope(config.neuron)  # an unknown kind fails before any layer is made
 
-    def linear(self, in_features: int, out_features: int) -> nn.Module:
+    def linear(self, in_features: int, out_features: int, bias: bool = False) -> nn.Module:
         if self.config.synapses == "weights":
-            return self._init(nn.Linear(in_features, out_features, bias=False))
-        return MemristorLinear(in_features, out_features, **self.kwargs)
+            return self._init(nn.Linear(in_features, out_features, bias=bias))
+        return MemristorLinear(in_features, out_features, bias=bias, **self.kwargs)
 
     def conv(
-        self, in_ch: int, out_ch: int, kernel: int | tuple[int, int], **kwargs: Any
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int | tuple[int, int],
+        bias: bool = False,
+        **kwargs: Any,
     ) -> nn.Module:
         if self.config.synapses == "weights":
-            return self._init(nn.Conv2d(in_ch, out_ch, kernel, bias=False, **kwargs))
-        return MemristorConv2d(in_ch, out_ch, kernel, **kwargs, **self.kwargs)
+            return self._init(nn.Conv2d(in_ch, out_ch, kernel, bias=bias, **kwargs))
+        return MemristorConv2d(in_ch, out_ch, kernel, bias=bias, **kwargs, **self.kwargs)
 
     def lif(self, params: LIFParams) -> LIF:
         return LIF(lif_params(params, self.neuron))
@@ -103,9 +114,11 @@ class LayerFactory:
         return Integrator(neuron_leak_slope(self.neuron))
 
     def _init(self, layer: nn.Linear | nn.Conv2d) -> nn.Module:
-        nn.init.kaiming_uniform_(
-            layer.weight, a=math.sqrt(5), generator=self.kwargs["scores_generator"]
-        )
+        generator = self.kwargs["scores_generator"]
+        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+        if layer.bias is not None:  # torch's bound, 1 / sqrt(fan-in)
+            bound = 1.0 / math.sqrt(layer.weight[0].numel())
+            nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
         return layer
 
     def quantize(self, nonnegative: bool = False) -> nn.Module:
@@ -132,11 +145,7 @@ def get_model(name: str, **config: Any) -> SpikingNetwork:
 
     ``device_model`` may be a preset name, a config dict or a :class:`ConductanceModel`.
     """
-    device_model = config.pop("device_model", "prime-gaussian")
-    if isinstance(device_model, str):
-        device_model = get_device(device_model)
-    elif isinstance(device_model, dict):
-        device_model = device_from_config(device_model)
+    device_model = as_device(config.pop("device_model", DEFAULT_DEVICE))
     model_config = ModelConfig(name=name, device_model=device_model.to_config(), **config)
     return build_model(model_config, device_model)
 

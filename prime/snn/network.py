@@ -69,6 +69,8 @@ class SpikingNetwork(nn.Module):
             raise PrimeError(f"mask scope must be 'layer' or 'global', got {mask_scope!r}")
         if not isinstance(timesteps, int) or timesteps < 1:
             raise PrimeError(f"timesteps must be a whole number >= 1, got {timesteps!r}")
+        for i, layer in enumerate(layers):
+            _check_steppable(i, layer)
         self.layers = nn.ModuleList(layers)
         self.input_shape = tuple(input_shape)
         self.timesteps = timesteps
@@ -330,6 +332,28 @@ class SpikingNetwork(nn.Module):
                 sum(m.sum().item() for m in masks) / max(sum(m.numel() for m in masks), 1)
                 if masks
                 else 1.0
+            )
+
+
+#: (package, base class) of the neuron modules of other libraries that keep their state
+#: inside the module between calls
+FOREIGN_STATEFUL = (("snntorch", "SpikingNeuron"), ("spikingjelly", "MemoryModule"))
+
+
+def _check_steppable(index: int, layer: nn.Module) -> None:
+    """Refuse a layer that keeps its neuron state inside itself (an snnTorch or SpikingJelly
+    neuron): the network carries the state of its own neuron layers, and runs every other
+    layer once on all T * B frames in multi-step mode, which such a module would take for
+    one step."""
+    for module in layer.modules():
+        bases = {(c.__module__.split(".")[0], c.__name__) for c in type(module).__mro__}
+        if bases & set(FOREIGN_STATEFUL):
+            kind = f"{type(module).__module__.split('.')[0]}.{type(module).__name__}"
+            raise PrimeError(
+                f"layer {index} ({kind}) keeps its neuron state inside the module, which a "
+                "SpikingNetwork cannot step (multi-step mode would run it once on all "
+                "timesteps): build the network with prime.convert(model, ...), which maps "
+                "snnTorch's Leaky onto prime's LIF, or use prime.LIF / prime.SubtractiveLIF"
             )
 
 

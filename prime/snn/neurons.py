@@ -225,6 +225,35 @@ class LIF(NeuronLayer):
         return repr(self.params) + ("" if self.word is None else f", word={self.word}")
 
 
+class SubtractiveLIF(NeuronLayer):
+    """LIF that resets by subtracting the threshold (snnTorch's default
+    ``reset_mechanism="subtract"``), the rest as :class:`LIF`. One step:
+
+        R <- U > threshold                # last step's spike, no gradient (as snnTorch)
+        U <- LeakyReLU((1 - decay) U + I - R threshold, leak_slope)
+        S <- U > threshold                # surrogate: 1 / (2 w) where |U - threshold| < w
+
+    Runs step by step in both modes (no fused kernel)."""
+
+    def __init__(self, params: LIFParams = LIFParams()) -> None:
+        super().__init__()
+        self.params = params
+
+    def step(self, current: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.params
+        fired = (state.detach() > p.threshold).to(state.dtype)
+        mem = F.leaky_relu(state * (1.0 - p.decay) + current - fired * p.threshold, p.leak_slope)
+        if torch.is_grad_enabled() and mem.requires_grad:
+            return RectangularSpike.apply(mem - p.threshold, p.surrogate_width), mem
+        return (mem > p.threshold).to(mem.dtype), mem
+
+    def scan(self, currents: torch.Tensor) -> torch.Tensor:
+        return scan_steps(self.step, currents, torch.zeros_like(currents[0]))[0]
+
+    def extra_repr(self) -> str:
+        return repr(self.params)
+
+
 class Integrator(NeuronLayer):
     """Non-spiking output layer; outputs its membrane potential every step. With a ``word``,
     its membranes are fixed point (:func:`fixed_integrator_step`)."""

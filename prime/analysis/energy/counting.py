@@ -24,6 +24,12 @@ Definitions (a *frame* is one sample at one timestep):
 * ``neuron_updates``: neuron state updates (every neuron, every frame); ``output_events``:
   nonzero neuron outputs (spikes; the output integrator's nonzero membranes).
 * ``sample_steps``: samples that ran each timestep (early exit makes it fall with t).
+* ``bias_adds``: digital additions of a layer's bias, one per output element and frame
+  (only layers that have a bias count it).
+* digital layers (plain ``nn.Linear``/``nn.Conv2d``, e.g. a programmed-weights baseline's
+  software layers): ``digital_macs``, every multiply-accumulate of the layer, and
+  ``input_events``. A layer holding weights of any other kind is refused: it would go
+  uncounted.
 
 Energy and latency models that turn counts into pJ and ns: :mod:`prime.analysis.energy.models`.
 """
@@ -37,11 +43,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from prime.core.errors import PrimeError
 from prime.snn.layers import MemristorLayer
 from prime.snn.network import SpikingNetwork
-from prime.snn.neurons import LIF, NeuronLayer
+from prime.snn.neurons import LIF, NeuronLayer, SubtractiveLIF
 
 SYNAPSE_METRICS = (
     "input_events",
@@ -54,6 +61,17 @@ SYNAPSE_METRICS = (
     "evaluations_all",
 )
 NEURON_METRICS = ("neuron_updates", "output_events")
+DIGITAL_METRICS = ("input_events", "digital_macs")
+#: plain layers computed digitally, counted as digital multiply-accumulates
+DIGITAL_LAYERS = nn.Linear | nn.Conv2d
+CountedLayer = MemristorLayer | NeuronLayer | nn.Linear | nn.Conv2d
+
+
+def _metrics(layer: CountedLayer) -> tuple[str, ...]:
+    if isinstance(layer, NeuronLayer):
+        return NEURON_METRICS
+    metrics = SYNAPSE_METRICS if isinstance(layer, MemristorLayer) else DIGITAL_METRICS
+    return metrics if layer.bias is None else (*metrics, "bias_adds")
 
 
 class LayerCounter:
@@ -63,9 +81,9 @@ class LayerCounter:
     ``{metric: [count at t=0, t=1, ...]}``.
     """
 
-    def __init__(self, name: str, layer: MemristorLayer | NeuronLayer, timesteps: int) -> None:
+    def __init__(self, name: str, layer: CountedLayer, timesteps: int) -> None:
         self.name, self.layer, self.timesteps = name, layer, timesteps
-        self.metrics = SYNAPSE_METRICS if isinstance(layer, MemristorLayer) else NEURON_METRICS
+        self.metrics = _metrics(layer)
         self.reset()
 
     def reset(self) -> None:
@@ -77,11 +95,28 @@ class LayerCounter:
         self.counts.index_add_(1, timestep, values.T)
 
     @torch.no_grad()
-    def update_synapse(self, x: torch.Tensor, weight: torch.Tensor, timestep: torch.Tensor) -> None:
-        """Count a synaptic layer's frames x [N, ...] with effective ``weight``."""
+    def update_synapse(
+        self, x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, timestep: torch.Tensor
+    ) -> None:
+        """Count a synaptic layer's frames x [N, ...] with effective ``weight``, giving
+        outputs ``out`` [N, ...]."""
         if not isinstance(self.layer, MemristorLayer):
-            raise TypeError(f"{self.name} is a neuron layer, not a synaptic one")
-        self.add(synapse_counts(self.layer, x, weight), timestep)
+            raise TypeError(f"{self.name} is not a memristor layer")
+        self.add({**synapse_counts(self.layer, x, weight), **_bias_adds(out)}, timestep)
+
+    @torch.no_grad()
+    def update_digital(self, x: torch.Tensor, out: torch.Tensor, timestep: torch.Tensor) -> None:
+        """Count a digital layer's frames x [N, ...] and outputs [N, ...]: every
+        multiply-accumulate (output elements x fan-in), nonzero inputs, bias additions."""
+        assert isinstance(self.layer, DIGITAL_LAYERS)
+        fan_in = self.layer.weight[0].numel()
+        outputs = out[0].numel()
+        per_frame = {
+            "input_events": (x != 0).flatten(1).sum(1),
+            "digital_macs": torch.full((len(x),), float(outputs * fan_in)),
+            **_bias_adds(out),
+        }
+        self.add(per_frame, timestep)
 
     @torch.no_grad()
     def update_neuron(self, out: torch.Tensor, timestep: torch.Tensor) -> None:
@@ -95,6 +130,11 @@ class LayerCounter:
 
     def compute(self) -> dict[str, list[float]]:
         return {m: self.counts[i].tolist() for i, m in enumerate(self.metrics)}
+
+
+def _bias_adds(out: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``bias_adds`` per frame of a layer's outputs [N, ...] (used where it has a bias)."""
+    return {"bias_adds": torch.full((len(out),), float(out[0].numel()))}
 
 
 def synapse_counts(
@@ -148,7 +188,6 @@ class OperationCounts:
     def synapse_layers(self) -> list[dict[str, Any]]:
         return [layer for layer in self.layers if layer["kind"] == "synapse"]
 
-    @property
     def steps_per_sample(self) -> float:
         """Mean timesteps a sample ran."""
         return sum(self.sample_steps) / max(self.samples, 1)
@@ -174,7 +213,7 @@ class OperationCounts:
         return {
             "samples": self.samples,
             "sample_steps": self.sample_steps,
-            "steps_per_sample": self.steps_per_sample,
+            "steps_per_sample": self.steps_per_sample(),
             "synaptic_operations": self.synaptic_operations(),
             "activation_sparsity": self.activation_sparsity(),
             "layers": self.layers,
@@ -248,10 +287,12 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     if model in _COUNTING:
         raise PrimeError("count_operations is already active on this model; do not nest it")
     recorder = _Recorder(model)
+    for i, layer in enumerate(model.layers):
+        _check_countable(i, layer)
     counters = [
         LayerCounter(f"{i}: {type(layer).__name__}", layer, model.timesteps)
         for i, layer in enumerate(model.layers)
-        if isinstance(layer, MemristorLayer | NeuronLayer)
+        if isinstance(layer, MemristorLayer | NeuronLayer | DIGITAL_LAYERS)
     ]
     result = OperationCounts(0, [], [])
 
@@ -260,7 +301,14 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
             x = args[0]
             read = args[1] if len(args) > 1 else None
             weight = layer.weight() if read is None else read.weight
-            counter.update_synapse(x, weight, recorder.frame_timesteps(len(x)))
+            counter.update_synapse(x, weight, output, recorder.frame_timesteps(len(x)))
+
+        return hook
+
+    def count_digital(counter: LayerCounter) -> Any:
+        def hook(layer: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            x = args[0]
+            counter.update_digital(x, output, recorder.frame_timesteps(len(x)))
 
         return hook
 
@@ -276,7 +324,10 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
         model.register_forward_hook(recorder.after, with_kwargs=True),
     ]
     for counter in counters:
-        count = count_synapse if isinstance(counter.layer, MemristorLayer) else count_neuron
+        if isinstance(counter.layer, MemristorLayer):
+            count = count_synapse
+        else:
+            count = count_neuron if isinstance(counter.layer, NeuronLayer) else count_digital
         handles.append(counter.layer.register_forward_hook(count(counter)))
     _COUNTING.add(model)
     try:
@@ -288,6 +339,23 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     result.samples = recorder.samples
     result.sample_steps = recorder.sample_steps.tolist()
     result.layers = [_layer_summary(c) for c in counters]
+
+
+def _check_countable(index: int, layer: nn.Module) -> None:
+    """Refuse a network layer that holds weights (a parameter of two or more dimensions)
+    outside the kinds the counters know: its operations would silently go uncounted."""
+    if isinstance(layer, MemristorLayer | NeuronLayer | DIGITAL_LAYERS):
+        return
+    crossbars = {
+        id(p) for m in layer.modules() if isinstance(m, MemristorLayer) for p in m.parameters()
+    }
+    unknown = [n for n, p in layer.named_parameters() if p.dim() >= 2 and id(p) not in crossbars]
+    if unknown:
+        raise PrimeError(
+            f"count_operations cannot count layer {index} ({type(layer).__name__}): its "
+            f"weights {', '.join(unknown)} are of a kind the counters do not know; build it "
+            "from memristor layers or plain nn.Linear/nn.Conv2d (counted as digital MACs)"
+        )
 
 
 def _layer_summary(counter: LayerCounter) -> dict[str, Any]:
@@ -306,6 +374,8 @@ def _layer_summary(counter: LayerCounter) -> dict[str, Any]:
             read_path=layer.read_path.config.to_dict(),
             row_tiles=layer.read_path.tiles(rows),
         )
+    elif isinstance(layer, NeuronLayer):
+        summary.update(kind="neuron", spiking=isinstance(layer, LIF | SubtractiveLIF))
     else:
-        summary.update(kind="neuron", spiking=isinstance(layer, LIF))
+        summary.update(kind="digital", outputs=layer.weight.shape[0])
     return summary

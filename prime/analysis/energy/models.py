@@ -78,12 +78,16 @@ class AnalogMacro:
     multiply_pj: float = 3.1
 
     def energy_pj(self, counts: OperationCounts, pruned: bool = True) -> dict[str, float]:
-        """Energy per inference by component, pJ; ``pruned=False`` keeps every cell."""
+        """Energy per inference by component and their ``total``, pJ; ``pruned=False``
+        keeps every cell. Plain digital layers' multiply-accumulates and every bias
+        addition are the digital unit's (a multiply and an add each; an add)."""
+        digital_mac_pj = self.multiply_pj + self.digital_op_pj
         per_sample = {
             "cells": counts.cell_reads(pruned) * self.cell_read_pj,
             "rows": 0.0,
             "adc": 0.0,
-            "digital": 0.0,
+            "digital": counts.total("digital_macs") * digital_mac_pj
+            + counts.total("bias_adds") * self.digital_op_pj,
             "neurons": counts.total("neuron_updates") * self.neuron_update_pj,
         }
         for layer in counts.synapse_layers():
@@ -104,7 +108,7 @@ class AnalogMacro:
                 partial_sums *= layer.get("row_tiles", 1) - 1
                 correction_pj = self.multiply_pj * (bits / 32) ** 2 + add_pj
                 per_sample["digital"] += conversions * correction_pj + partial_sums * add_pj
-        return {k: v / max(counts.samples, 1) for k, v in per_sample.items()}
+        return with_total({k: v / max(counts.samples, 1) for k, v in per_sample.items()})
 
     def conversions_per_evaluation(self, layer: dict[str, Any]) -> int:
         """ADC conversions of one evaluation of a counted synapse layer: per converted
@@ -127,7 +131,7 @@ class AnalogMacro:
             adc_ns = self.adc_ns * bits / self.adc_reference_bits
             eval_ns = self.read_ns + math.ceil(conversions / adcs) * adc_ns
             total += sum(layer["counts"]["evaluations"]) * eval_ns
-        neuron_layers = len(counts.layers) - len(counts.synapse_layers())
+        neuron_layers = sum(layer["kind"] == "neuron" for layer in counts.layers)
         total += sum(counts.sample_steps) * neuron_layers * self.neuron_step_ns
         return total / max(counts.samples, 1)
 
@@ -161,24 +165,36 @@ class DigitalAccelerator:
     event_driven: bool = False
 
     def energy_pj(self, counts: OperationCounts, pruned: bool = True) -> dict[str, float]:
-        """Energy per inference by component, pJ (``pruned`` is ignored: the weights tell)."""
+        """Energy per inference by component and their ``total``, pJ (``pruned`` is
+        ignored: the weights tell). Plain digital layers' multiply-accumulates count as
+        MACs, bias additions as accumulates."""
+        digital = counts.per_sample("digital_macs") * self.mac_pj
+        digital += counts.per_sample("bias_adds") * self.ac_pj
         if self.event_driven:
             synapses = {
                 "acs": counts.per_sample("acs") * self.ac_pj,
-                "macs": counts.per_sample("macs") * self.mac_pj,
+                "macs": counts.per_sample("macs") * self.mac_pj + digital,
             }
         else:
-            synapses = {"macs": counts.per_sample("dense_ops") * self.mac_pj}
-        return {**synapses, "neurons": counts.per_sample("neuron_updates") * self.neuron_update_pj}
+            synapses = {"macs": counts.per_sample("dense_ops") * self.mac_pj + digital}
+        neurons = counts.per_sample("neuron_updates") * self.neuron_update_pj
+        return with_total({**synapses, "neurons": neurons})
 
     def latency_ns(self, counts: OperationCounts) -> float:
         return (self.synaptic_ops(counts) + counts.per_sample("neuron_updates")) / self.macs_per_ns
 
     def synaptic_ops(self, counts: OperationCounts, pruned: bool = True) -> float:
-        """Synaptic operations per inference: effective (event-driven) or dense."""
+        """Synaptic operations per inference: effective (event-driven) or dense, and every
+        MAC of the plain digital layers."""
+        digital = counts.per_sample("digital_macs")
         if self.event_driven:
-            return counts.per_sample("acs") + counts.per_sample("macs")
-        return counts.per_sample("dense_ops")
+            return counts.per_sample("acs") + counts.per_sample("macs") + digital
+        return counts.per_sample("dense_ops") + digital
+
+
+def with_total(components: dict[str, float]) -> dict[str, float]:
+    """Energy components (pJ) and their sum as ``total``."""
+    return {**components, "total": sum(components.values())}
 
 
 EnergyModel = AnalogMacro | DigitalAccelerator
@@ -273,7 +289,7 @@ class Scenario:
 
     @property
     def energy_pj(self) -> float:
-        return sum(self.energy.values())
+        return self.energy["total"]
 
     @property
     def latency_ns(self) -> float:

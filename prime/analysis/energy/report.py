@@ -97,7 +97,7 @@ def row_dict(row: Scenario, baseline: Scenario) -> dict[str, Any]:
         "energy_breakdown_pj": row.energy,
         "latency_ns": row.latency_ns,
         "synaptic_operations": row.synaptic_ops,
-        "steps_per_sample": row.counts.steps_per_sample,
+        "steps_per_sample": row.counts.steps_per_sample(),
         "accuracy": row.accuracy,
         **row.versus(baseline),
     }
@@ -146,7 +146,9 @@ def format_report(report: dict[str, Any]) -> str:
             f"| {r['load_saved_pct']:.1f} % | {r['speedup_x']:.3g} |"
         )
     analog = rows[-1]["energy_breakdown_pj"]
-    share = ", ".join(f"{k} {100 * v / sum(analog.values()):.1f} %" for k, v in analog.items())
+    share = ", ".join(
+        f"{k} {100 * v / analog['total']:.1f} %" for k, v in analog.items() if k != "total"
+    )
     lines += ["", f"Analog energy by component ({rows[-1]['name']}): {share}.", ""]
     programming = report.get("programming")
     if programming:
