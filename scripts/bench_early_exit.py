@@ -5,16 +5,20 @@ Measures, in one process, on the same model and the same samples (preloaded), at
 
 * samples/s of full-T inference, multi-step (the fastest full-length path) and single-step,
 * samples/s of early-exit inference (``prime.inference.early_exit.run_early_exit``) for each
-  of ``--chunk-steps`` (steps run multi-step between compactions; 1: one step per call),
+  of ``--chunk-steps`` (steps run multi-step between compactions; 1: one step per call):
+  streamed (all samples in one call, at most ``--batch-size`` at once, waiting samples
+  taking the places of those that exit; the headline) and batch by batch (each batch on
+  its own, shrinking as its samples exit),
 * the ideal speedup T / mean steps and the speedups over full-T multi-step (the headline;
   goal: >= 0.8 x ideal) and over full-T single-step,
 * the exits against the per-step rule (``exit_from_trajectory`` on the full-T single-step
   outputs): equal steps, and how far the outputs at exit differ (batch-size rounding),
 * the cost of one single-step call per batch size (ms).
 
-Implementations are timed round-robin, batch by batch (load from other processes hits all
-alike); figures are medians over ``--repeats`` passes over the samples. θ is ``--threshold``
-or calibrated on the validation split for ``--target-drop`` percentage points (default 0.5).
+Implementations are timed round-robin, one pass over all the samples each in turn (load
+from other processes hits all alike); figures are medians over ``--repeats`` passes. θ is
+``--threshold`` or calibrated on the validation split for ``--target-drop`` percentage
+points (default 0.5).
 
     python scripts/bench_early_exit.py runs/digits --json bench_early_exit.json
     python scripts/bench_early_exit.py --reference ../shared/reference/prime/classification.pt \\
@@ -97,57 +101,69 @@ def measure(
     threshold: float,
 ) -> dict[str, Any]:
     """Every figure at the current thread count."""
-    samples = sum(x.shape[1] for x in batches)
+    everything = torch.cat(batches, 1)
+    samples = everything.shape[1]
     T = model.timesteps
-    steps: dict[tuple[int, int], torch.Tensor] = {}  # (chunk steps, batch) -> steps used
+    steps: dict[int, torch.Tensor] = {}  # chunk steps -> steps used, streamed
 
-    def early_exit(chunk: int) -> Callable[[int], None]:
-        def run(i: int) -> None:
+    def streamed(chunk: int) -> Callable[[], None]:
+        def run() -> None:
             result = run_early_exit(
-                model, batches[i], args.policy, threshold, args.min_steps, chunk_steps=chunk
+                model,
+                everything,
+                args.policy,
+                threshold,
+                args.min_steps,
+                chunk_steps=chunk,
+                batch_size=args.batch_size,
             )
-            steps[chunk, i] = result.steps
+            steps[chunk] = result.steps
 
         return run
 
-    runs: dict[str, Callable[[int], object]] = {
-        "full-multi": lambda i: model.logits(batches[i], "multi"),
-        "full-single": lambda i: model.logits(batches[i], "single"),
+    def per_batch(chunk: int) -> Callable[[], None]:
+        def run() -> None:
+            for x in batches:
+                run_early_exit(model, x, args.policy, threshold, args.min_steps, chunk_steps=chunk)
+
+        return run
+
+    runs: dict[str, Callable[[], object]] = {
+        "full-multi": lambda: [model.logits(x, "multi") for x in batches],
+        "full-single": lambda: [model.logits(x, "single") for x in batches],
     }
-    runs |= {f"early-exit k={k}": early_exit(k) for k in args.chunk_steps}
+    runs |= {f"early-exit k={k}": streamed(k) for k in args.chunk_steps}
+    runs |= {f"per batch k={k}": per_batch(k) for k in args.chunk_steps}
     times: dict[str, list[float]] = {name: [] for name in runs}
     with torch.no_grad():
         for fn in runs.values():  # warm-up
-            fn(0)
-        for _ in range(args.repeats):  # one pass over the samples per implementation
-            spent = dict.fromkeys(runs, 0.0)
-            for i in range(len(batches)):  # interleaved batch by batch
-                for name, fn in runs.items():
-                    spent[name] += timed(lambda fn=fn, i=i: fn(i))
-            for name in runs:
-                times[name].append(spent[name])
+            fn()
+        for _ in range(args.repeats):  # one pass over the samples each, in turn
+            for name, fn in runs.items():
+                times[name].append(timed(fn))
         sizes = [s for s in (128, 64, 32, 16, 8, 4, 2, 1) if s <= batches[0].shape[1]]
         per_step = step_ms(model, batches[0], sizes, args.repeats)
         per_step_rule = exits_against_per_step_rule(model, batches, args, threshold)
 
     rate = {name: samples / statistics.median(t) for name, t in times.items()}
-    first = args.chunk_steps[0]
-    mean_steps = torch.cat([steps[first, i] for i in range(len(batches))]).double().mean().item()
+    mean_steps = steps[args.chunk_steps[0]].double().mean().item()
     ideal = T / mean_steps
     chunks = {}
     for k in args.chunk_steps:
-        name = f"early-exit k={k}"
-        multi = rate[name] / rate["full-multi"]
-        chunks[k] = {
-            "samples_per_s": rate[name],
-            "speedup_vs_full_multi": multi,
-            "speedup_vs_full_single": rate[name] / rate["full-single"],
-            "ratio_to_ideal": multi / ideal,
-            "speedup_vs_full_multi_per_pass": sorted(
-                f / e for f, e in zip(times["full-multi"], times[name], strict=True)
-            ),
-            "goal_met": multi >= 0.8 * ideal,
-        }
+        chunks[k] = {}
+        for way in ("early-exit", "per batch"):
+            name = f"{way} k={k}"
+            multi = rate[name] / rate["full-multi"]
+            chunks[k][way] = {
+                "samples_per_s": rate[name],
+                "speedup_vs_full_multi": multi,
+                "speedup_vs_full_single": rate[name] / rate["full-single"],
+                "ratio_to_ideal": multi / ideal,
+                "speedup_vs_full_multi_per_pass": sorted(
+                    f / e for f, e in zip(times["full-multi"], times[name], strict=True)
+                ),
+                "goal_met": multi >= 0.8 * ideal,
+            }
     return {
         "threads": torch.get_num_threads(),
         "mean_steps": mean_steps,
@@ -164,16 +180,29 @@ def measure(
 def exits_against_per_step_rule(
     model: SpikingNetwork, batches: list[torch.Tensor], args: argparse.Namespace, threshold: float
 ) -> dict[str, Any]:
-    """Every chunk size against the per-step rule on the full-T single-step outputs
-    (``exit_from_trajectory``): whether the exit steps are equal, the largest difference of
-    the outputs at exit, and the samples whose outputs differ at all."""
+    """Every chunk size, streamed and batch by batch, against the per-step rule on the full-T
+    single-step outputs (``exit_from_trajectory``): whether the exit steps are equal, the
+    largest difference of the outputs at exit, and the samples whose outputs differ at all."""
+    rules = [
+        exit_from_trajectory(model(x, "single"), args.policy, threshold, args.min_steps)
+        for x in batches
+    ]
+    rule_steps = torch.cat([r.steps for r in rules])
+    rule_outputs = torch.cat([r.outputs for r in rules])
+    everything = torch.cat(batches, 1)
+    exits = dict(policy=args.policy, threshold=threshold, min_steps=args.min_steps)
     equal, difference, differ = True, 0.0, 0
-    for x in batches:
-        rule = exit_from_trajectory(model(x, "single"), args.policy, threshold, args.min_steps)
-        for k in args.chunk_steps:
-            result = run_early_exit(model, x, args.policy, threshold, args.min_steps, chunk_steps=k)
-            equal &= torch.equal(result.steps, rule.steps)
-            gap = (result.outputs - rule.outputs).abs()
+    for k in args.chunk_steps:
+        per_batch = [run_early_exit(model, x, **exits, chunk_steps=k) for x in batches]
+        streamed = run_early_exit(
+            model, everything, **exits, chunk_steps=k, batch_size=args.batch_size
+        )
+        for steps, outputs in (
+            (torch.cat([r.steps for r in per_batch]), torch.cat([r.outputs for r in per_batch])),
+            (streamed.steps, streamed.outputs),
+        ):
+            equal &= torch.equal(steps, rule_steps)
+            gap = (outputs - rule_outputs).abs()
             difference = max(difference, gap.max().item())
             differ += int((gap > 0).any(1).sum())
     return {"steps_equal": equal, "max_output_difference": difference, "outputs_differ": differ}
@@ -193,14 +222,15 @@ def report(figures: dict[str, Any], repeats: int) -> None:
     )
     for name, value in figures["samples_per_s"].items():
         print(f"    {name:<16} {value:8.1f} samples/s (median of {repeats})")
-    for k, chunk in figures["chunk_steps"].items():
-        print(
-            f"    k={k}: {chunk['speedup_vs_full_multi']:.2f}x over full-T multi-step "
-            f"(ratio to ideal {chunk['ratio_to_ideal']:.2f}, goal >= 0.8: "
-            f"{'met' if chunk['goal_met'] else 'missed'}; per pass "
-            f"{', '.join(f'{r:.2f}' for r in chunk['speedup_vs_full_multi_per_pass'])}), "
-            f"{chunk['speedup_vs_full_single']:.2f}x over full-T single-step"
-        )
+    for k, ways in figures["chunk_steps"].items():
+        for way, chunk in ways.items():
+            print(
+                f"    {way} k={k}: {chunk['speedup_vs_full_multi']:.2f}x over full-T multi-step "
+                f"(ratio to ideal {chunk['ratio_to_ideal']:.2f}, goal >= 0.8: "
+                f"{'met' if chunk['goal_met'] else 'missed'}; per pass "
+                f"{', '.join(f'{r:.2f}' for r in chunk['speedup_vs_full_multi_per_pass'])}), "
+                f"{chunk['speedup_vs_full_single']:.2f}x over full-T single-step"
+            )
     print(
         "    one single step, ms per batch size: "
         + ", ".join(f"{s}: {ms:.2f}" for s, ms in figures["step_ms_by_batch"].items())

@@ -74,6 +74,8 @@ def test_bad_arguments_are_prime_errors(model, x):
         run_early_exit(model, x[:3])
     with pytest.raises(PrimeError, match="chunk_steps must be a whole number >= 1, got 0"):
         run_early_exit(model, x, chunk_steps=0)
+    with pytest.raises(PrimeError, match="batch_size must be a whole number >= 1 or None, got 0"):
+        run_early_exit(model, x, batch_size=0)
 
 
 @pytest.mark.parametrize("policy", POLICIES.names())
@@ -145,6 +147,38 @@ def test_chunked_exits_are_those_of_the_per_step_rule(model, x, chunk_steps):
     torch.testing.assert_close(result.outputs, rule.outputs, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk_steps", [1, 2, 3])
+@pytest.mark.parametrize("min_steps", [1, 3])
+def test_streamed_exits_are_those_of_the_per_step_rule(model, x, chunk_steps, min_steps):
+    """5 samples at once out of 16: waiting samples join as others exit, so chunks mix
+    samples at different steps; the exits stay those of deciding after every step."""
+    threshold = _median_confidence(model, x)
+    rule = exit_from_trajectory(model(x, mode="single"), "prime", threshold, min_steps)
+    result = run_early_exit(
+        model, x, "prime", threshold, min_steps, chunk_steps=chunk_steps, batch_size=5
+    )
+    assert len(set(rule.steps.tolist())) > 2
+    assert torch.equal(result.steps, rule.steps)
+    torch.testing.assert_close(result.outputs, rule.outputs, rtol=1e-6, atol=1e-6)
+
+
+def test_observed_network_runs_batch_by_batch_single_steps(model, x):
+    """Under forward hooks every step is a call of its own, on at most batch_size samples
+    that all are at the same step (a chip's run, batch by batch)."""
+    threshold = _median_confidence(model, x)
+    rule = exit_from_trajectory(model(x, mode="single"), "prime", threshold)
+    batches = []
+    handle = model.register_forward_hook(lambda _m, args, _out: batches.append(len(args[0])))
+    try:
+        result = run_early_exit(model, x, "prime", threshold, batch_size=5)
+    finally:
+        handle.remove()
+    assert torch.equal(result.steps, rule.steps)
+    groups = [rule.steps[i : i + 5] for i in range(0, 16, 5)]
+    expected = [int((g > t).sum()) for g in groups for t in range(int(g.max()))]
+    assert batches == expected
+
+
 @pytest.mark.parametrize("policy", POLICIES.names())
 def test_threshold_one_is_full_T_inference(model, x, policy):
     result = run_early_exit(model, x, policy, threshold=1.0)
@@ -167,7 +201,7 @@ def test_chip_read_every_step_is_followed(model, x):
     model.read_every_step(next_read)
     try:
         hooked = model(x, mode="single").mean(0)
-        result = run_early_exit(model, x, threshold=1.0)
+        result = run_early_exit(model, x, threshold=1.0, batch_size=5)
     finally:
         model.read_every_step(None)
         for layer, g_us in zip(layers, cells, strict=True):
@@ -184,8 +218,8 @@ def test_threshold_zero_exits_everyone_at_min_steps(model, x):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chunk_steps", [1, 3])
-def test_golden_early_exit_steps_of_the_prime_reference(chunk_steps):
+@pytest.mark.parametrize(("chunk_steps", "batch_size"), [(1, None), (3, None), (2, 7)])
+def test_golden_early_exit_steps_of_the_prime_reference(chunk_steps, batch_size):
     from prime.snn.reference import load_prime_reference
 
     model = load_prime_reference(reference_file("prime/classification.pt"))
@@ -199,7 +233,13 @@ def test_golden_early_exit_steps_of_the_prime_reference(chunk_steps):
                 continue
             threshold = float(key.rsplit("th", 1)[1])
             result = run_early_exit(
-                model, x, "prime", threshold, alpha=alpha, chunk_steps=chunk_steps
+                model,
+                x,
+                "prime",
+                threshold,
+                alpha=alpha,
+                chunk_steps=chunk_steps,
+                batch_size=batch_size,
             )
             steps = torch.from_numpy(golden[key])
             output = torch.from_numpy(golden[key.replace("steps", "output")])

@@ -5,7 +5,8 @@ After every timestep t the controller scores each running sample's mean output s
 that are done (and have run at least ``min_steps``) retire: their mean output and step
 count are kept, and they leave the batch, so later steps compute only for the samples still
 running (the network runs a few steps multi-step between compactions, with the exits of
-deciding after every step). A sample that is never confident runs all T steps.
+deciding after every step), and waiting samples take their places (``batch_size``). A
+sample that is never confident runs all T steps.
 
 Policies score ``p = softmax(mean_output / alpha)``; a sample is done when its confidence is
 strictly above the threshold θ, so θ = 1.0 never exits early:

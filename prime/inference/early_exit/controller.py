@@ -1,8 +1,9 @@
-"""The early-exit controller: batched single-step inference, retiring samples as they exit.
+"""The early-exit controller: batched inference in chunks, retiring samples as they exit.
 
 See :mod:`prime.inference.early_exit` for the rule. :func:`run_early_exit` drives the
-network one timestep at a time and compacts the batch between steps;
-:func:`exit_from_trajectory` reads the same exits off full-T outputs.
+network a few steps at a time (multi-step chunks), compacts the batch between chunks and
+refills it with waiting samples; :func:`exit_from_trajectory` reads the same exits off
+full-T outputs.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def _check_exit_args(threshold: float, min_steps: int, timesteps: int) -> None:
 
 #: steps the controller runs multi-step between compactions (scripts/bench_early_exit.py)
 CHUNK_STEPS = 2
+#: batches :func:`evaluate_early_exit` loads at once and streams through the controller
+STREAM_BATCHES = 8
 
 
 @torch.no_grad()
@@ -57,64 +60,93 @@ def run_early_exit(
     min_steps: int = 1,
     alpha: float = 2.0,
     chunk_steps: int = CHUNK_STEPS,
+    batch_size: int | None = None,
 ) -> EarlyExitResult:
-    """Inference of x [T, B, ...] with per-sample early exit and compaction.
+    """Inference of x [T, N, ...] with per-sample early exit, compaction and refilling.
 
-    The network runs in chunks of ``chunk_steps`` steps, multi-step from the state the chunk
-    before left (the first chunk runs at least ``min_steps``); after every step of a chunk
+    At most ``batch_size`` samples run at once (default: all N). The network runs in chunks
+    of ``chunk_steps`` steps, multi-step from the state the chunk before left (longer where
+    every sample in it is short of ``min_steps``); after every step of a chunk
     the rule decides which samples exit there, and they keep that step's mean output and
     step count. Between chunks the exited samples are dropped from the state
-    (``index_select``) and from the frames, so later chunks compute only for the samples
-    still running. Exits and outputs are those of deciding after every single step; a
-    sample computes at most ``chunk_steps - 1`` steps past its exit. Where the chip is
-    re-read every step, chunks are single steps; where forward hooks observe the network
-    (energy counting), every step is a single-step call of its own, exactly as a chip runs
-    it (no step past an exit).
+    (``index_select``) and waiting samples join from rest in their place (streaming), so
+    every chunk runs on a full batch until the waiting samples run out; samples in a chunk
+    may then be at different steps. Exits and outputs are those of deciding after every
+    single step; a sample computes at most ``chunk_steps - 1`` steps past its exit.
+
+    Where the chip is re-read every step, chunks are single steps and samples join only an
+    empty batch (all at the same step, for the step's read); where forward hooks observe the
+    network (energy counting), every step is a single-step call of its own, exactly as a
+    chip runs it (no step past an exit), also batch by batch.
 
     The crossbars are read as the network reads them for a sequence
-    (:meth:`~prime.snn.network.SpikingNetwork.sequence_reads`). ``alpha`` is used when
-    ``policy`` is a name. Puts the model in eval mode.
+    (:meth:`~prime.snn.network.SpikingNetwork.sequence_reads`), once for all of x.
+    ``alpha`` is used when ``policy`` is a name. Puts the model in eval mode.
     """
     model.check_input(x)
     policy = get_policy(policy, alpha=alpha)
-    T, B = x.shape[:2]
+    T, N = x.shape[:2]
     _check_exit_args(threshold, min_steps, T)
     if not isinstance(chunk_steps, int) or chunk_steps < 1:
         raise PrimeError(f"chunk_steps must be a whole number >= 1, got {chunk_steps!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise PrimeError(f"batch_size must be a whole number >= 1 or None, got {batch_size!r}")
+    capacity = N if batch_size is None else batch_size
     model.eval()
     reads = list(model.sequence_reads(T))  # all T, as a full-length run reads them
     stepwise = model.observed()
+    streaming = not stepwise and all(r is reads[0] for r in reads)  # any step, any chunk
     state = model.initial_state()
-    outputs = x.new_empty(B, model.num_classes, dtype=torch.get_default_dtype())
-    steps = torch.full((B,), T, dtype=torch.int64, device=x.device)
-    running = torch.arange(B, device=x.device)  # original indices of the running samples
-    total = outputs.new_zeros(B, model.num_classes)  # sum of the outputs so far
-    t = 0
-    while len(running):
-        end = _chunk_end(t, 1 if stepwise else max(chunk_steps, min_steps - t), reads)
-        frames = x[t:end] if len(running) == B else x[t:end].index_select(1, running)
+    outputs = x.new_empty(N, model.num_classes, dtype=torch.get_default_dtype())
+    steps = torch.full((N,), T, dtype=torch.int64, device=x.device)
+    running = steps.new_empty(0)  # original indices of the running samples
+    done_steps = steps.new_empty(0)  # steps each running sample has run
+    total = outputs.new_zeros(0, model.num_classes)  # sum of the outputs so far
+    waiting = 0  # the first sample not yet started
+    while waiting < N or len(running):
+        if waiting < N and len(running) < capacity and (streaming or not len(running)):
+            joining = torch.arange(
+                waiting, min(N, waiting + capacity - len(running)), device=x.device
+            )
+            waiting += len(joining)
+            running = torch.cat([running, joining])
+            done_steps = torch.cat([done_steps, done_steps.new_zeros(len(joining))])
+            total = torch.cat([total, total.new_zeros(len(joining), model.num_classes)])
+            state = [_from_rest(s, len(joining)) for s in state]
+        first, last = int(done_steps.min()), int(done_steps.max())
+        length = 1 if stepwise else max(chunk_steps, min_steps - last)
+        k = _chunk_end(first, length, reads) - first
+        at = (done_steps + torch.arange(k, device=x.device)[:, None]).clamp_(max=T - 1)
+        frames = x[at, running]  # [k, running, ...]: each sample's next k frames (past T: T's)
         if stepwise:
-            out, state = model.step(frames[0], state, reads[t])
+            out, state = model.step(frames[0], state, reads[first])
             chunk = out[None]
         else:
-            chunk, state = model(frames, state=state, reads=reads[t])
+            chunk, state = model(frames, state=state, reads=reads[first])
         live = torch.ones(len(running), dtype=torch.bool, device=x.device)
-        for step, out in enumerate(chunk, start=t + 1):
+        for i, out in enumerate(chunk):
             total = total + out
-            if step < min_steps:
-                continue
-            mean = total / step
-            done = live if step == T else live & policy.done(mean, threshold)
+            step = done_steps + (i + 1)
+            mean = total / step[:, None]
+            done = live & (step >= min_steps) & ((step == T) | policy.done(mean, threshold))
             if done.any():
                 outputs[running[done]] = mean[done]
-                steps[running[done]] = step
+                steps[running[done]] = step[done]
                 live = live & ~done
-        t = end
+        done_steps = done_steps + k
         if not live.all():
             still = live.nonzero().squeeze(1)
-            running, total = running[still], total[still]
+            running, done_steps, total = running[still], done_steps[still], total[still]
             state = [s.index_select(0, still) if s is not None else None for s in state]
     return EarlyExitResult(outputs, steps, T)
+
+
+def _from_rest(state: torch.Tensor | None, joining: int) -> torch.Tensor | None:
+    """A layer's state with ``joining`` samples at rest (zeros) appended; None (at rest, or
+    no state) stays None."""
+    if state is None:
+        return None
+    return torch.cat([state, state.new_zeros(joining, *state.shape[1:])])
 
 
 def _chunk_end(t: int, length: int, reads: list[Any]) -> int:
@@ -189,16 +221,20 @@ def evaluate_early_exit(
     batch_size: int = 128,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run the early-exit controller over ``dataset``.
+    """Run the early-exit controller over ``dataset``, ``batch_size`` samples at once.
+
+    Samples are loaded ``STREAM_BATCHES`` batches at a time and streamed through the
+    controller (waiting samples take the places of those that exit), so only the last
+    chunks of each load run on a shrinking batch.
 
     Returns accuracy, mean_steps, per_class_steps (list, class index -> mean steps),
     steps_histogram (count of samples per step 1..T), load_saved, samples, timesteps.
     """
     policy = get_policy(policy, alpha=alpha)
     outputs, steps, labels = [], [], []
-    loader, count = iterate_batches(dataset, batch_size)
+    loader, count = iterate_batches(dataset, batch_size * STREAM_BATCHES)
     for x, y in progress_bar(loader, total=count, desc="early exit", leave=False, show=progress):
-        result = run_early_exit(model, x, policy, threshold, min_steps)
+        result = run_early_exit(model, x, policy, threshold, min_steps, batch_size=batch_size)
         outputs.append(result.outputs)
         steps.append(result.steps)
         labels.append(y)
