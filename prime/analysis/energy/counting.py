@@ -25,6 +25,11 @@ Definitions (a *frame* is one sample at one timestep):
   nonzero neuron outputs (spikes; the output integrator's nonzero membranes).
 * ``sample_steps``: samples that ran each timestep (early exit makes it fall with t).
 
+A recurrent layer (:mod:`prime.snn.recurrent`) is counted twice: its hidden crossbar as a
+synaptic layer (one evaluation per frame and recurrent step: a :class:`Recurrent` layer's
+step ``t`` is timestep ``t``, a :class:`FrameRecurrent` layer's steps all belong to their
+frame's timestep) and the layer itself as a neuron layer (its neuron's updates).
+
 Energy and latency models that turn counts into pJ and ns: :mod:`prime.analysis.energy.models`.
 """
 
@@ -37,11 +42,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from prime.core.errors import PrimeError
 from prime.snn.layers import MemristorLayer
 from prime.snn.network import SpikingNetwork
 from prime.snn.neurons import LIF, NeuronLayer
+from prime.snn.recurrent import FrameRecurrent, Recurrent, crossbar_of
 
 SYNAPSE_METRICS = (
     "input_events",
@@ -54,6 +61,8 @@ SYNAPSE_METRICS = (
     "evaluations_all",
 )
 NEURON_METRICS = ("neuron_updates", "output_events")
+#: what is counted: synaptic layers (crossbars), neuron layers and frame-recurrent layers
+CountedLayer = MemristorLayer | NeuronLayer | FrameRecurrent
 
 
 class LayerCounter:
@@ -63,7 +72,7 @@ class LayerCounter:
     ``{metric: [count at t=0, t=1, ...]}``.
     """
 
-    def __init__(self, name: str, layer: MemristorLayer | NeuronLayer, timesteps: int) -> None:
+    def __init__(self, name: str, layer: CountedLayer, timesteps: int) -> None:
         self.name, self.layer, self.timesteps = name, layer, timesteps
         self.metrics = SYNAPSE_METRICS if isinstance(layer, MemristorLayer) else NEURON_METRICS
         self.reset()
@@ -248,25 +257,40 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     if model in _COUNTING:
         raise PrimeError("count_operations is already active on this model; do not nest it")
     recorder = _Recorder(model)
-    counters = [
-        LayerCounter(f"{i}: {type(layer).__name__}", layer, model.timesteps)
-        for i, layer in enumerate(model.layers)
-        if isinstance(layer, MemristorLayer | NeuronLayer)
-    ]
+    layers = _counted_layers(model)
+    counters = [LayerCounter(name, layer, model.timesteps) for name, layer, _ in layers]
+    owners = {layer: owner for _, layer, owner in layers}
+    scan_steps: dict[nn.Module, int] = {}  # steps so far of a Recurrent layer's scan over T
     result = OperationCounts(0, [], [])
+
+    def start_scan(layer: nn.Module, args: tuple) -> None:
+        scan_steps[layer] = 0
+
+    def timesteps_of(counter: LayerCounter, n_frames: int) -> torch.Tensor:
+        owner = owners[counter.layer]
+        if isinstance(owner, Recurrent) and recorder.step_t is None:  # step t of a scan over T
+            t = scan_steps[owner]
+            scan_steps[owner] = t + 1
+            return torch.full((n_frames,), t, dtype=torch.long)
+        return recorder.frame_timesteps(n_frames)
 
     def count_synapse(counter: LayerCounter) -> Any:
         def hook(layer: MemristorLayer, args: tuple, output: torch.Tensor) -> None:
             x = args[0]
             read = args[1] if len(args) > 1 else None
             weight = layer.weight() if read is None else read.weight
-            counter.update_synapse(x, weight, recorder.frame_timesteps(len(x)))
+            counter.update_synapse(x, weight, timesteps_of(counter, len(x)))
 
         return hook
 
     def count_neuron(counter: LayerCounter) -> Any:
-        def hook(layer: NeuronLayer, args: tuple, output: Any) -> None:
-            frames = output[0] if isinstance(output, tuple) else output.flatten(0, 1)
+        def hook(layer: nn.Module, args: tuple, output: Any) -> None:
+            if isinstance(output, tuple):  # one step: (output, state)
+                frames = output[0]
+            elif isinstance(layer, FrameRecurrent):  # already frames [N, L, H]
+                frames = output
+            else:  # a scan [T, B, ...]
+                frames = output.flatten(0, 1)
             counter.update_neuron(frames, recorder.frame_timesteps(len(frames)))
 
         return hook
@@ -278,6 +302,8 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     for counter in counters:
         count = count_synapse if isinstance(counter.layer, MemristorLayer) else count_neuron
         handles.append(counter.layer.register_forward_hook(count(counter)))
+    for owner in {owner for owner in owners.values() if isinstance(owner, Recurrent)}:
+        handles.append(owner.register_forward_pre_hook(start_scan))
     _COUNTING.add(model)
     try:
         yield result
@@ -288,6 +314,20 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     result.samples = recorder.samples
     result.sample_steps = recorder.sample_steps.tolist()
     result.layers = [_layer_summary(c) for c in counters]
+
+
+def _counted_layers(model: SpikingNetwork) -> list[tuple[str, CountedLayer, nn.Module | None]]:
+    """(name, layer, owner) of every counted layer in order: synaptic and neuron layers, a
+    recurrent layer's hidden crossbar (owned by the recurrent layer) before the layer."""
+    counted: list[tuple[str, CountedLayer, nn.Module | None]] = []
+    for i, layer in enumerate(model.layers):
+        name = f"{i}: {type(layer).__name__}"
+        hidden = crossbar_of(layer)
+        if hidden is not None and hidden is not layer:
+            counted.append((f"{name} hidden", hidden, layer))
+        if isinstance(layer, CountedLayer):
+            counted.append((name, layer, None))
+    return counted
 
 
 def _layer_summary(counter: LayerCounter) -> dict[str, Any]:
@@ -307,5 +347,6 @@ def _layer_summary(counter: LayerCounter) -> dict[str, Any]:
             row_tiles=layer.read_path.tiles(rows),
         )
     else:
-        summary.update(kind="neuron", spiking=isinstance(layer, LIF))
+        neuron = layer.cell.neuron if isinstance(layer, Recurrent | FrameRecurrent) else layer
+        summary.update(kind="neuron", spiking=isinstance(neuron, LIF))
     return summary
