@@ -61,10 +61,13 @@ class MemristorLayer(nn.Module):
         read_path: the configuration of the way from cells to numbers (default: ideal).
         periphery_generator: the chip's generator of its periphery (ADC variation), drawn
             from its chip seed; needed only where ``read_path`` varies the ADCs.
+        sign_generator: draws a fixed random sign per weight (buffer ``sign``): weights are
+            ``sign * |G+ - G-|``, the pruning paper's convention; None (default): ``G+ - G-``.
     """
 
     g_us: torch.Tensor  # buffer [2, *weight_shape], µS
     scale: torch.Tensor  # buffer, 0-d, 1/µS
+    sign: torch.Tensor | None  # buffer [*weight_shape] of ±1 (sign_generator), or None
 
     def __init__(
         self,
@@ -77,6 +80,7 @@ class MemristorLayer(nn.Module):
         mask_rule: str = "topk",
         read_path: ReadPathConfig = IDEAL,
         periphery_generator: torch.Generator | None = None,
+        sign_generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.keep = check_keep(keep)
@@ -97,6 +101,10 @@ class MemristorLayer(nn.Module):
         self.scores = nn.Parameter(torch.empty(weight_shape))
         nn.init.kaiming_uniform_(self.scores, a=math.sqrt(5), generator=scores_generator)
         self.register_buffer("scale", torch.tensor(self._scale(scale, device_model)))
+        sign = None
+        if sign_generator is not None:
+            sign = 2.0 * torch.randint(2, weight_shape, generator=sign_generator) - 1
+        self.register_buffer("sign", sign)
 
     @property
     def fan_in(self) -> int:
@@ -137,7 +145,13 @@ class MemristorLayer(nn.Module):
         layer's own, with its straight-through gradient)."""
         mask = self.mask() if mask is None else mask
         return self.read_path.read(
-            self.g_us, mask, self.scale, self.read_noise, self.read_generator, self.reset_us
+            self.g_us,
+            mask,
+            self.scale,
+            self.read_noise,
+            self.read_generator,
+            self.reset_us,
+            self.sign,
         )
 
     def weight(self, mask: torch.Tensor | None = None) -> torch.Tensor:
