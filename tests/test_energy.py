@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from helpers import hand_masked_network
+from helpers import hand_masked_network, unit_weight_linear
 from torch import nn
 
 from prime.analysis.energy.counting import connection_sparsity, count_operations, synapse_counts
@@ -26,6 +26,8 @@ from prime.runs.config import TrainConfig
 from prime.snn.layers import MemristorConv2d
 from prime.snn.models import get_model
 from prime.snn.network import SpikingNetwork
+from prime.snn.neurons import Integrator, ReLUUnit
+from prime.snn.recurrent import Recurrent, RecurrentCell
 
 #: x [T=3, B=2, 3]: sample a then b at each step
 TINY_INPUT = torch.tensor(
@@ -86,6 +88,59 @@ def test_counts_match_hand_computation(mode):
     # zero outputs: LIF 12 - 5 spikes, integrator 6 - 5 -> 8 of 18
     assert counts.activation_sparsity() == pytest.approx(8 / 18)
     assert "forward" not in vars(model) and "apply" not in vars(model.layers[0])  # restored
+
+
+# Hand computation of a recurrent ReLU layer h_t = relu(W_ih x_t + W_hh h_{t-1}), unit
+# weights, W_ih keeps the diagonal, W_hh the anti-diagonal; x [T=2, B=2, 2].
+RECURRENT_INPUT = torch.tensor([[[0.5, 0], [0, 0]], [[0, 0], [0.5, 0.5]]])
+# a: h0 = [0.5, 0], h1 = W_hh h0 = [0, 0.5]; b: h0 = [0, 0], h1 = [0.5, 0.5]. The hidden
+# crossbar reads h_{t-1}: zeros at t = 0; at t = 1 a's [0.5, 0] (one graded event, one kept
+# weight in its row) and b's zeros.
+EXPECTED_RECURRENT = {
+    "1: Recurrent hidden": {
+        "input_events": [0, 1],
+        "dense_ops": [8, 8],  # 2 inputs x 2 outputs x 2 samples
+        "event_ops": [0, 2],
+        "acs": [0, 0],
+        "macs": [0, 1],
+        "row_activations": [0, 1],
+        "evaluations": [0, 1],
+        "evaluations_all": [2, 2],
+    },
+    "1: Recurrent": {"neuron_updates": [4, 4], "output_events": [1, 3]},
+}
+
+
+@pytest.mark.parametrize("mode", ["multi", "single"])
+def test_recurrent_hidden_crossbar_counts_match_hand_computation(mode):
+    hidden = unit_weight_linear(2, 2, [[0.0, 1.0], [1.0, 0.0]])
+    layers = [
+        unit_weight_linear(2, 2, [[1.0, 0.0], [0.0, 1.0]]),
+        Recurrent(RecurrentCell(hidden, ReLUUnit())),
+        unit_weight_linear(2, 1, [[1.0, 0.1]]),
+        Integrator(),
+    ]
+    model = SpikingNetwork(layers, input_shape=(2,), timesteps=2, num_classes=1).eval()
+    with torch.no_grad(), count_operations(model) as counts:
+        model(RECURRENT_INPUT, mode)
+    by_name = {layer["name"]: layer for layer in counts.layers}
+    for name, expected in EXPECTED_RECURRENT.items():
+        assert by_name[name]["counts"] == {k: [float(v) for v in vs] for k, vs in expected.items()}
+    assert by_name["1: Recurrent hidden"]["kept_cells"] == 4
+    assert by_name["1: Recurrent"]["spiking"] is False
+
+
+def test_frame_recurrent_hidden_crossbar_is_counted():
+    model = get_model("spoken-digits-crnn").eval()
+    with torch.no_grad(), count_operations(model) as counts:
+        model(torch.rand(1, 3, 23, 20))
+    by_name = {layer["name"]: layer for layer in counts.layers}
+    hidden, neurons = by_name["15: FrameRecurrent hidden"], by_name["15: FrameRecurrent"]
+    # 4 sequence steps per frame, each a 128 x 128 evaluation
+    assert hidden["counts"]["dense_ops"] == [3 * 4 * 128 * 128]
+    assert hidden["counts"]["evaluations_all"] == [3 * 4]
+    assert neurons["counts"]["neuron_updates"] == [3 * 4 * 128]
+    assert len(counts.synapse_layers()) == len(model.memristor_layers()) == 6
 
 
 def test_energy_models_apply_their_constants():

@@ -4,6 +4,7 @@ data import) and ``prime reproduce pruning``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import h5py
@@ -20,9 +21,10 @@ from prime.hardware.programming import WriteVerify, program_weight
 from prime.hardware.replay import TraceReplay
 from prime.hardware.traces.format import Trace, TraceInfo, write_trace
 from prime.hardware.traces.importers import import_set_reset
+from prime.runs.rundir import load_run
 from prime.snn.layers import MemristorLinear
 from prime.snn.masks import hold_mask, supermask, topk_mask
-from prime.snn.models import get_model
+from prime.snn.models import build_model, get_model
 from prime.snn.network import SpikingNetwork
 from prime.snn.neurons import LIF, Integrator, LIFParams, ReLUUnit
 from prime.snn.programmed import program_network
@@ -300,6 +302,32 @@ def test_per_test_batch_reads_zero_in_training_and_advances_in_evaluation(tmp_pa
         replay.detach()
 
 
+def test_random_sign_convention_weighs_abs_delta_g_times_a_fixed_sign():
+    pair = get_model("spoken-digits-crnn")
+    config = dataclasses.replace(pair.config, weight_sign="random-sign")
+    signed = build_model(config)
+    assert "sign" not in dict(pair.named_buffers())  # the default is unchanged
+    for plain, layer in zip(pair.memristor_layers(), signed.memristor_layers(), strict=True):
+        torch.testing.assert_close(layer.scores, plain.scores)  # same scores, same chip
+        assert set(layer.sign.unique().tolist()) == {-1.0, 1.0}
+        delta = layer.g_us[0] - layer.g_us[1]
+        expected = layer.scale * layer.sign * delta.abs() * layer.mask()
+        torch.testing.assert_close(layer.weight(), expected)
+    # pruned pairs of the paper (reset-positive cells): sign * |G+reset - G-|
+    layer = signed.memristor_layers()[2]
+    reset = torch.stack([0.1 * layer.g_us[0], layer.g_us[1]])
+    layer.load_conductances(layer.g_us.clone(), reset)
+    pruned = 1 - layer.mask()
+    weight = layer.weight() * pruned
+    expected = layer.scale * layer.sign * (reset[0] - reset[1]).abs() * pruned
+    torch.testing.assert_close(weight, expected)
+    assert torch.equal(
+        build_model(config).memristor_layers()[0].sign, signed.memristor_layers()[0].sign
+    )
+    with pytest.raises(PrimeError, match="unknown --weight-sign 'abs'; known: pair, random-sign"):
+        dataclasses.replace(pair.config, weight_sign="abs")
+
+
 def test_unknown_convention_names_fail_clearly(tmp_path):
     path, _, _ = _trace(tmp_path / "t.h5")
     model = SpikingNetwork([linear(3, 2), Integrator()], (3,), 1, 2)
@@ -349,17 +377,29 @@ def _fake_spoken_digits(folder, n_train=40, n_test=20):
 def test_reproduce_pruning_runs_end_to_end(tmp_path, capsys):
     data = _fake_spoken_digits(tmp_path / "digits")
     out = tmp_path / "out"
-    args = ["reproduce", "pruning", str(data), "--out", str(out), "--epochs", "1", "--quiet"]
+    # the CRNN's crossbars fill 4 tiles of 512x512; 3 reads, so testing wraps around
+    trace, _, _ = _trace(tmp_path / "chip.h5", rows=512, cols=2048, reads=3)
+    args = ["reproduce", "pruning", str(data), "--out", str(out), "--epochs", "1", "--quiet",
+            "--trace", str(trace)]  # fmt: skip
     assert main(args) == 0
-    assert "# Pruning random resistive memory: reproduction" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "# Pruning random resistive memory: reproduction" in report
+    assert "+ replayed reads" in report and "not measured" not in report
     results = json.loads((out / "reproduce.json").read_text())
     rows = results["tasks"]["spoken-digits"]["rows"]
     assert [r["bits"] for r in rows] == [None, 3]
     for row in rows:
         assert row["pruning"]["switches"]["switches"] > 0
         assert row["programmed"]["pulses"] >= row["programmed"]["cells"]
-    assert len(results["goals"]) == 6 and {"met"} <= set(results["goals"][0])
-    for name in ("report.md", "accuracy.png", "programming.png"):
+        replay = load_run(row["pruning-replay"]["run"])[1]["train_config"]
+        conventions = (replay["replay"], replay["pruned"], replay["weight_sign"])
+        assert conventions == ("per-test-batch", "reset-positive", "random-sign")  # the paper's
+        pruned, programmed = row["pruning"]["inference"], row["programmed"]["inference"]
+        assert pruned["dense_ops"] == programmed["dense_ops"] > pruned["synaptic_ops"] > 0
+        assert 0 < pruned["analog_pj"] < pruned["digital_pj"]
+        assert pruned["saving"] == pytest.approx(1 - pruned["analog_pj"] / pruned["digital_pj"])
+    assert len(results["goals"]) == 10 and {"met"} <= set(results["goals"][0])
+    for name in ("report.md", "accuracy.png", "programming.png", "inference.png"):
         assert (out / name).stat().st_size > 0
     assert main(["reproduce", "pruning", str(tmp_path / "missing"), "--out", str(out)]) == 1
     assert "no spoken-digit features" in capsys.readouterr().err

@@ -139,7 +139,25 @@ def add_pruning(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights-lr", type=float, default=1e-3, help="... of the trained weights")
     p.add_argument("--seed", type=seed_arg, default=0, help="training, chip and programming seed")
     p.add_argument("--writer", default="write-verify", help="programming preset")
-    p.add_argument("--trace", type=Path, help="chip trace replayed under pruning, per batch")
+    p.add_argument(
+        "--trace",
+        type=Path,
+        help="chip trace: adds pruning on its reads (training on read 0, testing one read per "
+        "batch, the paper's convention)",
+    )
+    p.add_argument(
+        "--pruned",
+        default="reset-positive",
+        help="pruned pairs under --trace: zero, reset, reset-positive (the paper's, default)",
+    )
+    p.add_argument(
+        "--weight-sign",
+        default="random-sign",
+        help="weights under --trace: pair (G+ - G-) or random-sign (|G+ - G-| times a fixed "
+        "random sign, the paper's, default)",
+    )
+    p.add_argument("--analog", default="rram-macro", help="energy model of the chip")
+    p.add_argument("--digital", default="gpu", help="energy model of the digital baseline")
     p.add_argument("--limit-train", type=int_arg(1), help="train on this many samples only")
     p.add_argument("--force", action="store_true", help="retrain and overwrite --out")
     add_quiet_argument(p)
@@ -162,6 +180,10 @@ def run_pruning(args: argparse.Namespace) -> int:
         seed=args.seed,
         writer=args.writer,
         trace=args.trace,
+        pruned=args.pruned,
+        weight_sign=args.weight_sign,
+        analog=args.analog,
+        digital=args.digital,
         limit_train=args.limit_train,
         force=args.force,
         progress=not args.quiet,

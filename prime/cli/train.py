@@ -89,6 +89,12 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
         help="mask hysteresis: a schedule (pruning-spoken-digits, pruning-fashion-mnist) or "
         "a constant margin >= 0 (default: none)",
     )
+    p.add_argument(
+        "--weight-sign",
+        default="pair",
+        help="a pair's weight: its signed G+ - G- (pair, default) or |G+ - G-| times a fixed "
+        "random sign (random-sign, the pruning paper's convention)",
+    )
     add_periphery_argument(p)
     p.add_argument(
         "--train-read-noise",
@@ -215,6 +221,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         augment=augment_options(args),
         exit_loss=args.exit_loss,
         hysteresis=args.hysteresis,
+        weight_sign=args.weight_sign,
         read_path=periphery_arg(args.periphery, args.r_wire, args.ir_model),
         train_read_noise=args.train_read_noise,
         faults=fault_options(args),

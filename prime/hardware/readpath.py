@@ -105,6 +105,14 @@ class _WireAttenuation:
     reads: int = field(default=0)
 
 
+def orient(cells: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """Cells [2, *w] with each pair's two cells swapped where needed so that the pair's
+    weight ``G+ - G-`` is ``sign * |G+ - G-|`` (the pruning paper's weight convention: the
+    cell wired to the positive column is chosen by a sign fixed in software)."""
+    swap = (cells[0] - cells[1]) * sign < 0
+    return torch.where(swap, cells.flip(0), cells)
+
+
 class ReadPath(nn.Module):
     """A layer's way from cells to numbers (see the module docstring).
 
@@ -165,14 +173,19 @@ class ReadPath(nn.Module):
         read_noise: float = 0.0,
         generator: torch.Generator | None = None,
         reset_us: torch.Tensor | None = None,
+        sign: torch.Tensor | None = None,
     ) -> CrossbarRead:
         """One read of cells ``g_us`` [2, *w] (µS) under binary ``mask`` [*w].
 
         ``read_noise``: multiplicative σ drawn from ``generator``. ``reset_us`` [2, *w]:
         the cells of pruned pairs in the reset state (they still conduct); None: pruned
-        pairs are ideal zeros.
+        pairs are ideal zeros. ``sign`` [*w] (±1): every pair's weight is ``sign`` times its
+        |G+ - G-| (:func:`orient`); None: the signed G+ - G-.
         """
         g_us = read_conductance(g_us, read_noise, generator)
+        if sign is not None:
+            g_us = orient(g_us, sign)
+            reset_us = None if reset_us is None else orient(reset_us, sign)
         wire = self.config.wire
         if wire is not None:
             return self._read_through_wires(g_us, mask, scale, reset_us, wire)

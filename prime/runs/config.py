@@ -62,6 +62,7 @@ class TrainConfig:
     synapses: str = "supermask"  # ModelConfig.synapses
     activation_bits: int | None = None  # ModelConfig.activation_bits
     activation_quantizer: str = "uniform"
+    weight_sign: str = "pair"  # ModelConfig.weight_sign
     #: read noise σ on every crossbar read while training (fresh per step, seeded)
     train_read_noise: float = 0.0
     #: stuck cells applied to the chip before training (StuckCells fields; empty: none)
@@ -146,6 +147,7 @@ def model_config(config: TrainConfig) -> ModelConfig:
         synapses=config.synapses,
         activation_bits=config.activation_bits,
         activation_quantizer=config.activation_quantizer,
+        weight_sign=config.weight_sign,
     )
 
 

@@ -12,6 +12,10 @@ from prime.core.errors import PrimeError
 #: PRIME's fixed conductance-to-weight scale (reference code ``software_scale``).
 PRIME_SCALE = 0.01
 SYNAPSES = ("supermask", "weights")
+#: how a pair's cells make a weight: ``pair``, the signed G+ - G- (prime's default);
+#: ``random-sign``, |G+ - G-| times a random sign fixed in software (the pruning paper's
+#: ``self.sign * |hardware_weight|``, :func:`prime.hardware.readpath.orient`)
+WEIGHT_SIGNS = ("pair", "random-sign")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class ModelConfig:
     #: (:mod:`prime.snn.quantize`); None: none
     activation_bits: int | None = None
     activation_quantizer: str = "uniform"
+    weight_sign: str = "pair"  # WEIGHT_SIGNS
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -59,3 +64,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.synapses not in SYNAPSES:
             raise PrimeError(f"unknown synapses {self.synapses!r}; known: {', '.join(SYNAPSES)}")
+        if self.weight_sign not in WEIGHT_SIGNS:
+            raise PrimeError(
+                f"unknown --weight-sign {self.weight_sign!r}; known: {', '.join(WEIGHT_SIGNS)}"
+            )

@@ -75,10 +75,14 @@ class MemristorLayer(nn.Module):
             where ``read_path`` varies the ADCs.
         bias: a learned offset per output, added digitally after the crossbar (counted as
             digital additions, :mod:`prime.analysis.energy.counting`).
+            from its chip seed; needed only where ``read_path`` varies the ADCs.
+        sign_generator: draws a fixed random sign per weight (buffer ``sign``): weights are
+            ``sign * |G+ - G-|``, the pruning paper's convention; None (default): ``G+ - G-``.
     """
 
     g_us: torch.Tensor  # buffer [2, *weight_shape], µS
     scale: torch.Tensor  # buffer, 0-d, 1/µS
+    sign: torch.Tensor | None  # buffer [*weight_shape] of ±1 (sign_generator), or None
 
     def __init__(
         self,
@@ -92,6 +96,7 @@ class MemristorLayer(nn.Module):
         read_path: ReadPathConfig = IDEAL,
         periphery_generator: torch.Generator | None = None,
         bias: bool = False,
+        sign_generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         device_model = as_device(device_model)
@@ -128,6 +133,10 @@ class MemristorLayer(nn.Module):
                 -bound, bound, generator=scores_generator
             )
             self.bias = nn.Parameter(initial)
+        sign = None
+        if sign_generator is not None:
+            sign = 2.0 * torch.randint(2, weight_shape, generator=sign_generator) - 1
+        self.register_buffer("sign", sign)
 
     @property
     def fan_in(self) -> int:
@@ -168,7 +177,13 @@ class MemristorLayer(nn.Module):
         layer's own, with its straight-through gradient)."""
         mask = self.mask() if mask is None else mask
         return self.read_path.read(
-            self.g_us, mask, self.scale, self.read_noise, self.read_generator, self.reset_us
+            self.g_us,
+            mask,
+            self.scale,
+            self.read_noise,
+            self.read_generator,
+            self.reset_us,
+            self.sign,
         )
 
     def weight(self, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -61,6 +62,13 @@ class ModelSpec:
 MODELS: Registry[ModelSpec] = Registry("model")
 
 
+def sign_generator(score_seed: int) -> torch.Generator:
+    """The generator of the software signs of ``weight_sign="random-sign"``, from the score
+    seed; apart from the scores' generator, so the initial scores stay the same."""
+    seed = np.random.SeedSequence([int(score_seed), 0x516]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(seed))
+
+
 class LayerFactory:
     """Makes a model's supermask layers on one chip, in order (so the same seed, same chip),
     and its neurons of the config's kind (PRIME's or the standard LIF).
@@ -86,6 +94,9 @@ class LayerFactory:
             mask_rule=config.mask_rule,
             read_path=ReadPathConfig.from_dict(config.read_path),
             periphery_generator=periphery_generator(config.chip_seed),
+            sign_generator=sign_generator(config.score_seed)
+            if config.weight_sign == "random-sign"
+            else None,
         )
         self.neuron = config.neuron
         neuron_leak_slope(config.neuron)  # an unknown kind fails before any layer is made

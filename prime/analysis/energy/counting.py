@@ -31,6 +31,11 @@ Definitions (a *frame* is one sample at one timestep):
   ``input_events``. A layer holding weights of any other kind is refused: it would go
   uncounted.
 
+A recurrent layer (:mod:`prime.snn.recurrent`) is counted twice: its hidden crossbar as a
+synaptic layer (one evaluation per frame and recurrent step: a :class:`Recurrent` layer's
+step ``t`` is timestep ``t``, a :class:`FrameRecurrent` layer's steps all belong to their
+frame's timestep) and the layer itself as a neuron layer (its neuron's updates).
+
 Energy and latency models that turn counts into pJ and ns: :mod:`prime.analysis.energy.models`.
 """
 
@@ -49,6 +54,7 @@ from prime.core.errors import PrimeError
 from prime.snn.layers import MemristorLayer
 from prime.snn.network import SpikingNetwork
 from prime.snn.neurons import LIF, NeuronLayer, SubtractiveLIF
+from prime.snn.recurrent import FrameRecurrent, Recurrent, crossbar_of
 
 SYNAPSE_METRICS = (
     "input_events",
@@ -64,11 +70,13 @@ NEURON_METRICS = ("neuron_updates", "output_events")
 DIGITAL_METRICS = ("input_events", "digital_macs")
 #: plain layers computed digitally, counted as digital multiply-accumulates
 DIGITAL_LAYERS = nn.Linear | nn.Conv2d
-CountedLayer = MemristorLayer | NeuronLayer | nn.Linear | nn.Conv2d
+#: what is counted: synaptic layers (crossbars), neuron layers, frame-recurrent layers and
+#: digital layers
+CountedLayer = MemristorLayer | NeuronLayer | FrameRecurrent | nn.Linear | nn.Conv2d
 
 
 def _metrics(layer: CountedLayer) -> tuple[str, ...]:
-    if isinstance(layer, NeuronLayer):
+    if isinstance(layer, NeuronLayer | FrameRecurrent):
         return NEURON_METRICS
     metrics = SYNAPSE_METRICS if isinstance(layer, MemristorLayer) else DIGITAL_METRICS
     return metrics if layer.bias is None else (*metrics, "bias_adds")
@@ -289,19 +297,29 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     recorder = _Recorder(model)
     for i, layer in enumerate(model.layers):
         _check_countable(i, layer)
-    counters = [
-        LayerCounter(f"{i}: {type(layer).__name__}", layer, model.timesteps)
-        for i, layer in enumerate(model.layers)
-        if isinstance(layer, MemristorLayer | NeuronLayer | DIGITAL_LAYERS)
-    ]
+    layers = _counted_layers(model)
+    counters = [LayerCounter(name, layer, model.timesteps) for name, layer, _ in layers]
+    owners = {layer: owner for _, layer, owner in layers}
+    scan_steps: dict[nn.Module, int] = {}  # steps so far of a Recurrent layer's scan over T
     result = OperationCounts(0, [], [])
+
+    def start_scan(layer: nn.Module, args: tuple) -> None:
+        scan_steps[layer] = 0
+
+    def timesteps_of(counter: LayerCounter, n_frames: int) -> torch.Tensor:
+        owner = owners[counter.layer]
+        if isinstance(owner, Recurrent) and recorder.step_t is None:  # step t of a scan over T
+            t = scan_steps[owner]
+            scan_steps[owner] = t + 1
+            return torch.full((n_frames,), t, dtype=torch.long)
+        return recorder.frame_timesteps(n_frames)
 
     def count_synapse(counter: LayerCounter) -> Any:
         def hook(layer: MemristorLayer, args: tuple, output: torch.Tensor) -> None:
             x = args[0]
             read = args[1] if len(args) > 1 else None
             weight = layer.weight() if read is None else read.weight
-            counter.update_synapse(x, weight, output, recorder.frame_timesteps(len(x)))
+            counter.update_synapse(x, weight, output, timesteps_of(counter, len(x)))
 
         return hook
 
@@ -313,8 +331,13 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
         return hook
 
     def count_neuron(counter: LayerCounter) -> Any:
-        def hook(layer: NeuronLayer, args: tuple, output: Any) -> None:
-            frames = output[0] if isinstance(output, tuple) else output.flatten(0, 1)
+        def hook(layer: nn.Module, args: tuple, output: Any) -> None:
+            if isinstance(output, tuple):  # one step: (output, state)
+                frames = output[0]
+            elif isinstance(layer, FrameRecurrent):  # already frames [N, L, H]
+                frames = output
+            else:  # a scan [T, B, ...]
+                frames = output.flatten(0, 1)
             counter.update_neuron(frames, recorder.frame_timesteps(len(frames)))
 
         return hook
@@ -326,9 +349,13 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     for counter in counters:
         if isinstance(counter.layer, MemristorLayer):
             count = count_synapse
+        elif isinstance(counter.layer, NeuronLayer | FrameRecurrent):
+            count = count_neuron
         else:
-            count = count_neuron if isinstance(counter.layer, NeuronLayer) else count_digital
+            count = count_digital
         handles.append(counter.layer.register_forward_hook(count(counter)))
+    for owner in {owner for owner in owners.values() if isinstance(owner, Recurrent)}:
+        handles.append(owner.register_forward_pre_hook(start_scan))
     _COUNTING.add(model)
     try:
         yield result
@@ -344,7 +371,7 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
 def _check_countable(index: int, layer: nn.Module) -> None:
     """Refuse a network layer that holds weights (a parameter of two or more dimensions)
     outside the kinds the counters know: its operations would silently go uncounted."""
-    if isinstance(layer, MemristorLayer | NeuronLayer | DIGITAL_LAYERS):
+    if isinstance(layer, CountedLayer):
         return
     crossbars = {
         id(p) for m in layer.modules() if isinstance(m, MemristorLayer) for p in m.parameters()
@@ -356,6 +383,20 @@ def _check_countable(index: int, layer: nn.Module) -> None:
             f"weights {', '.join(unknown)} are of a kind the counters do not know; build it "
             "from memristor layers or plain nn.Linear/nn.Conv2d (counted as digital MACs)"
         )
+
+
+def _counted_layers(model: SpikingNetwork) -> list[tuple[str, CountedLayer, nn.Module | None]]:
+    """(name, layer, owner) of every counted layer in order: synaptic and neuron layers, a
+    recurrent layer's hidden crossbar (owned by the recurrent layer) before the layer."""
+    counted: list[tuple[str, CountedLayer, nn.Module | None]] = []
+    for i, layer in enumerate(model.layers):
+        name = f"{i}: {type(layer).__name__}"
+        hidden = crossbar_of(layer)
+        if hidden is not None and hidden is not layer:
+            counted.append((f"{name} hidden", hidden, layer))
+        if isinstance(layer, CountedLayer):
+            counted.append((name, layer, None))
+    return counted
 
 
 def _layer_summary(counter: LayerCounter) -> dict[str, Any]:
@@ -374,8 +415,9 @@ def _layer_summary(counter: LayerCounter) -> dict[str, Any]:
             read_path=layer.read_path.config.to_dict(),
             row_tiles=layer.read_path.tiles(rows),
         )
-    elif isinstance(layer, NeuronLayer):
-        summary.update(kind="neuron", spiking=isinstance(layer, LIF | SubtractiveLIF))
+    elif isinstance(layer, NeuronLayer | FrameRecurrent):
+        neuron = layer.cell.neuron if isinstance(layer, Recurrent | FrameRecurrent) else layer
+        summary.update(kind="neuron", spiking=isinstance(neuron, LIF | SubtractiveLIF))
     else:
         summary.update(kind="digital", outputs=layer.weight.shape[0])
     return summary

@@ -8,13 +8,19 @@ For every task and activation precision (full precision and the paper's bits) it
 * ``pruning-hysteresis``: the same with the paper's mask-hysteresis schedule;
 * ``weights``: the same architecture with plain trained weights, then programmed onto a chip
   that keeps every edge by write–verify (:mod:`prime.hardware.programming`) and evaluated
-  through the same read path (``programmed``).
+  through the same read path (``programmed``);
+* ``pruning-replay`` (with a chip trace): pruning on the trace's reads with the paper's
+  replay convention (``per-test-batch``: training on read 0, testing one read per batch).
 
 It counts the mask switches of pruning (set/reset pulses) and the write pulses and verify
-reads of programming, and their energy and time. Everything lands in one folder::
+reads of programming, and their energy and time; and the inference energy of pruning and of
+the programmed chip on an RRAM macro against the same model on a digital baseline (dense),
+the comparison behind the paper's energy-efficiency claims (its gains come "thanks to
+analogue in-memory computing"). Everything lands in one folder::
 
     runs/<task>-<bits>-<approach>/   each training run (prime train)
-    accuracy.png, programming.png    accuracy and programming energy per approach
+    accuracy.png, programming.png,   accuracy, programming energy and inference energy
+    inference.png                    per approach
     reproduce.json, report.md        every number; the report, each goal met or not
 """
 
@@ -30,19 +36,30 @@ from typing import Any
 
 import torch
 
+from prime.analysis.energy.models import (
+    AnalogMacro,
+    DigitalAccelerator,
+    Scenario,
+    energy_model_of_kind,
+)
+from prime.analysis.energy.report import count_run
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_write, write_json
 from prime.core.tables import new_figure, save_figure
 from prime.hardware.programming import PULSE_COSTS, WRITE_VERIFY
+from prime.hardware.replay import PRUNED_MODES
 from prime.inference.evaluate import evaluate
 from prime.runs.config import TrainConfig
 from prime.runs.rundir import load_data, load_run, run_config
 from prime.runs.train import train
+from prime.snn.config import WEIGHT_SIGNS
 from prime.snn.models import build_model
+from prime.snn.network import SpikingNetwork
 from prime.snn.programmed import program_network
 
 #: the paper's claims: accuracy gain of pruning over programmed weights (points) and the
-#: energy-efficiency gains of its inference (abstract)
+#: energy-efficiency gains of its inference (abstract; the fraction of the digital
+#: baseline's energy saved)
 PAPER_GAIN_PP = {"spoken-digits": 19.9, "fashion-mnist": 17.3}
 PAPER_ENERGY_GAIN = {"spoken-digits": 0.512, "fashion-mnist": 0.821}
 #: task -> (model, activation bits of the paper's hardware run, hysteresis schedule)
@@ -51,6 +68,8 @@ TASKS = {
     "fashion-mnist": ("fashion-cnn", 4, "pruning-fashion-mnist"),
 }
 APPROACHES = ("pruning", "pruning-hysteresis", "weights")
+#: the approaches whose inference energy is counted (the trained weights run on a chip)
+ON_CHIP = ("pruning", "pruning-hysteresis", "programmed")
 
 
 @dataclass
@@ -67,7 +86,13 @@ class PruningReproduceConfig:
     seed: int = 0
     writer: str = "write-verify"  # prime.hardware.programming.WRITE_VERIFY
     costs: str = "rram-40nm"  # prime.hardware.programming.PULSE_COSTS
-    trace: Path | None = None  # a chip trace replayed under pruning (per batch)
+    trace: Path | None = None  # a chip trace: adds pruning-replay (per-test-batch)
+    #: pruning-replay's conventions, the paper's by default: pruned pairs
+    #: (prime.hardware.replay.PRUNED_MODES) and weight signs (ModelConfig.weight_sign)
+    pruned: str = "reset-positive"
+    weight_sign: str = "random-sign"
+    analog: str = "rram-macro"  # energy model of the chip's inference (ENERGY_MODELS)
+    digital: str = "gpu"  # energy model of the digital baseline (ENERGY_MODELS)
     limit_train: int | None = None
     force: bool = False
     progress: bool = True
@@ -75,6 +100,14 @@ class PruningReproduceConfig:
     def __post_init__(self) -> None:
         WRITE_VERIFY.get(self.writer)
         PULSE_COSTS.get(self.costs)
+        energy_model_of_kind(self.analog, AnalogMacro)
+        energy_model_of_kind(self.digital, DigitalAccelerator)
+        if self.pruned not in PRUNED_MODES:
+            raise PrimeError(f"unknown --pruned {self.pruned!r}; known: {', '.join(PRUNED_MODES)}")
+        if self.weight_sign not in WEIGHT_SIGNS:
+            raise PrimeError(
+                f"unknown --weight-sign {self.weight_sign!r}; known: {', '.join(WEIGHT_SIGNS)}"
+            )
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -114,6 +147,7 @@ def task_run_config(
     """The training run of one (task, bits, approach)."""
     model, _, schedule = TASKS[task]
     weights = approach == "weights"
+    replay = approach == "pruning-replay"
     return TrainConfig(
         dataset=dataset,
         model=model,
@@ -128,8 +162,10 @@ def task_run_config(
         hysteresis=schedule if approach == "pruning-hysteresis" else "none",
         synapses="weights" if weights else "supermask",
         activation_bits=bits,
-        trace=None if weights or config.trace is None else str(config.trace),
-        replay="per-batch",
+        trace=str(config.trace) if replay else None,
+        replay="per-test-batch" if replay else "static",
+        pruned=config.pruned if replay else "zero",
+        weight_sign=config.weight_sign if replay else "pair",
     )
 
 
@@ -141,16 +177,23 @@ def reproduce_pruning(config: PruningReproduceConfig) -> dict[str, Any]:
     if (out / "report.md").exists() and not config.force:
         raise PrimeError(f"{out} holds an earlier reproduction; pass --force or choose --out")
     costs = PULSE_COSTS.get(config.costs)
+    analog = energy_model_of_kind(config.analog, AnalogMacro)
+    digital = energy_model_of_kind(config.digital, DigitalAccelerator)
+    approaches = APPROACHES + (("pruning-replay",) if config.trace is not None else ())
     results: dict[str, Any] = {"tasks": {}}
     for task, (dataset, options) in tasks.items():
         rows = []
         for bits in (None, TASKS[task][1]):
             row: dict[str, Any] = {"bits": bits}
-            for approach in APPROACHES:
+            for approach in approaches:
                 train_config = task_run_config(config, task, dataset, options, bits, approach)
                 run_dir = out / "runs" / f"{task}-{bits or 'fp'}-{approach}"
                 row[approach] = _trained(train_config, run_dir, config)
-            row["programmed"] = _programmed(row["weights"]["run"], config)
+            chips = {a: load_run(row[a]["run"])[0] for a in ON_CHIP if a != "programmed"}
+            row["programmed"], chips["programmed"] = _programmed(row["weights"]["run"], config)
+            test = load_data(task_run_config(config, task, dataset, options, bits, "pruning")).test
+            for approach, chip in chips.items():
+                row[approach]["inference"] = inference_energy(chip, test, analog, digital)
             for approach in ("pruning", "pruning-hysteresis"):
                 switches = row[approach]["switches"]
                 # a switch resets or sets the pair's positive cell (the paper's convention)
@@ -165,6 +208,10 @@ def reproduce_pruning(config: PruningReproduceConfig) -> dict[str, Any]:
         results["tasks"][task] = {"dataset": dataset, "model": TASKS[task][0], "rows": rows}
     results["writer"] = dataclasses.asdict(WRITE_VERIFY.get(config.writer))
     results["costs"] = dataclasses.asdict(costs)
+    results["energy_models"] = {
+        "analog": dataclasses.asdict(analog),
+        "digital": dataclasses.asdict(digital),
+    }
     results["config"] = {
         k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()
     }
@@ -190,9 +237,11 @@ def _trained(train_config: TrainConfig, run_dir: Path, config: PruningReproduceC
     return {"run": str(run_dir), **{k: metrics[k] for k in keep}}
 
 
-def _programmed(run_dir: str, config: PruningReproduceConfig) -> dict[str, Any]:
+def _programmed(
+    run_dir: str, config: PruningReproduceConfig
+) -> tuple[dict[str, Any], SpikingNetwork]:
     """The trained weights of ``run_dir`` programmed onto a chip keeping every edge and
-    evaluated on the test split through the same read path."""
+    evaluated on the test split through the same read path; the results and the chip."""
     software, payload = load_run(run_dir)
     train_config = run_config(payload)
     chip_config = dataclasses.replace(software.config, synapses="supermask", keep=1.0)
@@ -202,11 +251,31 @@ def _programmed(run_dir: str, config: PruningReproduceConfig) -> dict[str, Any]:
         chip, software, writer, torch.Generator().manual_seed(config.seed)
     )
     data = load_data(train_config)
-    return {
+    results = {
         "writer": config.writer,
         **programming,
         "test_accuracy": evaluate(chip, data.test)["accuracy"],
         "software_accuracy": evaluate(software, data.test)["accuracy"],
+    }
+    return results, chip
+
+
+def inference_energy(
+    chip: SpikingNetwork, test: Any, analog: AnalogMacro, digital: DigitalAccelerator
+) -> dict[str, Any]:
+    """Energy per inference of ``chip`` on ``test``, counted (:func:`count_run`): on the
+    analog macro (the cells it conducts) and the same network on the digital baseline
+    (every multiply-accumulate, dense); ``saving``: the baseline's energy saved."""
+    counts, _ = count_run(chip, test)
+    on_chip = Scenario("analog", analog, counts)
+    baseline = Scenario("digital", digital, counts)
+    return {
+        "analog_pj": on_chip.energy_pj,
+        "analog_breakdown_pj": on_chip.energy,
+        "digital_pj": baseline.energy_pj,
+        "saving": 1 - on_chip.energy_pj / baseline.energy_pj,
+        "synaptic_ops": on_chip.synaptic_ops,
+        "dense_ops": baseline.synaptic_ops,
     }
 
 
@@ -216,8 +285,9 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     for task, entry in results["tasks"].items():
         for row in entry["rows"]:
             label = f"{task}, {_bits(row['bits'])} activations"
-            paper = PAPER_GAIN_PP[task]
+            paper, paper_saving = PAPER_GAIN_PP[task], PAPER_ENERGY_GAIN[task]
             plain, held = row["pruning"], row["pruning-hysteresis"]
+            energy, programmed_energy = plain["inference"], row["programmed"]["inference"]
             rows += [
                 {
                     "goal": f"{label}: pruning beats programmed weights by {paper} pt (paper)",
@@ -239,30 +309,56 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": plain["programming"]["energy_pj"]
                     < row["programmed"]["programming"]["energy_pj"],
                 },
+                {
+                    "goal": f"{label}: pruning's inference on the RRAM macro saves "
+                    f"{100 * paper_saving:.1f} % of the digital baseline's energy (paper)",
+                    "measured": f"{100 * energy['saving']:.1f} % ({energy['analog_pj'] / 1e3:.4g}"
+                    f" vs {energy['digital_pj'] / 1e3:.4g} nJ per inference)",
+                    "met": energy["saving"] >= paper_saving,
+                },
+                {
+                    "goal": f"{label}: pruning's inference takes less energy than the "
+                    "programmed chip's",
+                    "measured": f"{energy['analog_pj'] / 1e3:.4g} vs "
+                    f"{programmed_energy['analog_pj'] / 1e3:.4g} nJ per inference",
+                    "met": energy["analog_pj"] < programmed_energy["analog_pj"],
+                },
             ]
     return rows
 
 
 def plot(out: Path, results: dict[str, Any]) -> None:
-    """accuracy.png and programming.png: one bar group per (task, bits)."""
+    """accuracy.png, programming.png and inference.png: one bar group per (task, bits)."""
     groups = [
         (f"{task}\n{row['bits'] or 'fp'}-bit", row)
         for task, entry in results["tasks"].items()
         for row in entry["rows"]
     ]
-    series = ("pruning", "pruning-hysteresis", "programmed")
-    for name, value, ylabel in (
-        ("accuracy.png", lambda r, s: 100 * r[s]["test_accuracy"], "test accuracy (%)"),
+    replayed = all("pruning-replay" in row for _, row in groups)
+    for name, value, ylabel, series in (
+        (
+            "accuracy.png",
+            lambda r, s: 100 * r[s]["test_accuracy"],
+            "test accuracy (%)",
+            ON_CHIP + (("pruning-replay",) if replayed else ()),
+        ),
         (
             "programming.png",
             lambda r, s: r[s]["programming"]["energy_pj"] / 1e6,
             "programming energy (µJ)",
+            ON_CHIP,
+        ),
+        (
+            "inference.png",
+            lambda r, s: r[s]["inference"]["analog_pj"] / 1e3,
+            "inference energy on the RRAM macro (nJ)",
+            ON_CHIP,
         ),
     ):
         fig, ax = new_figure(1.8 + 1.6 * len(groups), 3.5)
         width = 0.8 / len(series)
         for i, s in enumerate(series):
-            xs = [g + (i - 1) * width for g in range(len(groups))]
+            xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
             ax.bar(xs, [value(row, s) for _, row in groups], width, label=s)
         ax.set_xticks(range(len(groups)), [label for label, _ in groups])
         ax.set_ylabel(ylabel)
@@ -299,21 +395,24 @@ def format_report(results: dict[str, Any]) -> str:
         ),
         "",
     ]
+    trace = results["config"]["trace"]
     for task, entry in results["tasks"].items():
+        replay = f" | + replayed reads ({trace})" if trace is not None else ""
         lines += [
             f"## {task} (`{entry['model']}`)",
             "",
             "| activations | pruning | + hysteresis | trained weights (software) "
-            "| programmed | gain (paper: "
-            f"{PAPER_GAIN_PP[task]} pt) |",
-            "|---|---|---|---|---|---|",
+            f"| programmed | gain (paper: {PAPER_GAIN_PP[task]} pt){replay} |",
+            "|---|---|---|---|---|---|" + ("---|" if replay else ""),
         ]
         for row in entry["rows"]:
+            replayed = row.get("pruning-replay")
             lines.append(
                 f"| {_bits(row['bits'])} | {_pct(row['pruning']['test_accuracy'])} "
                 f"| {_pct(row['pruning-hysteresis']['test_accuracy'])} "
                 f"| {_pct(row['programmed']['software_accuracy'])} "
                 f"| {_pct(row['programmed']['test_accuracy'])} | {row['gain_pp']:+.2f} pt |"
+                + (f" {_pct(replayed['test_accuracy'])} |" if replayed else "")
             )
         lines += [
             "",
@@ -333,13 +432,27 @@ def format_report(results: dict[str, Any]) -> str:
                 )
         lines += [
             "",
-            f"The paper's inference energy-efficiency gain ({100 * PAPER_ENERGY_GAIN[task]:.1f} "
-            "%) is not measured here.",
+            "Inference energy per sample, counted on the test split: the chip on the RRAM "
+            "macro against the same network on the digital baseline (dense); the paper "
+            f"claims {100 * PAPER_ENERGY_GAIN[task]:.1f} % saved:",
             "",
+            "| activations | approach | synaptic ops | dense MACs | RRAM macro (nJ) "
+            "| digital (nJ) | saved |",
+            "|---|---|---|---|---|---|---|",
         ]
-    costs = results["costs"]
+        for row in entry["rows"]:
+            for approach in ON_CHIP:
+                energy = row[approach]["inference"]
+                lines.append(
+                    f"| {_bits(row['bits'])} | {approach} | {energy['synaptic_ops']:,.0f} "
+                    f"| {energy['dense_ops']:,.0f} | {energy['analog_pj'] / 1e3:.4g} "
+                    f"| {energy['digital_pj'] / 1e3:.4g} | {_pct(energy['saving'])} |"
+                )
+        lines.append("")
+    costs, models = results["costs"], results["energy_models"]
     lines += [
-        f"Pulse costs: {costs['description']}.",
+        f"Pulse costs: {costs['description']}. Inference: {models['analog']['description']} "
+        f"against {models['digital']['description']} (prime.analysis.energy.models).",
         "",
         f"Wall time: {results['wall_seconds']:.0f} s on {results['platform']}.",
         "",
