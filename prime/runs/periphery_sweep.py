@@ -55,16 +55,9 @@ def sweep_periphery(
     base = periphery or ReadPathConfig.from_dict(config.read_path)
     points = [({field: value}, {field: value}) for value in values]
     rows = _evaluate_points(model, config, data, base, points, analog, batch_size, progress)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    columns = [field, "accuracy", "energy_pj", *(f"{n}_pj" for n in COMPONENTS), "latency_ns"]
-    write_csv(out_dir / "sweep.csv", rows, [*columns, "samples"])
     title = f"{config.model_name} on {config.dataset}"
-    write_json(
-        out_dir / "sweep.json",
-        {"run": str(run_dir), "title": title, "field": field, "base": base.to_dict(), "rows": rows},
-    )
-    plot_sweep(rows, field, title, out_dir / "sweep.png")
+    record = {"run": str(run_dir), "title": title, "field": field, "base": base.to_dict()}
+    plot_sweep(rows, field, title, _write_rows(out_dir, "sweep", [field], rows, record))
     return rows
 
 
@@ -94,17 +87,28 @@ def sweep_ir_drop(
         for r in resistances
     ]
     rows = _evaluate_points(model, config, data, base, points, analog, batch_size, progress)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    columns = ["tile", "r_wire_ohm", "accuracy", "energy_pj", *(f"{n}_pj" for n in COMPONENTS)]
-    write_csv(out_dir / "ir_drop.csv", rows, [*columns, "latency_ns", "samples"])
     title = f"{config.model_name} on {config.dataset}"
-    write_json(
-        out_dir / "ir_drop.json",
-        {"run": str(run_dir), "title": title, "base": base.to_dict(), "rows": rows},
-    )
-    plot_ir_drop(rows, title, out_dir / "ir_drop.png")
+    record = {"run": str(run_dir), "title": title, "base": base.to_dict()}
+    labels = ["tile", "r_wire_ohm"]
+    plot_ir_drop(rows, title, _write_rows(out_dir, "ir_drop", labels, rows, record))
     return rows
+
+
+def _write_rows(
+    out_dir: str | Path,
+    stem: str,
+    labels: list[str],
+    rows: list[dict[str, Any]],
+    record: dict[str, Any],
+) -> Path:
+    """Write ``rows`` as ``stem``.csv (the ``labels`` columns, then the results) and
+    ``stem``.json (``record`` with the rows) into ``out_dir``; returns the figure's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = ["accuracy", "energy_pj", *(f"{n}_pj" for n in COMPONENTS), "latency_ns", "samples"]
+    write_csv(out / f"{stem}.csv", rows, [*labels, *results])
+    write_json(out / f"{stem}.json", {**record, "rows": rows})
+    return out / f"{stem}.png"
 
 
 def _tile_name(rows: int | None, cols: int | None) -> str:
