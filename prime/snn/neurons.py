@@ -243,9 +243,7 @@ class SubtractiveLIF(NeuronLayer):
         p = self.params
         fired = (state.detach() > p.threshold).to(state.dtype)
         mem = F.leaky_relu(state * (1.0 - p.decay) + current - fired * p.threshold, p.leak_slope)
-        if torch.is_grad_enabled() and mem.requires_grad:
-            return RectangularSpike.apply(mem - p.threshold, p.surrogate_width), mem
-        return (mem > p.threshold).to(mem.dtype), mem
+        return fire(mem, p), mem
 
     def scan(self, currents: torch.Tensor) -> torch.Tensor:
         return scan_steps(self.step, currents, torch.zeros_like(currents[0]))[0]
