@@ -1,0 +1,154 @@
+"""Every figure docs/ quotes, with the run that produces it.
+
+A figure is a sentence or table row of a doc page written as a template: its numbers are
+format fields, filled from fresh runs; the doc's own text is found by the same template with
+the numbers left open, so a doc whose numbers drifted is reported with both versions. The
+figures of one doc that one producer makes form a :class:`Section`; each doc page has a
+module here (``scripts/figures/<page>.py``) with its sections in ``SECTIONS``.
+
+Sections come in groups (:data:`GROUPS`), by what it takes to produce them; ``cited`` ones
+are numbers the docs take from papers or state as settings (nothing to run: their templates
+have no fields). ``tests/test_doc_figures.py`` checks that every template is in its doc and
+that every percentage and ratio in the docs belongs to a section, so a figure added to a doc
+without its producer fails the tests. ``scripts/doc_figures.py`` runs the producers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import string
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+REFERENCE = ROOT.parent / "shared" / "reference"
+SAMPLE_TRACE = ROOT / "hw_traces" / "rram-lognormal-512x512.h5"
+
+#: what producing a group takes
+GROUPS = {
+    "quick": "runs on the built-in digits: minutes on one core",
+    "reference": "runs on ../shared/reference (measured array, spoken digits, N-MNIST, the "
+    "authors' checkpoint): minutes each; skipped where it is absent",
+    "long": "reproductions on real data: hours on a CPU (the section's command)",
+    "timing": "speeds and times from the bench scripts: machine- and load-dependent",
+    "cited": "figures taken from papers, or settings the docs state: nothing to run",
+}
+#: the doc pages with figures, one module each (README.md is ``readme``)
+PAGES = (
+    "datasets",
+    "devices",
+    "distributed",
+    "early_exit",
+    "energy",
+    "inpainting",
+    "interop",
+    "ir_drop",
+    "performance",
+    "periphery",
+    "pruning",
+    "readme",
+    "reproduce",
+    "robustness",
+    "traces",
+)
+
+#: a number as the docs write it (also a θ such as 0.31, a count such as 287, −0.28)
+NUMBER = r"[-−+]?\d[\d,]*(?:\.\d+)?"
+#: a percentage or a ratio (36×, 0.57 ×) in a doc; not a shape such as 2×34×34 or 512 × 512
+FIGURE = re.compile(r"\d[\d.,]*\s?%|\d[\d.,]*\s?×(?!\s?\d)")
+
+
+@dataclass(frozen=True)
+class Section:
+    """The figures of one doc page that one producer makes.
+
+    ``templates`` are sentences or table rows of the page with their numbers as format
+    fields (whitespace as in the doc does not matter); ``produce(work)`` returns the
+    fields' values from fresh runs in the folder ``work`` (None for ``cited`` sections);
+    ``command`` says how a reader makes the figures by hand."""
+
+    doc: str
+    name: str
+    group: str
+    templates: tuple[str, ...]
+    produce: Callable[[Path], dict[str, Any]] | None = None
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if self.group not in GROUPS:
+            raise ValueError(f"section {self.name!r}: unknown group {self.group!r}")
+        if (self.produce is None) != (self.group == "cited"):
+            raise ValueError(f"section {self.name!r}: a producer is needed unless cited")
+
+
+def pattern(template: str) -> str:
+    """A regular expression for the doc's version of ``template``: its literal text with any
+    whitespace as any whitespace, and a :data:`NUMBER` for each field."""
+    parts = []
+    for literal, field, _, _ in string.Formatter().parse(template):
+        for piece in re.split(r"(\s+)", literal):
+            parts.append(r"\s+" if piece.isspace() else re.escape(piece))
+        parts.append(NUMBER if field is not None else "")
+    return "".join(parts)
+
+
+def quoted(template: str, text: str) -> re.Match[str] | None:
+    """Where ``text`` (a doc) has ``template``'s sentence, whatever its numbers."""
+    return re.search(pattern(template), text)
+
+
+def spaced(text: str) -> str:
+    """``text`` with every run of whitespace (line breaks too) one space."""
+    return " ".join(text.split())
+
+
+def doc_path(doc: str) -> Path:
+    return ROOT / doc if doc == "README.md" else DOCS / doc
+
+
+def sections() -> Iterator[Section]:
+    """Every registered section, page by page."""
+    for page in PAGES:
+        yield from importlib.import_module(f"figures.{page}").SECTIONS
+
+
+# -- helpers the producers share -------------------------------------------------------------
+
+
+def run_prime(args: list[str]) -> None:
+    """``prime ARGS`` in this process; SystemExit where it fails."""
+    from prime.cli.main import main
+
+    if main(args) != 0:
+        raise SystemExit(f"prime {' '.join(args)} failed")
+
+
+def train(work: Path, name: str, options: list[str]) -> Path:
+    """The run folder of ``prime train OPTIONS`` in ``work/name`` (trained once, then
+    reused)."""
+    out = work / name
+    if not (out / "metrics.json").is_file():
+        run_prime(["train", *options, "--quiet", "--out", str(out)])
+    return out
+
+
+def train_accuracy(work: Path, name: str, options: list[str]) -> float:
+    """Test accuracy (%) of ``prime train OPTIONS`` run into ``work/name``."""
+    metrics = json.loads((train(work, name, options) / "metrics.json").read_text())
+    return 100 * metrics["test_accuracy"]
+
+
+def signed(delta: float) -> str:
+    """A difference as the docs write it: +0.67, −0.42 (a minus sign)."""
+    return f"{delta:+.2f}".replace("-", "−")
+
+
+def seed_delta(values: dict[str, Any], device: str, reference: str) -> str:
+    """Mean over seeds 0 and 1 of ``device`` minus that of ``reference``, signed."""
+    mean = (values[f"{device}0"] + values[f"{device}1"]) / 2
+    return signed(mean - (values[f"{reference}0"] + values[f"{reference}1"]) / 2)

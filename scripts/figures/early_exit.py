@@ -1,0 +1,56 @@
+"""Figures of docs/early_exit.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from figures import Section, train, train_accuracy
+
+
+def policies(work: Path) -> dict[str, Any]:
+    """The default run (seed 0) and the early exit of each policy at a 0.5-point target."""
+    from prime.runs.evaluation import early_exit_run
+
+    values: dict[str, Any] = {"s0": train_accuracy(work, "s0", ["--seed", "0"])}
+    for policy in ("prime", "margin", "entropy"):
+        r = early_exit_run(
+            train(work, "s0", ["--seed", "0"]),
+            work / f"early-exit-{policy}",
+            policy=policy,
+            target_drop_pp=0.5,
+        )
+        values |= {
+            f"{policy}_theta": r["threshold"],
+            f"{policy}_val": r["calibration"]["val_samples"],
+            f"{policy}_val_acc": 100 * r["calibration"]["accuracy"],
+            f"{policy}_val_full": 100 * r["calibration"]["full_accuracy"],
+            f"{policy}_acc": 100 * r["accuracy"],
+            f"{policy}_steps": r["mean_steps"],
+            f"{policy}_saved": 100 * r["load_saved"],
+        }
+    return values
+
+
+SECTIONS = [
+    Section(
+        "early_exit.md",
+        "policies on the default run",
+        "quick",
+        (
+            "The default run (`prime train --out runs/digits`: digits-conv, 6 epochs, {s0:.2f} % "
+            "test accuracy at T = 10)",
+            "calibrates θ = {prime_theta:g} on {prime_val} validation samples "
+            "({prime_val_acc:.2f} % vs {prime_val_full:.2f} % at full T) and gives "
+            "{prime_acc:.2f} % test accuracy with {prime_steps:.2f} mean steps: "
+            "{prime_saved:.1f} % of the load saved",
+            "With `--policy margin` the calibrated θ = {margin_theta:g} saves {margin_saved:.1f} "
+            "% but drops test accuracy to {margin_acc:.2f} %",
+            "`--policy entropy` (θ = {entropy_theta:g}) saves {entropy_saved:.1f} % at "
+            "{entropy_acc:.2f} %",
+        ),
+        policies,
+        "prime train --out runs/digits; prime eval runs/digits --early-exit --policy P "
+        "--target-drop 0.5",
+    ),
+]
