@@ -48,6 +48,22 @@ def test_config_file_sets_options_the_command_line_wins_and_the_run_reruns(tmp_p
         assert torch.equal(value, repeated["model_state"][key]), key
 
 
+def test_run_config_is_written_before_training_so_a_killed_run_reruns(
+    tmp_path, monkeypatch, capsys
+):
+    run = tmp_path / "run"
+
+    def killed(config, out, *args, **kwargs):
+        assert json.loads((out / "run_config.json").read_text())["epochs"] == 3
+        raise KeyboardInterrupt  # the run dies before its first epoch ends
+
+    monkeypatch.setattr("prime.runs.train.train", killed)
+    args = ["train", "--dataset", TINY, "--epochs", "3", "--seed", "5", "--out", str(run)]
+    assert main(args) == 130  # interrupted
+    rerun = json.loads((run / "run_config.json").read_text())
+    assert (rerun["epochs"], rerun["seed"], rerun["dataset"]) == (3, 5, TINY)
+
+
 @pytest.mark.slow
 def test_yaml_config_and_clear_errors_for_bad_files(tmp_path, capsys, monkeypatch):
     yaml_file = tmp_path / "options.yaml"

@@ -318,6 +318,8 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
     expect = given_settings(args, requested) if args.resume else None
     with process_group() as ranks:
+        if config is not None and ranks.is_main:  # first, so that a killed run reruns
+            write_json(out / RUN_CONFIG, config_options(config))
         metrics = train(config, out, args.resume, not args.quiet, expect=expect)
     if not ranks.is_main:
         return 0
