@@ -297,6 +297,64 @@ def test_a_bias_is_imported_as_the_layers_digital_bias():
         assert torch.allclose(network(x), expected, atol=1e-5)
 
 
+def test_a_non_square_convolution_imports_as_torchs():
+    rng = np.random.default_rng(0)
+    weight = rng.uniform(-1, 1, (4, 2, 3, 5)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 4).astype(np.float32)
+    graph = nir.NIRGraph(  # nir's type check takes the kernel's height for its width too
+        {
+            "input": nir.Input({"input": np.array([2, 6, 11])}),
+            "conv": nir.Conv2d((6, 11), weight, (1, 2), (1, 2), 1, 1, bias),
+            "output": nir.Output({"output": np.array([4, 6, 6])}),
+        },
+        [("input", "conv"), ("conv", "output")],
+        type_check=False,
+    )
+    network, _ = import_nir(graph, get_device("prime-gaussian"), 3)
+    x = torch.rand(3, 2, 2, 6, 11, generator=torch.Generator().manual_seed(0))
+    expected = nn.functional.conv2d(
+        x.flatten(0, 1), torch.from_numpy(weight), torch.from_numpy(bias), (1, 2), (1, 2)
+    )
+    with torch.no_grad():
+        assert torch.allclose(network(x).flatten(0, 1), expected, atol=1e-5)
+
+
+def test_a_non_square_convolution_exports_and_imports_back():
+    rng = np.random.default_rng(1)
+    weight = rng.uniform(-1, 1, (4, 2, 3, 5)).astype(np.float32)
+    graph = nir.NIRGraph(  # as above: nir's type check would take the wrong output width
+        {
+            "input": nir.Input({"input": np.array([2, 6, 11])}),
+            "conv": nir.Conv2d((6, 11), weight, (1, 2), (1, 2), 1, 1, np.zeros(4, np.float32)),
+            "flat": nir.Flatten({"input": np.array([4, 6, 6])}, 0, -1),
+            "fc": nir.Linear(rng.uniform(-1, 1, (3, 144)).astype(np.float32)),
+            "i": nir.I(np.full(3, 1e4)),  # r · dt = 1 at prime's dt of 0.1 ms
+            "output": nir.Output({"output": np.array([3])}),
+        },
+        [("input", "conv"), ("conv", "flat"), ("flat", "fc"), ("fc", "i"), ("i", "output")],
+        type_check=False,
+    )
+    network, _ = import_nir(graph, get_device("prime-gaussian"), 3)
+    exported = export_nir(network)
+    conv = next(n for n in exported.nodes.values() if isinstance(n, nir.Conv2d))
+    assert conv.weight.shape == (4, 2, 3, 5) and tuple(conv.stride) == (1, 2)
+    assert tuple(conv.output_type["output"]) == (4, 6, 6)
+    again, _ = import_nir(exported, get_device("prime-gaussian"), 3)
+    x = torch.rand(3, 2, 2, 6, 11, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(again(x), network(x), atol=1e-4)
+
+
+def test_a_dilated_convolution_is_refused():
+    graph = nir.NIRGraph.from_list(
+        nir.Input({"input": np.array([1, 6, 6])}),
+        nir.Conv2d((6, 6), np.ones((1, 1, 3, 3), np.float32), 1, 0, 2, 1, np.zeros(1)),
+        nir.Output({"output": np.array([1, 2, 2])}),
+    )
+    with pytest.raises(PrimeError, match="dilation = 1"):
+        import_nir(graph, get_device("prime-gaussian"), 3)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")

@@ -13,6 +13,7 @@ import torch
 from helpers import TINY
 
 from prime.cli.main import main
+from prime.core.errors import PrimeError
 from prime.core.io import load_checkpoint
 from prime.hardware.devices import get_device
 from prime.runs.config import TrainConfig
@@ -46,6 +47,22 @@ def test_config_file_sets_options_the_command_line_wins_and_the_run_reruns(tmp_p
     assert repeated["train_config"] == settings
     for key, value in trained["model_state"].items():  # the same run, bit for bit
         assert torch.equal(value, repeated["model_state"][key]), key
+
+
+def test_run_config_is_written_before_training_so_a_killed_run_reruns(
+    tmp_path, monkeypatch, capsys
+):
+    run = tmp_path / "run"
+
+    def killed(config, out, *args, **kwargs):
+        assert json.loads((out / "run_config.json").read_text())["epochs"] == 3
+        raise KeyboardInterrupt  # the run dies before its first epoch ends
+
+    monkeypatch.setattr("prime.runs.train.train", killed)
+    args = ["train", "--dataset", TINY, "--epochs", "3", "--seed", "5", "--out", str(run)]
+    assert main(args) == 130  # interrupted
+    rerun = json.loads((run / "run_config.json").read_text())
+    assert (rerun["epochs"], rerun["seed"], rerun["dataset"]) == (3, 5, TINY)
 
 
 @pytest.mark.slow
@@ -103,6 +120,38 @@ def test_epoch_log_and_curves_and_no_bars_off_a_terminal(tmp_path, capsys):
     assert (tmp_path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     train(config, tmp_path / "silent", progress=False, summaries=False)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.slow
+def test_tensorboard_scalars_equal_metrics_csv_and_a_rewritten_step_is_kept_once(tmp_path):
+    accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator",
+        reason="--tensorboard needs the tensorboard package (pip install prime[tensorboard])",
+    )
+    from prime.runs.training_log import write_tensorboard_epoch
+
+    config = TrainConfig(dataset=TINY, epochs=2, batch_size=4, lr=0.05, tensorboard=True)
+    history = train(config, tmp_path, progress=False, summaries=False)["history"]
+    write_tensorboard_epoch(tmp_path, {**history[1], "train_loss": 7.0})  # as a resumed run
+
+    events = accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert "val_accuracy" not in events.Tags()["scalars"]  # the tiny data has no validation
+    for column in ("train_loss", "train_accuracy", "test_accuracy", "lr", "wall_seconds"):
+        scalars = events.Scalars(column)
+        assert [s.step for s in scalars] == [1, 2], column
+        expected = [float(r[column]) for r in rows]
+        if column == "train_loss":
+            expected[1] = 7.0
+        assert [s.value for s in scalars] == pytest.approx(expected, rel=1e-6), column
+
+
+def test_tensorboard_without_the_package_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    with pytest.raises(PrimeError, match=r"pip install prime\[tensorboard\]"):
+        TrainConfig(dataset=TINY, tensorboard=True)
 
 
 @pytest.mark.slow

@@ -136,3 +136,39 @@ def test_imports_are_module_names():
         import_modules("lab_models")
     with pytest.raises(PrimeError, match="cannot import the user module 'no_such_lab_module'"):
         TrainConfig(imports=["no_such_lab_module"])
+
+
+PLUGIN_MODULE = """
+from torch import nn
+
+from prime.snn.models import MODELS, ModelSpec
+
+MODELS.register("plugin-mlp")(
+    ModelSpec(
+        lambda make: [nn.Flatten(), make.linear(3, 2), make.integrator()],
+        (3,), 2, 2, "FC 3-2 integrator, from an installed plugin",
+    )
+)
+"""
+
+
+def test_an_installed_plugin_registers_its_model_without_import(tmp_path, monkeypatch):
+    from prime.core.plugins import load_plugins
+    from prime.snn.models import MODELS, get_model
+
+    info = tmp_path / "fake_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[prime.plugins]\nmine = fake_prime_plugin\n")
+    (tmp_path / "fake_prime_plugin.py").write_text(PLUGIN_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))  # forgets it afterwards
+    monkeypatch.delitem(sys.modules, "fake_prime_plugin", raising=False)
+    load_plugins.cache_clear()
+    try:
+        assert "plugin-mlp" not in MODELS.names()
+        model = get_model("plugin-mlp", timesteps=2)
+        assert model.input_shape == (3,) and model.num_classes == 2
+    finally:
+        load_plugins.cache_clear()
+        sys.modules.pop("fake_prime_plugin", None)

@@ -84,6 +84,11 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-every", type=int_arg(1), default=50, help="checkpoint every N steps")
     p.add_argument("--limit-train", type=int_arg(1), help="train on a seeded subset of N samples")
     p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log each epoch's metrics.csv line as TensorBoard scalars in OUT/tensorboard/",
+    )
+    p.add_argument(
         "--hysteresis",
         default="none",
         help="mask hysteresis: a schedule (pruning-spoken-digits, pruning-fashion-mnist) or "
@@ -226,6 +231,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         train_read_noise=args.train_read_noise,
         faults=fault_options(args),
         imports=args.imports,
+        tensorboard=args.tensorboard,
     )
 
 
@@ -252,6 +258,7 @@ FLAG_FIELDS = (
     "exit_loss",
     "hysteresis",
     "train_read_noise",
+    "tensorboard",
 )
 
 
@@ -318,6 +325,8 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
     expect = given_settings(args, requested) if args.resume else None
     with process_group() as ranks:
+        if config is not None and ranks.is_main:  # first, so that a killed run reruns
+            write_json(out / RUN_CONFIG, config_options(config))
         metrics = train(config, out, args.resume, not args.quiet, expect=expect)
     if not ranks.is_main:
         return 0

@@ -75,10 +75,12 @@ def export_nir(model: SpikingNetwork, readout: str = "integrator", dt_s: float =
             if isinstance(following, nn.BatchNorm2d):
                 w, bias = _fold_batch_norm(w, bias, following)
                 i += 1
-            nodes[name] = nir.Conv2d(
+            conv = nir.Conv2d(
                 shape[2:], w, layer.stride, layer.padding, 1, 1, bias, metadata=_read_note()
             )
             shape = (1, w.shape[0], *_conv_out(shape[2:], w.shape[2:], layer))
+            conv.output_type = {"output": np.array(shape[1:])}  # nir 1.0 takes KH for KW too
+            nodes[name] = conv
         elif isinstance(layer, MemristorLinear):
             assert weight is not None
             w = weight.detach().numpy()

@@ -200,17 +200,17 @@ def _layer(name: str, node, make: dict, dt_s: float) -> nn.Module:
         weight = np.asarray(node.weight)
         if kind != "Conv2d":
             return MemristorLinear(weight.shape[1], weight.shape[0], bias=bias, **make)
-        stride, padding = (
-            _square(name, "stride", node.stride),
-            _square(name, "padding", node.padding),
-        )
-        if node.groups != 1 or _square(name, "dilation", node.dilation) != 1:
+        if node.groups != 1 or _pixels(name, "dilation", node.dilation) != (1, 1):
             raise PrimeError(f"NIR node {name!r} (Conv2d): prime's crossbars take groups = 1 "
                              "and dilation = 1")  # fmt: skip
-        if weight.shape[2] != weight.shape[3]:
-            raise PrimeError(f"NIR node {name!r} (Conv2d) has a non-square kernel {weight.shape}")
         return MemristorConv2d(
-            weight.shape[1], weight.shape[0], weight.shape[2], stride, padding, bias=bias, **make
+            weight.shape[1],
+            weight.shape[0],
+            (weight.shape[2], weight.shape[3]),
+            _pixels(name, "stride", node.stride),
+            _pixels(name, "padding", node.padding),
+            bias=bias,
+            **make,
         )
     slope = float(node.metadata.get(LEAK_SLOPE_KEY, 1.0))
     if kind in ("LIF", "IF"):
@@ -272,13 +272,10 @@ def _check_zero(name: str, node, field: str) -> None:
         )
 
 
-def _square(name: str, what: str, value) -> int:
+def _pixels(name: str, what: str, value) -> tuple[int, int]:
+    """A Conv2d node's stride, padding or dilation as (height, width) pixels."""
     if isinstance(value, str):
         raise PrimeError(
             f"NIR node {name!r} (Conv2d): padding {value!r} is not supported; give it in pixels"
         )
-    values = np.atleast_1d(np.asarray(value)).astype(int)
-    if np.unique(values).size != 1:
-        raise PrimeError(f"NIR node {name!r} (Conv2d): prime needs the same {what} on both "
-                         f"axes, got {tuple(values)}")  # fmt: skip
-    return int(values[0])
+    return _pair(value)

@@ -21,6 +21,7 @@ from prime.data.augment import FrameAugmentation
 from prime.hardware.faults import StuckCells
 from prime.hardware.periphery import ReadPathConfig
 from prime.hardware.replay import DEFAULT_TILE
+from prime.runs.training_log import require_tensorboard
 from prime.snn.config import ModelConfig
 from prime.snn.neurons import neuron_leak_slope
 from prime.snn.switching import hysteresis_schedule
@@ -70,9 +71,13 @@ class TrainConfig:
     #: user modules that register what the run uses (models, devices, datasets, policies):
     #: imported when the config is made, so every command on the run finds them
     imports: list[str] = field(default_factory=list)
+    #: also log each epoch as TensorBoard scalars (prime.runs.training_log)
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         import_modules(self.imports)  # first: the checks below may look up their entries
+        if self.tensorboard:
+            require_tensorboard()  # a missing package fails before training
         limits = {"epochs": MAX_EPOCHS, "timesteps": MAX_TIMESTEPS, "seed": MAX_SEED}
         for name in ("epochs", "batch_size", "save_every", "limit_train", "timesteps", "seed"):
             value = getattr(self, name)

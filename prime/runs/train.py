@@ -47,7 +47,11 @@ from prime.runs.rundir import (
     load_run_data,
     run_config,
 )
-from prime.runs.training_log import plot_training_curves, write_epoch_log
+from prime.runs.training_log import (
+    plot_training_curves,
+    write_epoch_log,
+    write_tensorboard_epoch,
+)
 from prime.snn.layers import MATCHED, matched_scale
 from prime.snn.models import build_model
 from prime.snn.network import SpikingNetwork
@@ -286,6 +290,8 @@ def _train(
         save()
         if ranks.is_main:
             write_epoch_log(out_dir, state["history"])
+            if config.tensorboard:
+                write_tensorboard_epoch(out_dir, h)
 
     if replay:  # the layers hold the last read loaded, not the chip they started on
         unchanged = replay.conductances_match()
