@@ -318,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
     expect = given_settings(args, requested) if args.resume else None
     with process_group() as ranks:
-        metrics = train(config, out, args.resume, not args.quiet, expect=expect)
+        metrics = train(config, out, args.resume, not args.quiet, expect=expect, device=args.device)
     if not ranks.is_main:
         return 0
     write_json(out / RUN_CONFIG, config_options(TrainConfig(**metrics["config"])))
