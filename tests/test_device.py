@@ -24,6 +24,7 @@ from prime.runs.distributed import rank_device
 from prime.runs.rundir import load_run
 from prime.runs.train import train
 from prime.snn.models import get_model, list_models, model_spec
+from prime.snn.switching import SwitchCounter
 
 META = torch.device("meta")
 #: ops that may make CPU tensors on a meta model: seeded draws on the CPU generator (the
@@ -189,3 +190,14 @@ def test_each_rank_of_a_cuda_job_takes_its_own_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     assert rank_device(torch.device("cuda", 0)) == torch.device("cuda", 1) and chosen == [1]
+
+
+def test_switch_counts_and_held_masks_load_onto_the_models_device():
+    trained = SwitchCounter(get_model("nmnist-mlp", timesteps=3).memristor_layers())
+    trained.program(0.1)
+    model = get_model("nmnist-mlp", timesteps=3).to(META)
+    resumed = SwitchCounter(model.memristor_layers())
+    resumed.load_state_dict(trained.state_dict())  # as a checkpoint read on the CPU
+    assert all(t.is_meta for t in resumed.previous + resumed.counts)
+    assert all(t.is_meta for layer in model.memristor_layers() for t in layer.held or ())
+    assert all(layer.held is not None for layer in model.memristor_layers())

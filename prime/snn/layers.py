@@ -152,7 +152,10 @@ class MemristorLayer(nn.Module):
 
     @held.setter
     def held(self, value: tuple[torch.Tensor, torch.Tensor] | None) -> None:
-        self.held_mask, self.held_scores = (None, None) if value is None else value
+        if value is None:
+            self.held_mask, self.held_scores = None, None
+        else:  # on the layer's device (a checkpoint is read on the CPU)
+            self.held_mask, self.held_scores = (t.to(self.scores.device) for t in value)
 
     @property
     def fan_in(self) -> int:
