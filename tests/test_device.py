@@ -15,6 +15,7 @@ from helpers import TINY
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from prime.analysis.energy.counting import count_operations
 from prime.core.device import module_device, resolve_device
 from prime.core.errors import PrimeError
 from prime.hardware.periphery import PERIPHERIES
@@ -95,6 +96,16 @@ def test_every_periphery_runs_on_the_models_device(preset):
         model(_frames("nmnist-conv")).sum().backward()
         model.eval()
         model(_frames("nmnist-conv"), mode="single")
+
+
+@pytest.mark.parametrize("name", ["nmnist-conv", "shd-rsnn", "spoken-digits-crnn"])
+def test_operation_counts_stay_on_the_models_device(name):
+    model, placement = _meta_model(name).eval(), _Placement()
+    with pytest.raises(NotImplementedError, match="meta tensor"):  # reading the counts out
+        with placement, torch.no_grad(), count_operations(model):
+            model(_frames(name))
+            model(_frames(name), mode="single")
+    assert placement.off_meta == [], "\n".join(placement.off_meta[:10])
 
 
 class _Compacted(Exception):
