@@ -20,6 +20,8 @@ without neurons or masks; with ``--periphery NAME``, (e) prime multi-step on tha
 timed round-robin over the implementations (so load from other processes hits all alike),
 or with ``--sequential`` each implementation alone after
 ``--warmup`` steps (its steady state). Figures are medians, ratios are against (c) and (d).
+``--device cuda`` times the same comparison on a GPU (peak memory: CUDA's peak allocated;
+no resident set); SpikingJelly's multi-step CuPy backend is not among them yet.
 
     python scripts/bench_speed.py --batch 128 --timesteps 10 --json bench.json
 """
@@ -30,6 +32,7 @@ import argparse
 import ctypes
 import gc
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -44,6 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from prime.cli.train import periphery_arg
+from prime.core.device import resolve_device
+from prime.core.errors import PrimeError
 from prime.core.io import write_json
 from prime.kernels.memory import keep_freed_memory
 from prime.snn.layers import MemristorConv2d, MemristorLayer
@@ -159,8 +164,14 @@ def build(
     return net, net
 
 
-def peak_tensor_mib(step: Callable[[], None]) -> float:
-    """Peak of live tensor memory during one call of ``step``, above the start, MiB."""
+def peak_tensor_mib(step: Callable[[], None], device: torch.device) -> float:
+    """Peak of live tensor memory on ``device`` during one call of ``step``, above the
+    start, MiB."""
+    if device.type == "cuda":
+        start = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        return (torch.cuda.max_memory_allocated(device) - start) / 2**20
     with torch.profiler.profile(profile_memory=True, record_shapes=True, with_stack=True) as prof:
         step()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -231,8 +242,15 @@ def main(argv: list[str] | None = None) -> int:
         "OHM ohms (the ideal periphery's one tile per layer without --periphery)",
     )
     parser.add_argument("--ir-model", choices=("exact", "first-order"), help="(e)'s IR-drop model")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda[:N]")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+    except PrimeError as exc:
+        raise SystemExit(f"bench_speed: {exc}") from None
+    if device.type == "cuda":
+        print("SpikingJelly's multi-step CuPy backend: not benchmarked (not built yet)")
     implementations = dict(IMPLEMENTATIONS)
     read_path = periphery_arg(args.periphery, args.r_wire, args.ir_model) or None
     if read_path:
@@ -247,10 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     probe = get_model(args.model, timesteps=args.timesteps)
     gen = torch.Generator().manual_seed(0)
     shape = (args.timesteps, args.batch, *probe.input_shape)
-    x = (torch.rand(shape, generator=gen) < args.density).float()
-    y = torch.randint(0, probe.num_classes, (args.batch,), generator=gen)
+    x = (torch.rand(shape, generator=gen) < args.density).float().to(device)
+    y = torch.randint(0, probe.num_classes, (args.batch,), generator=gen).to(device)
 
     nets = {name: build(name, args.model, args.timesteps, read_path) for name in implementations}
+    for net, _ in nets.values():
+        net.to(device)
     if read_path:  # its converters' ranges, from the benchmark's own input
         nets["prime-periphery"][0].calibrate_read_paths([x])
     optimizers = {
@@ -283,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     def timed(run: Callable[[str], None], name: str) -> float:
         start = time.perf_counter()
         run(name)
+        if device.type == "cuda":  # the GPU's work, not its queueing
+            torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
     for kind, run in (("train", train_step), ("infer", infer)):
@@ -299,14 +321,16 @@ def main(argv: list[str] | None = None) -> int:
         for name in implementations:
             figures[name][f"{kind}_samples_per_s"] = args.batch / statistics.median(times[name])
     for name in implementations:
-        figures[name]["train_peak_mib"] = peak_tensor_mib(lambda name=name: train_step(name))
+        figures[name]["train_peak_mib"] = peak_tensor_mib(lambda n=name: train_step(n), device)
     for name in implementations:  # last: it changes how the process allocates memory
-        peaks = [peak_rss_mib(lambda name=name: train_step(name)) for _ in range(3)]
+        peaks = [math.nan]  # a GPU's memory is no part of the resident set
+        if device.type == "cpu":
+            peaks = [peak_rss_mib(lambda name=name: train_step(name)) for _ in range(3)]
         figures[name]["train_peak_rss_mib"] = statistics.median(peaks)
 
     print(
         f"{args.model}, B = {args.batch}, T = {args.timesteps}, input density {args.density}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"{device}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"median of {args.repeats}, keep freed memory: {args.keep_freed_memory}, "
         f"{'sequential' if args.sequential else 'round-robin'}"
     )

@@ -209,4 +209,4 @@ def test_cuda_device_on_a_cpu_build_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "run", "--device", "cuda"])
     err = capsys.readouterr().err
-    assert "CUDA is not available" in err and "Traceback" not in err
+    assert "CUDA" in err and "use --device cpu" in err and "Traceback" not in err

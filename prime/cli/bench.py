@@ -14,6 +14,7 @@ from prime.cli.common import (
     add_quiet_argument,
     apply_compute_arguments,
     int_arg,
+    require_cpu,
 )
 
 
@@ -74,6 +75,7 @@ def run_energy(args: argparse.Namespace) -> int:
     from prime.runs.evaluation import bench_energy
 
     apply_compute_arguments(args)
+    require_cpu(args, "prime bench energy")
     models: dict[str, EnergyModel] = {}
     for role, kind in (("analog", "analog"), ("baseline", "digital")):
         path = getattr(args, f"{role}_constants")
@@ -126,6 +128,7 @@ def run_neurobench(args: argparse.Namespace) -> int:
     from prime.runs.evaluation import neurobench_run
 
     apply_compute_arguments(args)
+    require_cpu(args, "prime bench neurobench")
     report = neurobench_run(args.run_dir, limit=args.limit, batch_size=args.batch_size)
     print(json.dumps(report, indent=2))
     return 0

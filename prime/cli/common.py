@@ -154,7 +154,8 @@ def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
         "--device",
         type=compute_device_arg,
         default="cpu",
-        help="torch device to run on: cpu (default); the memristor model is --device-model",
+        help="torch device to run on: cpu (default), cuda or cuda:N; the memristor model is "
+        "--device-model",
     )
     cores = os.cpu_count() or 1
     parser.add_argument(
@@ -171,12 +172,26 @@ def apply_compute_arguments(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def require_cpu(args: argparse.Namespace, what: str) -> None:
+    """Refuse a ``--device`` other than cpu for ``what``, which does not place its work on a
+    device yet (docs/performance.md, "Devices")."""
+    from prime.core.errors import PrimeError
+
+    if args.device != "cpu":
+        raise PrimeError(
+            f"--device {args.device}: {what} runs on the CPU only for now (prime train and "
+            "prime eval run on GPUs); drop --device"
+        )
+
+
 def compute_device_arg(text: str) -> str:
-    """``--device``: a torch device name (``cpu``, ``cuda``, ``cuda:N``) that this machine has.
+    """``--device``: a torch device this machine has (``cpu``, ``cuda``, ``cuda:N``;
+    :func:`prime.core.device.resolve_device`).
 
     A memristor device model here (the flag's meaning before ``--device-model``) is refused
     with the new flag's name.
     """
+    from prime.core.device import resolve_device
     from prime.hardware.devices import DEVICES
 
     if text in DEVICES.names() or text.endswith(".json"):
@@ -184,32 +199,10 @@ def compute_device_arg(text: str) -> str:
             f"--device is the torch device (cpu, cuda, cuda:N); for the memristor device model "
             f"use --device-model {text}"
         )
-    import torch
-
     try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(
-            f"unknown torch device {text!r}; use cpu, cuda or cuda:N"
-        ) from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(
-                f"--device {text}: CUDA is not available on this machine (torch "
-                f"{torch.__version__}); use --device cpu"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(
-                f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
-            )
-        raise argparse.ArgumentTypeError(
-            f"--device {text}: prime runs on the CPU only for now (GPU placement is not built "
-            "yet); use --device cpu"
-        )
-    if device.type != "cpu":
-        raise argparse.ArgumentTypeError(f"--device {text}: prime runs on cpu; use --device cpu")
-    return str(device)
+        return str(resolve_device(text))
+    except PrimeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def device_arg(text: str | dict) -> str | dict:

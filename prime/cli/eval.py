@@ -17,6 +17,7 @@ from prime.cli.common import (
     apply_compute_arguments,
     float_arg,
     int_arg,
+    require_cpu,
     require_with,
     seed_arg,
 )
@@ -144,17 +145,21 @@ def run(args: argparse.Namespace) -> int:
 
     apply_compute_arguments(args)
     if args.inpaint:
+        require_cpu(args, "prime eval --inpaint")
         return inpaint.run_eval(args)
     report = len(args.read_noise) > 1 or args.repeats > 1
     early = ("--early-exit", args.early_exit)
     names = ("threshold", "target_drop", "policy", "alpha", "min_steps")
     require_with(args, {name: early for name in names})
     if args.r_wire is not None:
+        require_cpu(args, "the IR-drop sweep (--r-wire)")
         return run_ir_drop_sweep(args)
     periphery, field, values = periphery_options(args)
     cells = args.age is not None or args.stuck_off != [0.0] or args.stuck_on != [0.0]
     wants_out = args.early_exit or report or field is not None or cells
     require_with(args, {"out": ("--early-exit, a report or a sweep", wants_out)})
+    if field is not None or cells or report:
+        require_cpu(args, "a periphery sweep, aged or stuck cells, or a read-noise report")
     if field is not None:
         return run_sweep(args, periphery, field, values)
     if cells:
@@ -173,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         replay=replay_options(args),
         periphery=periphery,
+        device=args.device,
     )
     chip = f"chip seed {result['chip_seed']}"
     if result["trace"]:
@@ -447,6 +453,7 @@ def run_early_exit(args: argparse.Namespace, periphery: ReadPathConfig | None = 
         chip_seed=args.chip_seed,
         replay=replay_options(args),
         periphery=periphery,
+        device=args.device,
         policy=args.policy,
         threshold=args.threshold,
         target_drop_pp=args.target_drop,

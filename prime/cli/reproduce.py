@@ -14,6 +14,7 @@ from prime.cli.common import (
     add_quiet_argument,
     apply_compute_arguments,
     int_arg,
+    require_cpu,
     seed_arg,
 )
 from prime.core.resources import MAX_EPOCHS as EPOCH_LIMIT
@@ -89,6 +90,7 @@ def run_nmnist(args: argparse.Namespace) -> int:
     from prime.runs.reproduce.pipeline import ReproduceConfig, reproduce
 
     apply_compute_arguments(args)
+    require_cpu(args, "prime reproduce nmnist")
     config = ReproduceConfig(
         data=args.data,
         out=args.out,
@@ -169,6 +171,7 @@ def run_pruning(args: argparse.Namespace) -> int:
     from prime.runs.reproduce.pruning import PruningReproduceConfig, reproduce_pruning
 
     apply_compute_arguments(args)
+    require_cpu(args, "prime reproduce pruning")
     config = PruningReproduceConfig(
         data=args.data,
         fashion_mnist=args.fashion_mnist,

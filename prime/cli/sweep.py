@@ -11,6 +11,7 @@ from prime.cli.common import (
     add_quiet_argument,
     apply_compute_arguments,
     int_arg,
+    require_cpu,
 )
 from prime.cli.nproc import add_nproc, launch_command
 from prime.cli.train import add_config_arguments, config_from_args
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc > 1:
         return launch_command(args)
     apply_compute_arguments(args)
+    require_cpu(args, "prime sweep")
     if args.resume and args.out is None:
         raise PrimeError("--resume needs --out SWEEP_DIR: the sweep to continue")
     if args.resume:

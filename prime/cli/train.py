@@ -327,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
     with process_group() as ranks:
         if config is not None and ranks.is_main:  # first, so that a killed run reruns
             write_json(out / RUN_CONFIG, config_options(config))
-        metrics = train(config, out, args.resume, not args.quiet, expect=expect)
+        metrics = train(config, out, args.resume, not args.quiet, expect=expect, device=args.device)
     if not ranks.is_main:
         return 0
     write_json(out / RUN_CONFIG, config_options(TrainConfig(**metrics["config"])))

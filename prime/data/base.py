@@ -106,19 +106,28 @@ def dataset_len(dataset: Dataset) -> int:
 
 
 def iterate_batches(
-    dataset: Dataset, batch_size: int, generator: torch.Generator | None = None
+    dataset: Dataset,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int]:
-    """(batches of (frames [T, B, ...], labels [B]), number of batches).
+    """(batches of (frames [T, B, ...], labels [B]) on ``device``, number of batches).
 
     Shuffled by ``generator`` if given, else in order; the order depends on nothing else.
+    For a CUDA device the batches are read into pinned memory and copied asynchronously.
     """
     if generator is not None:
         order = torch.randperm(dataset_len(dataset), generator=generator).tolist()
     else:
         order = list(range(dataset_len(dataset)))
     batch_list = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    loader = DataLoader(dataset, batch_sampler=batch_list)
-    return ((x.transpose(0, 1), y) for x, y in loader), len(batch_list)
+    device = torch.device(device)
+    loader = DataLoader(dataset, batch_sampler=batch_list, pin_memory=device.type == "cuda")
+    batches = (
+        (x.transpose(0, 1).to(device, non_blocking=True), y.to(device, non_blocking=True))
+        for x, y in loader
+    )
+    return batches, len(batch_list)
 
 
 def default_data_root() -> Path:

@@ -73,7 +73,7 @@ class Relaxation:
         generator = torch.Generator().manual_seed(int(seed))
         aged = []
         for cells in cells_us:
-            eps = torch.randn(cells.shape, generator=generator, dtype=cells.dtype)
+            eps = torch.randn(cells.shape, generator=generator, dtype=cells.dtype).to(cells.device)
             rate = self.drift_per_decade + self.spread_per_decade * eps
             aged.append((cells * (1 - rate * decades)).clamp(min=0))
         return aged

@@ -240,13 +240,14 @@ def read_conductance(
 ) -> torch.Tensor:
     """One noisy read of the cells: multiplicative Gaussian, G (1 + σ ε), clipped at 0 µS.
 
-    PRIME evaluates with σ = 0.02. A fresh ε is drawn on every call (every read).
+    PRIME evaluates with σ = 0.02. A fresh ε is drawn on every call (every read), on the
+    CPU ``generator`` whatever the cells' device (the same ε on every device).
     """
     if read_noise < 0 or not math.isfinite(read_noise):
         raise PrimeError(f"read noise σ must be a finite number >= 0, got {read_noise}")
     if read_noise == 0:
         return g_us
-    noise = torch.randn(g_us.shape, generator=generator, device=g_us.device, dtype=g_us.dtype)
+    noise = torch.randn(g_us.shape, generator=generator, dtype=g_us.dtype).to(g_us.device)
     return (g_us * (1 + read_noise * noise)).clamp(min=0)
 
 

@@ -83,9 +83,9 @@ class StuckCells:
             on_us = max(float(cells.max()) for cells in cells_us)
         stuck = []
         for cells in cells_us:
-            u = torch.rand(cells.shape, generator=generator)
-            faulty = torch.where(u < self.stuck_off, torch.zeros((), dtype=cells.dtype), cells)
-            on = torch.tensor(on_us, dtype=cells.dtype)
+            u = torch.rand(cells.shape, generator=generator).to(cells.device)
+            faulty = torch.where(u < self.stuck_off, cells.new_zeros(()), cells)
+            on = cells.new_tensor(on_us)
             stuck.append(torch.where(u >= 1 - self.stuck_on, on, faulty))
         return stuck
 

@@ -293,7 +293,7 @@ def uniform_quantise(
     inside, 0 where it clips. Spikes (0, 1) on [0, 1] stay exact.
     """
     levels = 2**bits - 1
-    low_t, span_t = (torch.as_tensor(v, dtype=torch.float32) for v in (low, span))
+    low_t, span_t = (torch.as_tensor(v, dtype=torch.float32, device=x.device) for v in (low, span))
     per_lsb = levels / span_t
     q = ColumnQuantiser(
         mul=per_lsb,
@@ -311,7 +311,7 @@ def fixed_point(x: torch.Tensor, bits: int, frac_bits: int) -> torch.Tensor:
     """``x`` as a signed ``bits``-bit word with ``frac_bits`` fraction bits: rounded to
     2^-frac_bits, saturated at [-2^(bits-1), 2^(bits-1) - 1] LSB. Gradient 1 unless
     saturated."""
-    one = torch.ones((), dtype=torch.float32)
+    one = torch.ones((), dtype=torch.float32, device=x.device)
     scale, low, high = word(bits, frac_bits)
     q = ColumnQuantiser(one * scale, 0 * one, one / scale, 0 * one, one, low, high)
     return quantise_columns(x, q)
@@ -393,6 +393,7 @@ def adc_convert(
         extra_lsb = 4 * adc.inl_lsb * fraction * (1 - fraction)
         if noise_lsb:
             noise = torch.randn(currents.shape, generator=generator, dtype=currents.dtype)
+            noise = noise.to(currents.device)  # drawn on the CPU generator, on every device
             extra_lsb = extra_lsb + noise_lsb * noise
         currents = currents + extra_lsb / per_lsb
     out_mul = adc.span * out_scale / levels

@@ -133,6 +133,8 @@ class ReadPath(nn.Module):
     adc_inl_lsb: torch.Tensor  # [tiles, converted columns]
     dac_range: torch.Tensor  # 0-d, input units
     digital_range: torch.Tensor  # 0-d, largest |partial sum| or |output|, weight units
+    affine_scale: torch.Tensor | None  # [out], or None (not saved)
+    affine_shift: torch.Tensor | None  # [out], weight units, or None (not saved)
 
     def __init__(
         self,
@@ -146,9 +148,9 @@ class ReadPath(nn.Module):
         self.outputs = outputs
         self.calibrating = False
         self.noise_generator: torch.Generator | None = None
-        #: a per-output affine (scale [out], shift [out]) folded into the digital unit's
-        #: correction (:meth:`fold_affine`); None: none
-        self.affine: tuple[torch.Tensor, torch.Tensor] | None = None
+        #: a per-output affine folded into the digital unit's correction (:attr:`affine`)
+        self.register_buffer("affine_scale", None, persistent=False)
+        self.register_buffer("affine_shift", None, persistent=False)
         self._wires: _WireAttenuation | None = None
         if config.adc_bits is not None:
             shape = (self.tiles(rows), outputs * (2 if config.separate_columns else 1))
@@ -245,8 +247,13 @@ class ReadPath(nn.Module):
             return _cells(transfer, conducting.shape)
         cells = conducting.detach()
         known = self._wires
-        if known is None or not (
-            torch.equal(known.cells, cells) or (self.training and known.reads < config.ir_refresh)
+        if (
+            known is None
+            or known.cells.device != cells.device
+            or not (
+                torch.equal(known.cells, cells)
+                or (self.training and known.reads < config.ir_refresh)
+            )
         ):
             transfer = _cells(crossbar_transfer(_crossbar(cells), wire, *tiles), cells.shape)
             formed = cells > 0
@@ -277,6 +284,14 @@ class ReadPath(nn.Module):
             out = self.digital(values.sum(1))
         return out.contiguous(memory_format=torch.channels_last) if out.dim() == 4 else out
 
+    @property
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The per-output affine (scale [out], shift [out]) folded into the digital unit's
+        correction (:meth:`fold_affine`); None: none."""
+        if self.affine_scale is None or self.affine_shift is None:
+            return None
+        return self.affine_scale, self.affine_shift
+
     def fold_affine(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
         """Have the digital unit's per-column correction also apply ``scale * y + shift``
         per output (a batch norm folded into it, :func:`prime.snn.digital.fold_batch_norms`),
@@ -289,7 +304,7 @@ class ReadPath(nn.Module):
                 f"a folded affine needs a scale and shift per output ({self.outputs}), got "
                 f"{tuple(scale.shape)} and {tuple(shift.shape)}"
             )
-        self.affine = (scale.detach().clone(), shift.detach().clone())
+        self.affine_scale, self.affine_shift = scale.detach().clone(), shift.detach().clone()
 
     def _apply_affine(self, values: torch.Tensor) -> torch.Tensor:
         """The folded affine on per-tile values [N, tiles, out, ...]."""

@@ -209,7 +209,8 @@ class TraceReplay:
         if self.current_read is None:
             return True
         expected = self._gather(self.trace.read(self.current_read))
-        return all(torch.equal(m.g_us, g) for m, g in zip(self.layers, expected, strict=True))
+        pairs = zip(self.layers, expected, strict=True)
+        return all(torch.equal(m.g_us, g.to(m.g_us.device)) for m, g in pairs)
 
     def device(self) -> EmpiricalConductance:
         """The trace's first read as a device model: its cells' measured values."""

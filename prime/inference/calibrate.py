@@ -7,6 +7,7 @@ from itertools import islice
 import torch
 from torch.utils.data import Dataset
 
+from prime.core.device import module_device
 from prime.data import iterate_batches
 from prime.snn.network import SpikingNetwork
 
@@ -20,6 +21,9 @@ def calibrate_periphery(model: SpikingNetwork, dataset: Dataset, seed: int) -> i
     batches of ``dataset`` drawn with ``seed`` (every rank of a data-parallel run draws the
     same); returns the read paths calibrated (0: none open, no batch is run)."""
     loader, _ = iterate_batches(
-        dataset, CALIBRATION_BATCH_SIZE, torch.Generator().manual_seed(int(seed))
+        dataset,
+        CALIBRATION_BATCH_SIZE,
+        torch.Generator().manual_seed(int(seed)),
+        module_device(model),
     )
     return model.calibrate_read_paths(x for x, _ in islice(loader, CALIBRATION_BATCHES))

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from prime.core.device import module_device
 from prime.core.progress import progress_bar
 from prime.data import iterate_batches
 from prime.snn.network import SpikingNetwork
@@ -22,7 +23,7 @@ def evaluate(
     """Accuracy and mean cross-entropy of the mean output over ``dataset``."""
     model.eval()
     correct, loss_sum, n = 0, 0.0, 0
-    loader, count = iterate_batches(dataset, batch_size)
+    loader, count = iterate_batches(dataset, batch_size, device=module_device(model))
     for x, y in progress_bar(loader, total=count, desc="eval", leave=False, show=progress):
         logits = model.logits(x, mode)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()

@@ -120,7 +120,7 @@ def lif_scan_forward(
 
 def reset_fired(mem: torch.Tensor, params: LIFConstants) -> torch.Tensor:
     """``mem`` with 0 where it is above threshold: the reset after a spike (``lif_step``)."""
-    return torch.where(mem > params.threshold, torch.zeros((), dtype=mem.dtype), mem)
+    return torch.where(mem > params.threshold, 0.0, mem)
 
 
 def lif_scan_backward(

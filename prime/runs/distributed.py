@@ -63,8 +63,25 @@ def timeout_s() -> float:
 
 
 def backend() -> str:
-    """gloo for CPU tensors, and NCCL for CUDA tensors when a GPU is present."""
+    """gloo for CPU tensors (the counts every rank adds up), and NCCL for CUDA tensors (the
+    score gradients of a run on GPUs) when a GPU is present."""
     return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """This process's device: in a job of several processes on CUDA, one GPU per process
+    (``cuda:LOCAL_RANK``); otherwise ``device`` itself."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if device.type != "cuda" or world_size == 1:
+        return device
+    local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local_rank >= gpus:
+        raise PrimeError(
+            f"--device cuda with {world_size} processes needs one GPU per process on each node; "
+            f"this machine has {gpus}: choose --nproc {gpus} or fewer"
+        )
+    torch.cuda.set_device(local_rank)  # NCCL's collectives run on this GPU
+    return torch.device("cuda", local_rank)
 
 
 def current() -> Ranks:

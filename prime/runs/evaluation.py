@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 
 from prime.analysis.energy.models import AnalogMacro, DigitalAccelerator
@@ -44,14 +45,15 @@ def evaluate_run(
     progress: bool = True,
     replay: dict[str, Any] | None = None,
     periphery: ReadPathConfig | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Re-evaluate a run on its test split; see ``prime eval``.
+    """Re-evaluate a run on its test split, on ``device`` (default cpu); see ``prime eval``.
 
     A run trained on a chip trace is evaluated on it (unless ``chip_seed`` re-forms a random
     chip); ``replay`` overrides its trace/replay/pruned/tile settings (None: keep);
     ``periphery`` evaluates it on another periphery (calibrated on its training data).
     """
-    model, config, data = prepare_run(run_dir, chip_seed, replay, periphery)
+    model, config, data = prepare_run(run_dir, chip_seed, replay, periphery, device)
     model.set_read_noise(read_noise, seed=noise_seed)
     with replaying(model, config):
         result = evaluate(model, data.test, batch_size=batch_size, mode=mode, progress=progress)
@@ -75,14 +77,15 @@ def early_exit_run(
     chip_seed: int | None = None,
     replay: dict[str, Any] | None = None,
     periphery: ReadPathConfig | None = None,
+    device: str | torch.device | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """:func:`early_exit_report` for a trained run (``out_dir`` defaults to
     ``RUN_DIR/early-exit``), optionally under read noise, on another chip or on a chip
-    trace, or periphery (``replay``, ``periphery`` as :func:`evaluate_run`)."""
+    trace, or periphery (``replay``, ``periphery``, ``device`` as :func:`evaluate_run`)."""
     out_dir = Path(run_dir) / "early-exit" if out_dir is None else Path(out_dir)
     with exclusive(out_dir):  # before any work: an unwritable folder fails at once
-        model, config, data = prepare_run(run_dir, chip_seed, replay, periphery)
+        model, config, data = prepare_run(run_dir, chip_seed, replay, periphery, device)
         model.set_read_noise(read_noise, seed=noise_seed)
         with replaying(model, config):
             report = early_exit_report(model, data, out_dir, val_seed=config.seed, **options)

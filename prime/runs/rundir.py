@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Subset
 
 from prime.core import io
+from prime.core.device import module_device, resolve_device
 from prime.core.errors import PrimeError
 from prime.data import DataSplits, MissingData, content_sha256, dataset_len, load_dataset
 from prime.hardware.periphery import ReadPathConfig
@@ -86,8 +87,11 @@ def load_checkpoint(path: str | Path, keys: tuple[str, ...] = RUN_KEYS) -> dict[
     return payload
 
 
-def load_run(run_dir: str | Path) -> tuple[SpikingNetwork, dict[str, Any]]:
-    """The trained model of a run directory (or checkpoint file) and its checkpoint payload."""
+def load_run(
+    run_dir: str | Path, device: str | torch.device | None = None
+) -> tuple[SpikingNetwork, dict[str, Any]]:
+    """The trained model of a run directory (or checkpoint file) on ``device`` (default cpu)
+    and its checkpoint payload (on the CPU: it is read there, checked and moved)."""
     path = Path(run_dir)
     path = path / "checkpoint.pt" if path.is_dir() else path
     payload = load_checkpoint(path)
@@ -109,7 +113,7 @@ def load_run(run_dir: str | Path) -> tuple[SpikingNetwork, dict[str, Any]]:
         ) from None
     if payload.get("switches") and payload["switches"]["counts"]:
         SwitchCounter(model.memristor_layers()).load_state_dict(payload["switches"])
-    return model.eval(), payload
+    return model.to(resolve_device(device)).eval(), payload
 
 
 def with_periphery(model: SpikingNetwork, periphery: ReadPathConfig) -> SpikingNetwork:
@@ -118,6 +122,7 @@ def with_periphery(model: SpikingNetwork, periphery: ReadPathConfig) -> SpikingN
     ``fold_batch_norm``), the new periphery's ADC variation from the chip seed, its ranges
     open (calibrate them: :func:`prime.inference.calibrate.calibrate_periphery`)."""
     fresh = build_model(dataclasses.replace(model.config, read_path=periphery.to_dict()))
+    fresh.to(module_device(model))
     state = {k: v for k, v in model.state_dict().items() if ".read_path." not in k}
     fresh.load_state_dict(state, strict=False)  # the read-path buffers stay the new ones
     for layer, old in zip(fresh.memristor_layers(), model.memristor_layers(), strict=True):
@@ -148,10 +153,12 @@ def prepare_run(
     chip_seed: int | None = None,
     replay: dict[str, Any] | None = None,
     periphery: ReadPathConfig | None = None,
+    device: str | torch.device | None = None,
 ) -> tuple[SpikingNetwork, Any, Any]:
-    """(model, TrainConfig, DataSplits) of a run to evaluate; see :func:`evaluate_run`.
-    ``periphery`` evaluates it on another periphery, calibrated on its training data."""
-    model, payload = load_run(run_dir)
+    """(model, TrainConfig, DataSplits) of a run to evaluate on ``device``; see
+    :func:`evaluate_run`. ``periphery`` evaluates it on another periphery, calibrated on its
+    training data."""
+    model, payload = load_run(run_dir, device)
     return prepare_loaded(model, payload, chip_seed, replay, periphery)
 
 

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, Subset
 
+from prime.core.device import resolve_device
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_write, file_sha256, save_checkpoint, write_json
 from prime.core.lock import exclusive
@@ -34,7 +35,7 @@ from prime.hardware.replay import open_replay
 from prime.inference.calibrate import calibrate_periphery
 from prime.inference.evaluate import evaluate
 from prime.runs.config import TrainConfig, model_config, resolve_paths, versions
-from prime.runs.distributed import Ranks, all_sum, collectives, current, shard
+from prime.runs.distributed import Ranks, all_sum, collectives, current, rank_device, shard
 from prime.runs.rundir import (
     RESUME_KEYS,
     RUN_KEYS,
@@ -68,7 +69,8 @@ def training_loss(outputs: torch.Tensor, labels: torch.Tensor, exit_loss: float)
     loss = F.cross_entropy(outputs.mean(0), labels)
     if not exit_loss:
         return loss
-    steps = torch.arange(1, len(outputs) + 1, dtype=outputs.dtype).view(-1, 1, 1)
+    steps = torch.arange(1, len(outputs) + 1, dtype=outputs.dtype, device=outputs.device)
+    steps = steps.view(-1, 1, 1)
     running = outputs.cumsum(0) / steps
     per_step = F.cross_entropy(running.flatten(0, 1), labels.repeat(len(outputs)))
     return (1 - exit_loss) * loss + exit_loss * per_step
@@ -82,8 +84,13 @@ def train(
     ranks: Ranks | None = None,
     expect: dict[str, Any] | None = None,
     summaries: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Train into ``out_dir`` and return the metrics.
+
+    ``device`` (cpu, cuda, cuda:N; default cpu) runs the model and batches there; the chip and
+    every seeded draw are those of the CPU (:mod:`prime.core.device`), and it is no part of
+    the run's identity: a run trained on one device resumes on another.
 
     ``progress`` draws progress bars (on a terminal only, :mod:`prime.core.progress`);
     ``summaries`` prints one line per epoch (and where a resume starts).
@@ -98,7 +105,16 @@ def train(
     """
     ranks = current() if ranks is None else ranks
     with exclusive(out_dir) if ranks.is_main else contextlib.nullcontext():
-        return _train(config, Path(out_dir), resume, progress, summaries, ranks, expect or {})
+        return _train(
+            config,
+            Path(out_dir),
+            resume,
+            progress,
+            summaries,
+            ranks,
+            expect or {},
+            rank_device(resolve_device(device)),
+        )
 
 
 def _train(
@@ -109,6 +125,7 @@ def _train(
     summaries: bool,
     ranks: Ranks,
     expect: dict[str, Any],
+    device: torch.device,
 ) -> dict[str, Any]:
     checkpoint_path = out_dir / "checkpoint.pt"
     if resume:
@@ -137,7 +154,7 @@ def _train(
             "trained (the files differ): restore them, or train a new run on the new data"
         )
     fingerprints["data_sha256"] = data_fingerprints(data)
-    model = build_model(model_config(config))
+    model = build_model(model_config(config)).to(device)
     _check_data_fits(model, data, config)
     faults = config.stuck_cells
     if faults.active and not resume:  # known faults, learned around (a resume loads them)
@@ -178,7 +195,8 @@ def _train(
     net: nn.Module = model
     if ranks.distributed:
         with collectives(ranks, checkpoint_path):
-            net = DistributedDataParallel(model, forward_sync_buffers=False)
+            on_gpu = [device.index] if device.type == "cuda" else None  # one GPU per rank
+            net = DistributedDataParallel(model, device_ids=on_gpu, forward_sync_buffers=False)
     replay = open_replay(model, config, position=state.get("trace_read", 0))
     if replay and config.scale == MATCHED and not resume:  # matched to the trace's cells
         trace_scale = matched_scale(replay.device())
@@ -216,7 +234,7 @@ def _train(
         if state["step_in_epoch"] == 0:  # the periphery's open ranges follow the masks
             calibrate_periphery(model, data.train, config.seed * 100_003 + epoch)
         model.train()
-        loader, count = _epoch_batches(data.train, config, epoch, ranks)
+        loader, count = _epoch_batches(data.train, config, epoch, ranks, device)
         bar = progress_bar(
             total=count,
             initial=state["step_in_epoch"],
@@ -363,7 +381,11 @@ def _draw_seed(seed: int, epoch: int, step: int, stream: int = 0) -> int:
 
 
 def _epoch_batches(
-    dataset: Dataset, config: TrainConfig, epoch: int, ranks: Ranks
+    dataset: Dataset,
+    config: TrainConfig,
+    epoch: int,
+    ranks: Ranks,
+    device: torch.device | str = "cpu",
 ) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int]:
     """This rank's share of every global batch of the epoch, in the seeded order of (seed, epoch).
 
@@ -374,7 +396,7 @@ def _epoch_batches(
     order = torch.randperm(dataset_len(dataset), generator=generator).tolist()
     size = config.batch_size
     mine = [i for at in range(0, len(order), size) for i in shard(order[at : at + size], ranks)]
-    return iterate_batches(Subset(dataset, mine), size // ranks.world_size)
+    return iterate_batches(Subset(dataset, mine), size // ranks.world_size, device=device)
 
 
 def _evaluate_shared(

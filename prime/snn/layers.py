@@ -83,6 +83,9 @@ class MemristorLayer(nn.Module):
     g_us: torch.Tensor  # buffer [2, *weight_shape], µS
     scale: torch.Tensor  # buffer, 0-d, 1/µS
     sign: torch.Tensor | None  # buffer [*weight_shape] of ±1 (sign_generator), or None
+    reset_us: torch.Tensor | None  # buffer [2, *weight_shape], µS, or None (not saved)
+    held_mask: torch.Tensor | None  # buffer [*weight_shape], or None (not saved)
+    held_scores: torch.Tensor | None  # buffer [*weight_shape], or None (not saved)
 
     def __init__(
         self,
@@ -113,12 +116,13 @@ class MemristorLayer(nn.Module):
         self.read_noise = 0.0
         self.read_generator: torch.Generator | None = None
         #: the cells of pruned pairs in the reset state [2, *weight_shape] (µS), or None for
-        #: ideal zeros (set by :meth:`load_conductances`)
-        self.reset_us: torch.Tensor | None = None
-        #: mask hysteresis (:func:`prime.snn.masks.hold_mask`): the margin, and the (mask,
-        #: |scores|) last programmed on the chip (set by :meth:`hold`; None: no hysteresis)
+        #: ideal zeros (set by :meth:`load_conductances`); a buffer, not saved
+        self.register_buffer("reset_us", None, persistent=False)
+        #: mask hysteresis (:func:`prime.snn.masks.hold_mask`): the margin, and the mask and
+        #: |scores| last programmed on the chip (:attr:`held`)
         self.mask_margin = 0.0
-        self.held: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.register_buffer("held_mask", None, persistent=False)
+        self.register_buffer("held_scores", None, persistent=False)
         self.read_path = ReadPath(
             read_path, math.prod(weight_shape[1:]), weight_shape[0], periphery_generator
         )
@@ -137,6 +141,21 @@ class MemristorLayer(nn.Module):
         if sign_generator is not None:
             sign = 2.0 * torch.randint(2, weight_shape, generator=sign_generator) - 1
         self.register_buffer("sign", sign)
+
+    @property
+    def held(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The (mask, |scores|) last programmed on the chip (set by :meth:`hold`; None: no
+        hysteresis); buffers, so they follow the layer's device."""
+        if self.held_mask is None or self.held_scores is None:
+            return None
+        return self.held_mask, self.held_scores
+
+    @held.setter
+    def held(self, value: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        if value is None:
+            self.held_mask, self.held_scores = None, None
+        else:  # on the layer's device (a checkpoint is read on the CPU)
+            self.held_mask, self.held_scores = (t.to(self.scores.device) for t in value)
 
     @property
     def fan_in(self) -> int:
@@ -239,7 +258,7 @@ class MemristorLayer(nn.Module):
             self.g_us.copy_(g_us)
             if scale is not None:
                 self.scale.fill_(self._scale(scale))
-        self.reset_us = None if reset_us is None else reset_us.clone()
+        self.reset_us = None if reset_us is None else reset_us.to(self.g_us.device, copy=True)
 
     def export_mask(self) -> torch.Tensor:
         """The binary mask as bool, weight shape."""

@@ -163,7 +163,9 @@ class SwitchCounter:
                 f"switch counts of {len(state['counts'])} layers do not fit a network of "
                 f"{len(self.layers)} crossbars"
             )
-        self.previous, self.counts = list(state["previous"]), list(state["counts"])
+        on = [m.scores.device for m in self.layers]  # a checkpoint is read on the CPU
+        self.previous = [t.to(d) for t, d in zip(state["previous"], on, strict=True)]
+        self.counts = [t.to(d) for t, d in zip(state["counts"], on, strict=True)]
         self.initial, self.steps = state["initial"], int(state["steps"])
         self.margin = float(state["margin"])
         for layer, held in zip(self.layers, state["held"], strict=True):

@@ -50,6 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prime.core.device import module_device
 from prime.core.errors import PrimeError
 from prime.snn.layers import MemristorLayer
 from prime.snn.network import SpikingNetwork
@@ -86,16 +87,20 @@ class LayerCounter:
     """Counts of one layer per timestep, summed over samples (NeuroBench-style metric object).
 
     ``update`` takes the layer's frames and the timestep of each frame; ``compute`` returns
-    ``{metric: [count at t=0, t=1, ...]}``.
+    ``{metric: [count at t=0, t=1, ...]}``. The counts live on ``device`` (the model's).
     """
 
-    def __init__(self, name: str, layer: CountedLayer, timesteps: int) -> None:
+    def __init__(
+        self, name: str, layer: CountedLayer, timesteps: int, device: torch.device | str = "cpu"
+    ) -> None:
         self.name, self.layer, self.timesteps = name, layer, timesteps
+        self.device = torch.device(device)
         self.metrics = _metrics(layer)
         self.reset()
 
     def reset(self) -> None:
-        self.counts = torch.zeros(len(self.metrics), self.timesteps, dtype=torch.float64)
+        shape = (len(self.metrics), self.timesteps)
+        self.counts = torch.zeros(shape, dtype=torch.float64, device=self.device)
 
     def add(self, per_frame: dict[str, torch.Tensor], timestep: torch.Tensor) -> None:
         """Add per-frame counts [N] at timesteps [N]."""
@@ -121,7 +126,7 @@ class LayerCounter:
         outputs = out[0].numel()
         per_frame = {
             "input_events": (x != 0).flatten(1).sum(1),
-            "digital_macs": torch.full((len(x),), float(outputs * fan_in)),
+            "digital_macs": x.new_full((len(x),), float(outputs * fan_in)),
             **_bias_adds(out),
         }
         self.add(per_frame, timestep)
@@ -131,7 +136,7 @@ class LayerCounter:
         """Count a neuron layer's outputs [N, ...]."""
         frames = out.flatten(1)
         per_frame = {
-            "neuron_updates": torch.full((len(frames),), frames.shape[1]),
+            "neuron_updates": frames.new_full((len(frames),), frames.shape[1]),
             "output_events": (frames != 0).sum(1),
         }
         self.add(per_frame, timestep)
@@ -142,7 +147,7 @@ class LayerCounter:
 
 def _bias_adds(out: torch.Tensor) -> dict[str, torch.Tensor]:
     """``bias_adds`` per frame of a layer's outputs [N, ...] (used where it has a bias)."""
-    return {"bias_adds": torch.full((len(out),), float(out[0].numel()))}
+    return {"bias_adds": out.new_full((len(out),), float(out[0].numel()))}
 
 
 def synapse_counts(
@@ -155,7 +160,7 @@ def synapse_counts(
     """
     apply = type(layer).linear_map
     events = (x != 0).to(weight.dtype)
-    ones_kernel = torch.ones((1, *weight.shape[1:]), dtype=weight.dtype)
+    ones_kernel = weight.new_ones((1, *weight.shape[1:]))
     # each output element is a whole number <= fan-in (rounded, in case a fast convolution
     # algorithm rounds); sums in float64
     rows = apply(layer, events, ones_kernel).flatten(1).round().double()  # active rows/eval
@@ -173,7 +178,7 @@ def synapse_counts(
         "macs": zero if spiking else synops,
         "row_activations": rows.sum(1),
         "evaluations": (rows > 0).sum(1),
-        "evaluations_all": torch.full((len(x),), rows.shape[1]),
+        "evaluations_all": rows.new_full((len(x),), rows.shape[1]),
     }
 
 
@@ -242,19 +247,22 @@ class _Recorder:
     def __init__(self, model: SpikingNetwork) -> None:
         self.timesteps = model.timesteps
         self.samples = 0
-        self.sample_steps = torch.zeros(self.timesteps, dtype=torch.float64)
+        self.sample_steps = [0.0] * self.timesteps  # plain numbers: no tensor on any device
         self.step_t: int | None = None  # inside a single step: its timestep
         self.last_t = -1
         self.steps_started = 0
         self.sequences: list[tuple[int, int]] = []  # (batch, steps started) of open sequences
 
-    def frame_timesteps(self, n_frames: int) -> torch.Tensor:
-        """Timestep of each of n frames: the current step, or [T*B] multi-step frames."""
+    def frame_timesteps(self, frames: torch.Tensor) -> torch.Tensor:
+        """Timestep of each of the frames [N, ...] (on their device): the current step, or
+        [T*B] multi-step frames."""
+        n_frames = len(frames)
         if self.step_t is not None:
-            return torch.full((n_frames,), self.step_t, dtype=torch.long)
+            return torch.full((n_frames,), self.step_t, dtype=torch.long, device=frames.device)
         if n_frames % self.timesteps:
             raise PrimeError(f"cannot count {n_frames} frames of a {self.timesteps}-step model")
-        return torch.arange(self.timesteps).repeat_interleave(n_frames // self.timesteps)
+        steps = torch.arange(self.timesteps, device=frames.device)
+        return steps.repeat_interleave(n_frames // self.timesteps)
 
     def before(self, module: Any, args: tuple, kwargs: dict[str, Any]) -> None:
         state = kwargs.get("state")
@@ -266,7 +274,7 @@ class _Recorder:
         if t >= self.timesteps:
             raise PrimeError(f"counted more than the model's {self.timesteps} timesteps")
         self.samples += batch if fresh else 0
-        self.sample_steps[t] += batch
+        self.sample_steps[t] += float(batch)
         self.step_t = self.last_t = t
         self.steps_started += 1
 
@@ -277,7 +285,7 @@ class _Recorder:
         batch, steps_before = self.sequences.pop()
         if self.steps_started == steps_before:  # the multi-step path ran: all T steps
             self.samples += batch
-            self.sample_steps += batch
+            self.sample_steps = [steps + batch for steps in self.sample_steps]
 
 
 _COUNTING: weakref.WeakSet[SpikingNetwork] = weakref.WeakSet()
@@ -298,7 +306,8 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     for i, layer in enumerate(model.layers):
         _check_countable(i, layer)
     layers = _counted_layers(model)
-    counters = [LayerCounter(name, layer, model.timesteps) for name, layer, _ in layers]
+    device = module_device(model)
+    counters = [LayerCounter(name, layer, model.timesteps, device) for name, layer, _ in layers]
     owners = {layer: owner for _, layer, owner in layers}
     scan_steps: dict[nn.Module, int] = {}  # steps so far of a Recurrent layer's scan over T
     result = OperationCounts(0, [], [])
@@ -306,27 +315,27 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
     def start_scan(layer: nn.Module, args: tuple) -> None:
         scan_steps[layer] = 0
 
-    def timesteps_of(counter: LayerCounter, n_frames: int) -> torch.Tensor:
+    def timesteps_of(counter: LayerCounter, frames: torch.Tensor) -> torch.Tensor:
         owner = owners[counter.layer]
         if isinstance(owner, Recurrent) and recorder.step_t is None:  # step t of a scan over T
             t = scan_steps[owner]
             scan_steps[owner] = t + 1
-            return torch.full((n_frames,), t, dtype=torch.long)
-        return recorder.frame_timesteps(n_frames)
+            return torch.full((len(frames),), t, dtype=torch.long, device=frames.device)
+        return recorder.frame_timesteps(frames)
 
     def count_synapse(counter: LayerCounter) -> Any:
         def hook(layer: MemristorLayer, args: tuple, output: torch.Tensor) -> None:
             x = args[0]
             read = args[1] if len(args) > 1 else None
             weight = layer.weight() if read is None else read.weight
-            counter.update_synapse(x, weight, output, timesteps_of(counter, len(x)))
+            counter.update_synapse(x, weight, output, timesteps_of(counter, x))
 
         return hook
 
     def count_digital(counter: LayerCounter) -> Any:
         def hook(layer: nn.Module, args: tuple, output: torch.Tensor) -> None:
             x = args[0]
-            counter.update_digital(x, output, recorder.frame_timesteps(len(x)))
+            counter.update_digital(x, output, recorder.frame_timesteps(x))
 
         return hook
 
@@ -338,7 +347,7 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
                 frames = output
             else:  # a scan [T, B, ...]
                 frames = output.flatten(0, 1)
-            counter.update_neuron(frames, recorder.frame_timesteps(len(frames)))
+            counter.update_neuron(frames, recorder.frame_timesteps(frames))
 
         return hook
 
@@ -364,7 +373,7 @@ def count_operations(model: SpikingNetwork) -> Iterator[OperationCounts]:
             handle.remove()
         _COUNTING.discard(model)
     result.samples = recorder.samples
-    result.sample_steps = recorder.sample_steps.tolist()
+    result.sample_steps = recorder.sample_steps
     result.layers = [_layer_summary(c) for c in counters]
 
 

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, Subset
 
 from prime.analysis.energy.counting import OperationCounts, connection_sparsity, count_operations
 from prime.analysis.energy.models import AnalogMacro, DigitalAccelerator, Scenario
+from prime.core.device import module_device
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_write, write_json
 from prime.core.progress import progress_bar
@@ -45,7 +46,7 @@ def count_run(
     ``early_exit`` holds :func:`prime.inference.early_exit.run_early_exit` keywords."""
     model.eval()
     correct = 0
-    loader, count = iterate_batches(dataset, batch_size)
+    loader, count = iterate_batches(dataset, batch_size, device=module_device(model))
     desc = "count (early exit)" if early_exit is not None else "count (full T)"
     with count_operations(model) as counts:
         for x, y in progress_bar(loader, total=count, desc=desc, leave=False, show=progress):

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
+from prime.core.device import module_device
 from prime.core.errors import PrimeError
 from prime.core.progress import progress_bar
 from prime.data import DataSplits, dataset_len, iterate_batches
@@ -24,7 +25,7 @@ def step_outputs(
     """Full-T single-step outputs of every sample [T, N, C] and the labels [N]."""
     model.eval()
     outputs, labels = [], []
-    loader, count = iterate_batches(dataset, batch_size)
+    loader, count = iterate_batches(dataset, batch_size, device=module_device(model))
     for x, y in progress_bar(loader, total=count, desc="full T", leave=False, show=progress):
         outputs.append(model(x, mode="single"))
         labels.append(y)

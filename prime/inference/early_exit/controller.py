@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from prime.core.device import module_device
 from prime.core.errors import PrimeError
 from prime.core.progress import progress_bar
 from prime.data import iterate_batches
@@ -232,7 +233,9 @@ def evaluate_early_exit(
     """
     policy = get_policy(policy, alpha=alpha)
     outputs, steps, labels = [], [], []
-    loader, count = iterate_batches(dataset, batch_size * STREAM_BATCHES)
+    loader, count = iterate_batches(
+        dataset, batch_size * STREAM_BATCHES, device=module_device(model)
+    )
     for x, y in progress_bar(loader, total=count, desc="early exit", leave=False, show=progress):
         result = run_early_exit(model, x, policy, threshold, min_steps, batch_size=batch_size)
         outputs.append(result.outputs)
