@@ -2,14 +2,16 @@
 one differs (or a quoted sentence is no longer in its doc).
 
     python scripts/doc_figures.py [--group quick,reference] [--doc periphery.md]
-                                  [--work /tmp/doc-figures] [--threads 1] [--list]
+                                  [--work /tmp/doc-figures] [--threads 1] [--list] [--write]
 
 The figures and their producers are registered page by page in ``scripts/figures/``
 (:mod:`figures`); runs are kept in ``--work`` and reused, so a second call only compares.
 By default the ``quick`` and ``reference`` groups run (``reference`` where
-../shared/reference is present); ``--group long`` or ``timing`` run the reproductions and
-benchmarks (hours; timings vary with the machine). ``--list`` prints every section, its
-group and its command, and runs nothing.
+../shared/reference is present); ``--group long`` runs the reproductions' producers
+(hours); ``timing`` sections are only listed with the bench command that re-measures them
+(speeds vary with the machine and its load). ``--list`` prints every section, its group and
+its command, and runs nothing; ``--write`` puts the fresh figures into the docs (only the
+numbers: a doc's words and line breaks stay), for the prose that quotes them to be reread.
 """
 
 from __future__ import annotations
@@ -19,13 +21,18 @@ import sys
 from pathlib import Path
 
 import torch
-from figures import GROUPS, REFERENCE, Section, doc_path, quoted, sections, spaced
+from figures import GROUPS, REFERENCE, Section, doc_path, quoted, rewrite, sections, spaced
+
+from prime.core.io import atomic_write
 
 
-def check(section: Section, work: Path) -> int:
-    """Produce ``section``'s figures in ``work``, print them beside the doc's; the number of
-    figures that differ."""
-    values = section.produce(work) if section.produce is not None else {}
+def check(section: Section, work: Path, write: bool) -> int:
+    """Produce ``section``'s figures in ``work``, print them beside the doc's (and with
+    ``write``, put them into the doc); the number of figures that differ."""
+    if section.produce is None:
+        print(f"skip docs/{section.doc}: {section.name} ({section.group}; {section.command})")
+        return 0
+    values = section.produce(work)
     text = doc_path(section.doc).read_text()
     mismatches = 0
     for template in section.templates:
@@ -33,6 +40,9 @@ def check(section: Section, work: Path) -> int:
         doc = spaced(match.group(0)) if match else "(sentence not found)"
         measured = spaced(template.format(**values))
         mismatches += doc != measured
+        if write and match and doc != measured:
+            text = rewrite(template, text, values)
+            atomic_write(doc_path(section.doc), lambda tmp, t=text: tmp.write_text(t))
         print(f"{'ok  ' if doc == measured else 'DIFF'} docs/{section.doc}: {section.name}")
         if doc != measured:
             print(f"     doc:      {doc}\n     measured: {measured}")
@@ -46,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/doc-figures"), help="run folder")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--list", action="store_true", help="list the sections, run nothing")
+    parser.add_argument(
+        "--write", action="store_true", help="put the fresh figures into the docs where they differ"
+    )
     args = parser.parse_args(argv)
     groups = set(args.group.split(","))
     if unknown := groups - set(GROUPS):
@@ -60,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [s for s in chosen if s.group != "reference"]
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    mismatches = sum(check(s, args.work) for s in chosen)
+    mismatches = sum(check(s, args.work, args.write) for s in chosen)
     total = sum(len(s.templates) for s in chosen)
-    print(f"{total - mismatches} of {total} figures match")
-    return 1 if mismatches else 0
+    print(f"{total - mismatches} of {total} figures match" + (" (docs rewritten)" * args.write))
+    return 1 if mismatches and not args.write else 0
 
 
 if __name__ == "__main__":

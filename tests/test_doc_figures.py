@@ -27,8 +27,9 @@ def test_every_figure_in_the_docs_is_registered(doc: str):
             for template in section.templates:
                 if match := quoted(template, text):
                     claimed.append(range(match.start(), match.end()))
+    lines = text.splitlines()
     orphans = [
-        f"line {text.count(chr(10), 0, m.start()) + 1}: …{text[max(0, m.start() - 60) : m.end()]}"
+        f"{m.group(0)!r} in line {(n := text.count(chr(10), 0, m.start())) + 1}: {lines[n].strip()}"
         for m in FIGURE.finditer(text)
         if not any(m.start() in r for r in claimed)
     ]

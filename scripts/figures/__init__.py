@@ -35,8 +35,10 @@ GROUPS = {
     "reference": "runs on ../shared/reference (measured array, spoken digits, N-MNIST, the "
     "authors' checkpoint): minutes each; skipped where it is absent",
     "long": "reproductions on real data: hours on a CPU (the section's command)",
-    "timing": "speeds and times from the bench scripts: machine- and load-dependent",
-    "cited": "figures taken from papers, or settings the docs state: nothing to run",
+    "timing": "speeds, times and profiles printed by the bench script the section's command "
+    "names: they depend on the machine and its load, so they are re-measured, not compared",
+    "cited": "figures taken from papers, settings the docs state, and past measurements the "
+    "docs say cannot be rerun (a temporary patch): nothing to run",
 }
 #: the doc pages with figures, one module each (README.md is ``readme``)
 PAGES = (
@@ -69,8 +71,9 @@ class Section:
 
     ``templates`` are sentences or table rows of the page with their numbers as format
     fields (whitespace as in the doc does not matter); ``produce(work)`` returns the
-    fields' values from fresh runs in the folder ``work`` (None for ``cited`` sections);
-    ``command`` says how a reader makes the figures by hand."""
+    fields' values from fresh runs in the folder ``work`` (None for ``cited`` and ``timing``
+    sections); ``command`` says how a reader makes the figures by hand (for ``timing``, the
+    bench command that prints them)."""
 
     doc: str
     name: str
@@ -82,19 +85,41 @@ class Section:
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
             raise ValueError(f"section {self.name!r}: unknown group {self.group!r}")
-        if (self.produce is None) != (self.group == "cited"):
-            raise ValueError(f"section {self.name!r}: a producer is needed unless cited")
+        if (self.produce is None) != (self.group in ("cited", "timing")):
+            raise ValueError(f"section {self.name!r}: a producer is needed unless cited or timing")
+        if self.group == "timing" and not self.command:
+            raise ValueError(f"section {self.name!r}: a timing section names its bench command")
 
 
 def pattern(template: str) -> str:
     """A regular expression for the doc's version of ``template``: its literal text with any
-    whitespace as any whitespace, and a :data:`NUMBER` for each field."""
+    whitespace as any whitespace, and a :data:`NUMBER` group for each field."""
     parts = []
     for literal, field, _, _ in string.Formatter().parse(template):
         for piece in re.split(r"(\s+)", literal):
             parts.append(r"\s+" if piece.isspace() else re.escape(piece))
-        parts.append(NUMBER if field is not None else "")
+        parts.append(f"({NUMBER})" if field is not None else "")
     return "".join(parts)
+
+
+def fields(template: str, values: dict[str, Any]) -> list[str]:
+    """``template``'s fields formatted from ``values``, in order."""
+    return [
+        format(values[field], spec)
+        for _, field, spec, _ in string.Formatter().parse(template)
+        if field is not None
+    ]
+
+
+def rewrite(template: str, text: str, values: dict[str, Any]) -> str:
+    """``text`` with the numbers of ``template``'s sentence replaced by ``values`` (its line
+    breaks kept); unchanged where the sentence is not found."""
+    match = quoted(template, text)
+    if match is None:
+        return text
+    for group, value in reversed(list(enumerate(fields(template, values), 1))):
+        text = text[: match.start(group)] + value + text[match.end(group) :]
+    return text
 
 
 def quoted(template: str, text: str) -> re.Match[str] | None:
