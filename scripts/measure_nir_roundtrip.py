@@ -27,29 +27,42 @@ from prime.snn.reference import load_prime_reference
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "prime"
 
 
-def main() -> int:
+def roundtrip(neuron: str) -> dict[str, float]:
+    """The authors' model with ``neuron`` ("lif": leak slope 1, "prime": its own) exported,
+    read back by snnTorch and run on the golden inputs: the largest output difference, the
+    largest output, the fraction of equal predictions and the number of inputs."""
     golden = np.load(REFERENCE / "prime_golden.npz")
     x = torch.from_numpy(golden["inputs"]).float().transpose(0, 1)
+    model = load_prime_reference(REFERENCE / "classification.pt")
+    for m in model.modules() if neuron == "lif" else ():
+        if isinstance(m, LIF):
+            m.params = dataclasses.replace(m.params, leak_slope=1.0)
+        elif isinstance(m, Integrator):
+            m.leak_slope = 1.0
+    with torch.no_grad():
+        expected = model(x)
+        net = import_from_nir(export_nir(model, readout="currents"))
+        outs = []
+        for b in range(x.shape[1]):
+            snntorch.utils.reset(net)
+            outs.append(torch.stack([net(frame[b])[0] for frame in x]).cumsum(0))
+    out = torch.stack(outs, 1)
+    agree = (out.mean(0).argmax(1) == expected.mean(0).argmax(1)).float().mean()
+    return {
+        "max_diff": float((out - expected).abs().max()),
+        "max_out": float(expected.abs().max()),
+        "equal": float(agree),
+        "inputs": x.shape[1],
+    }
+
+
+def main() -> int:
     for neuron in ("lif", "prime"):
-        model = load_prime_reference(REFERENCE / "classification.pt")
-        for m in model.modules() if neuron == "lif" else ():
-            if isinstance(m, LIF):
-                m.params = dataclasses.replace(m.params, leak_slope=1.0)
-            elif isinstance(m, Integrator):
-                m.leak_slope = 1.0
-        with torch.no_grad():
-            expected = model(x)
-            net = import_from_nir(export_nir(model, readout="currents"))
-            outs = []
-            for b in range(x.shape[1]):
-                snntorch.utils.reset(net)
-                outs.append(torch.stack([net(frame[b])[0] for frame in x]).cumsum(0))
-        out = torch.stack(outs, 1)
-        agree = (out.mean(0).argmax(1) == expected.mean(0).argmax(1)).float().mean()
+        r = roundtrip(neuron)
         print(
-            f"{neuron:5s}: max |snnTorch - prime| {(out - expected).abs().max():.3g} "
-            f"(max |output| {expected.abs().max():.3g}), predictions equal "
-            f"{100 * agree:.1f} % of {x.shape[1]}"
+            f"{neuron:5s}: max |snnTorch - prime| {r['max_diff']:.3g} "
+            f"(max |output| {r['max_out']:.3g}), predictions equal "
+            f"{100 * r['equal']:.1f} % of {r['inputs']}"
         )
     return 0
 
