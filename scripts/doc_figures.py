@@ -39,6 +39,10 @@ def check(section: Section, work: Path, write: bool) -> int:
         match = quoted(template, text)
         doc = spaced(match.group(0)) if match else "(sentence not found)"
         measured = spaced(template.format(**values))
+        if section.group == "timing":  # machine- and load-dependent: shown, not compared
+            print(f"time docs/{section.doc}: {section.name}\n     doc:      {doc}")
+            print(f"     measured: {measured}")
+            continue
         mismatches += doc != measured
         if write and match and doc != measured:
             text = rewrite(template, text, values)

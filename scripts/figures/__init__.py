@@ -36,7 +36,8 @@ GROUPS = {
     "authors' checkpoint): minutes each; skipped where it is absent",
     "long": "reproductions on real data: hours on a CPU (the section's command)",
     "timing": "speeds, times and profiles printed by the bench script the section's command "
-    "names: they depend on the machine and its load, so they are re-measured, not compared",
+    "names: they depend on the machine and its load, so they are re-measured and shown, not "
+    "compared",
     "cited": "figures taken from papers, settings the docs state, and past measurements the "
     "docs say cannot be rerun (a temporary patch): nothing to run",
 }
@@ -71,9 +72,9 @@ class Section:
 
     ``templates`` are sentences or table rows of the page with their numbers as format
     fields (whitespace as in the doc does not matter); ``produce(work)`` returns the
-    fields' values from fresh runs in the folder ``work`` (None for ``cited`` and ``timing``
-    sections); ``command`` says how a reader makes the figures by hand (for ``timing``, the
-    bench command that prints them)."""
+    fields' values from fresh runs in the folder ``work`` (None for ``cited`` sections, and
+    for ``timing`` ones whose bench prints no file to read); ``command`` says how a reader
+    makes the figures by hand (for ``timing``, the bench command that prints them)."""
 
     doc: str
     name: str
@@ -85,7 +86,9 @@ class Section:
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
             raise ValueError(f"section {self.name!r}: unknown group {self.group!r}")
-        if (self.produce is None) != (self.group in ("cited", "timing")):
+        if self.group == "cited" and self.produce is not None:
+            raise ValueError(f"section {self.name!r}: a cited section has nothing to produce")
+        if self.group not in ("cited", "timing") and self.produce is None:
             raise ValueError(f"section {self.name!r}: a producer is needed unless cited or timing")
         if self.group == "timing" and not self.command:
             raise ValueError(f"section {self.name!r}: a timing section names its bench command")
