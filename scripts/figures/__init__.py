@@ -148,6 +148,11 @@ def signed(delta: float) -> str:
     return f"{delta:+.2f}".replace("-", "−")
 
 
+def percent_change(new: float, old: float, digits: int) -> str:
+    """(new / old − 1) in % as the docs write it: −15.5, +60 (a minus sign)."""
+    return f"{100 * (new / old - 1):+.{digits}f}".replace("-", "−")
+
+
 def seed_delta(values: dict[str, Any], device: str, reference: str) -> str:
     """Mean over seeds 0 and 1 of ``device`` minus that of ``reference``, signed."""
     mean = (values[f"{device}0"] + values[f"{device}1"]) / 2

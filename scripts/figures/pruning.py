@@ -7,7 +7,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from figures import REFERENCE, Section, run_prime, script_output, signed, train_accuracy
+from figures import (
+    REFERENCE,
+    Section,
+    percent_change,
+    run_prime,
+    script_output,
+    signed,
+    train_accuracy,
+)
 
 ARRAY = REFERENCE / "rram" / "esgnn_measured_G_hidden_50x50.npy"
 SPOKEN = REFERENCE / "spoken_digits"
@@ -21,11 +29,6 @@ ON_CHIP = (
 )
 #: write noise per pulse (µS) of scripts/pruning_write_noise.py
 SIGMAS = (1, 2, 4, 8)
-
-
-def percent_change(new: float, old: float, digits: int) -> str:
-    """(new / old − 1) in % as the docs write it: −15.5, +3 (a minus sign)."""
-    return f"{100 * (new / old - 1):+.{digits}f}".replace("-", "−")
 
 
 def default_run(work: Path) -> dict[str, Any]:
