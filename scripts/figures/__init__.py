@@ -176,7 +176,33 @@ def signed(delta: float) -> str:
     return f"{delta:+.2f}".replace("-", "−")
 
 
+def percent_change(new: float, old: float, digits: int) -> str:
+    """(new / old − 1) in % as the docs write it: −15.5, +60 (a minus sign)."""
+    return f"{100 * (new / old - 1):+.{digits}f}".replace("-", "−")
+
+
 def seed_delta(values: dict[str, Any], device: str, reference: str) -> str:
     """Mean over seeds 0 and 1 of ``device`` minus that of ``reference``, signed."""
     mean = (values[f"{device}0"] + values[f"{device}1"]) / 2
     return signed(mean - (values[f"{reference}0"] + values[f"{reference}1"]) / 2)
+
+
+def script_output(script: str, args: list[str]) -> str:
+    """The standard output of ``python scripts/SCRIPT ARGS``, run with this process's torch
+    thread count and this checkout on the path; SystemExit where it fails."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"scripts/{script} {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout

@@ -2,6 +2,120 @@
 
 from __future__ import annotations
 
-from figures import Section
+import json
+from pathlib import Path
+from typing import Any
 
-SECTIONS: list[Section] = []
+from figures import REFERENCE, Section, run_prime
+from figures.pruning import reproduction
+
+
+def exit_fields(name: str, run: dict[str, Any]) -> dict[str, Any]:
+    """An early-exit setting of the report as the page quotes it (% saved, steps, drop)."""
+    return {
+        f"{name}_saved": 100 * run["load_saved"],
+        f"{name}_steps": run["mean_steps"],
+        f"{name}_drop": run["drop_pp"],
+    }
+
+
+def noise_fields(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Test accuracy (%) mean and std over the repeats at read noise σ = 0.1."""
+    (row,) = (r for r in rows if r["read_noise"] == 0.1)
+    return {f"{name}_noise": 100 * row["accuracy_mean"], f"{name}_std": 100 * row["accuracy_std"]}
+
+
+def nmnist(work: Path) -> dict[str, Any]:
+    """``prime reproduce nmnist`` on the 1,000 reference recordings with the authors'
+    checkpoint, default recipe (the page's command)."""
+    out = work / "reproduce-nmnist"
+    if not (out / "reproduce.json").is_file():
+        run_prime(
+            ["reproduce", "nmnist", str(REFERENCE / "nmnist" / "Train"), "--out", str(out)]
+            + ["--reference-checkpoint", str(REFERENCE / "prime" / "classification.pt")]
+            + ["--quiet", "--force"]
+        )
+    results = json.loads((out / "reproduce.json").read_text())
+    own, authors = results["models"]["prime"], results["models"]["authors"]
+    paper_rule = min(
+        (r for r in own["early_exit"]["runs"] if r["policy"] == "prime"),
+        key=lambda r: r["validation"]["mean_steps"],
+    )
+    return {
+        "own": 100 * own["test_accuracy"],
+        "authors": 100 * authors["test_accuracy"],
+        "authors_all": 100 * authors["time_bins"]["all_accuracy"],
+        "gap": results["goals"]["accuracy_gap_pp"],
+        **exit_fields("own", own["early_exit"]["best"]),
+        **exit_fields("a", authors["early_exit"]["best"]),
+        **exit_fields("rule", paper_rule),
+        **noise_fields("own", own["read_noise"]),
+        **noise_fields("a", authors["read_noise"]),
+    }
+
+
+SECTIONS = [
+    Section(
+        "reproduce.md",
+        "result on the 1,000 reference recordings",
+        "reference",
+        (
+            "| accuracy, 50 % of edges pruned | {own:.2f} % | {authors:.2f} % ({authors_all:.2f} % "
+            "on all 1,000) |",
+            "| early exit saves 77 % (≤ 1 pt drop) | {own_saved:.1f} % saved, {own_steps:.2f} "
+            "steps, {own_drop:.1f} pt drop (margin) | {a_saved:.1f} % saved, {a_steps:.2f} steps, "
+            "{a_drop:.1f} pt drop (margin) |",
+            "| robust to read noise, σ = 0.1 | {own_noise:.1f} ± {own_std:.1f} % | {a_noise:.1f} ± "
+            "{a_std:.1f} % |",
+            "margin policy exits after {own_steps:.2f} steps on average ({own_saved:.1f} % of the "
+            "load saved) at a {own_drop:.1f} point drop; PRIME's own max-softmax rule saves "
+            "{rule_saved:.1f} % at a {rule_drop:.1f} point drop.",
+            "prime's own run is {gap:.1f} points below the authors' checkpoint",
+        ),
+        nmnist,
+        "prime reproduce nmnist ../shared/reference/nmnist/Train/ --reference-checkpoint "
+        "../shared/reference/prime/classification.pt --out runs/reproduce-nmnist",
+    ),
+    Section(
+        "reproduce.md",
+        "the pruning paper on the spoken digits",
+        "long",
+        (
+            "| pruning | {fp_pruning:.2f} % | {b3_pruning:.2f} % |",
+            "| programmed weights (write–verify, assumed σ 2 µS) | {fp_programmed:.2f} % "
+            "| {b3_programmed:.2f} % |",
+            "| pruning on replayed reads (measured array's distribution, the paper's conventions) "
+            "| {fp_replay:.2f} % | {b3_replay:.2f} % |",
+            "| inference energy saved, RRAM macro vs GPU-class baseline (paper: 51.2 %) "
+            "| {fp_pruning_saved:.1f} %, met | {b3_pruning_saved:.1f} %, met |",
+        ),
+        reproduction,
+        "as docs/pruning.md: prime reproduce pruning ../shared/reference/spoken_digits "
+        "--epochs 20 --trace chip.h5",
+    ),
+    Section(
+        "reproduce.md",
+        "the recipe's settings",
+        "cited",
+        ("reference recipe (Adam lr 1e-3, cosine schedule, 50 % of edges kept per layer",),
+    ),
+    Section(
+        "reproduce.md",
+        "earlier recipe trials (records of trial code: label smoothing, training read noise and "
+        "the per-step-loss comparison are not options of a current command)",
+        "cited",
+        (
+            "On 600 recordings the reference recipe alone reaches 99.5 % training accuracy",
+            "it raised test accuracy after one step from 68.0 % to 87.5 % and after two from "
+            "83.0 % to 91.0 %, with full-T accuracy 94.0 % and 93.5 %.",
+            "the plain reference recipe, 30 epochs, 93.0 % (90.0 %); shifts ±3 px, 80 epochs, "
+            "94.0 % (95.5 %); plus the per-step loss 93.5 % (95.0 %); shifts, rotations ±12°, "
+            "zoom ±10 % and the per-step loss, 80 epochs 95.0 % (95.0 %), 200 epochs 94.5 % "
+            "(95.5 %), lr 2e-3 and 150 epochs 95.5 % (97.5 %), the same with label smoothing 0.1 "
+            "95.5 % (95.0 %), lr 3e-3 92.5 % (94.0 %); shifts ±2 px with 5 % read noise on the "
+            "weights during training, 50 epochs, 94.0 % (94.0 %). Every recipe levels off at "
+            "94–96 %",
+            "scored 92.50 % and saved 73.8 % of the load at a 1.5 point drop.",
+        ),
+    ),
+]
