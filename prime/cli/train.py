@@ -304,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
     from prime.cli import inpaint
     from prime.core.errors import PrimeError
     from prime.core.io import write_json
+    from prime.core.lock import exclusive
     from prime.runs.config import TrainConfig
     from prime.runs.distributed import process_group
     from prime.runs.train import train
@@ -325,12 +326,16 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
     expect = given_settings(args, requested) if args.resume else None
     with process_group() as ranks:
-        if config is not None and ranks.is_main:  # first, so that a killed run reruns
-            write_json(out / RUN_CONFIG, config_options(config))
-        metrics = train(config, out, args.resume, not args.quiet, expect=expect, device=args.device)
-    if not ranks.is_main:
-        return 0
-    write_json(out / RUN_CONFIG, config_options(TrainConfig(**metrics["config"])))
+        if not ranks.is_main:
+            train(config, out, args.resume, not args.quiet, expect=expect, device=args.device)
+            return 0
+        with exclusive(out):  # the run's lock (train() takes it again) over both writes
+            if config is not None:  # first, so that a killed run reruns
+                write_json(out / RUN_CONFIG, config_options(config))
+            metrics = train(
+                config, out, args.resume, not args.quiet, expect=expect, device=args.device
+            )
+            write_json(out / RUN_CONFIG, config_options(TrainConfig(**metrics["config"])))
     print(
         f"{metrics['model']} on {metrics['dataset']}: test accuracy "
         f"{100 * metrics['test_accuracy']:.2f} %, kept fraction {metrics['kept_fraction']:.4f}, "
