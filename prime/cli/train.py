@@ -301,6 +301,8 @@ def fault_options(args: argparse.Namespace) -> dict[str, float | int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
     from prime.cli import inpaint
     from prime.core.errors import PrimeError
     from prime.core.io import write_json
@@ -325,17 +327,15 @@ def run(args: argparse.Namespace) -> int:
         config = requested
         out = args.out or Path("runs") / f"{config.model_name}-seed{config.seed}"
     expect = given_settings(args, requested) if args.resume else None
-    with process_group() as ranks:
-        if not ranks.is_main:
-            train(config, out, args.resume, not args.quiet, expect=expect, device=args.device)
-            return 0
-        with exclusive(out):  # the run's lock (train() takes it again) over both writes
-            if config is not None:  # first, so that a killed run reruns
-                write_json(out / RUN_CONFIG, config_options(config))
-            metrics = train(
-                config, out, args.resume, not args.quiet, expect=expect, device=args.device
-            )
+    with process_group() as ranks, exclusive(out) if ranks.is_main else nullcontext():
+        # the run's lock (train() takes it again) over both writes of the run's config
+        if config is not None and ranks.is_main:  # first, so that a killed run reruns
+            write_json(out / RUN_CONFIG, config_options(config))
+        metrics = train(config, out, args.resume, not args.quiet, expect=expect, device=args.device)
+        if ranks.is_main:
             write_json(out / RUN_CONFIG, config_options(TrainConfig(**metrics["config"])))
+    if not ranks.is_main:
+        return 0
     print(
         f"{metrics['model']} on {metrics['dataset']}: test accuracy "
         f"{100 * metrics['test_accuracy']:.2f} %, kept fraction {metrics['kept_fraction']:.4f}, "
