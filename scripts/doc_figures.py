@@ -8,10 +8,11 @@ The figures and their producers are registered page by page in ``scripts/figures
 (:mod:`figures`); runs are kept in ``--work`` and reused, so a second call only compares.
 By default the ``quick`` and ``reference`` groups run (``reference`` where
 ../shared/reference is present); ``--group long`` runs the reproductions' producers
-(hours); ``timing`` sections are only listed with the bench command that re-measures them
-(speeds vary with the machine and its load). ``--list`` prints every section, its group and
-its command, and runs nothing; ``--write`` puts the fresh figures into the docs (only the
-numbers: a doc's words and line breaks stay), for the prose that quotes them to be reread.
+(hours); ``timing`` figures are re-measured and shown beside the doc's, not compared (speeds
+vary with the machine and its load; a timing section without a producer names its bench).
+``--list`` prints every section, its group and its command, and runs nothing; ``--write``
+puts the fresh figures into the docs (only the numbers: a doc's words and line breaks stay),
+for the prose that quotes them to be reread.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ def check(section: Section, work: Path, write: bool) -> int:
         mismatches += doc != measured
         if write and match and doc != measured:
             text = rewrite(template, text, values)
-            atomic_write(doc_path(section.doc), lambda tmp, t=text: tmp.write_text(t))
         print(f"{'ok  ' if doc == measured else 'DIFF'} docs/{section.doc}: {section.name}")
         if doc != measured:
             print(f"     doc:      {doc}\n     measured: {measured}")
+    if write and mismatches:
+        atomic_write(doc_path(section.doc), lambda tmp: tmp.write_text(text))
     return mismatches
 
 

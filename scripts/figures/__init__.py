@@ -171,14 +171,14 @@ def train_accuracy(work: Path, name: str, options: list[str]) -> float:
     return 100 * metrics["test_accuracy"]
 
 
-def signed(delta: float) -> str:
+def signed(delta: float, digits: int = 2) -> str:
     """A difference as the docs write it: +0.67, −0.42 (a minus sign)."""
-    return f"{delta:+.2f}".replace("-", "−")
+    return f"{delta:+.{digits}f}".replace("-", "−")
 
 
 def percent_change(new: float, old: float, digits: int) -> str:
     """(new / old − 1) in % as the docs write it: −15.5, +60 (a minus sign)."""
-    return f"{100 * (new / old - 1):+.{digits}f}".replace("-", "−")
+    return signed(100 * (new / old - 1), digits)
 
 
 def seed_delta(values: dict[str, Any], device: str, reference: str) -> str:
@@ -187,9 +187,9 @@ def seed_delta(values: dict[str, Any], device: str, reference: str) -> str:
     return signed(mean - (values[f"{reference}0"] + values[f"{reference}1"]) / 2)
 
 
-def script_output(script: str, args: list[str]) -> str:
-    """The standard output of ``python scripts/SCRIPT ARGS``, run with this process's torch
-    thread count and this checkout on the path; SystemExit where it fails."""
+def python_output(args: list[str]) -> str:
+    """The standard output of ``python ARGS``, with this process's torch thread count and this
+    checkout on the path; SystemExit where it fails."""
     import os
     import subprocess
     import sys
@@ -197,12 +197,12 @@ def script_output(script: str, args: list[str]) -> str:
     import torch
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"scripts/{script} {' '.join(args)} failed:\n{done.stderr}")
+        raise SystemExit(f"python {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
     return done.stdout
+
+
+def script_output(script: str, args: list[str]) -> str:
+    """The standard output of ``python scripts/SCRIPT ARGS`` (:func:`python_output`)."""
+    return python_output([str(ROOT / "scripts" / script), *args])

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from figures import ROOT, Section, train_accuracy
+from figures import ROOT, Section, python_output, train_accuracy
 
 
 def nir_roundtrip(work: Path) -> dict[str, Any]:
@@ -22,18 +20,12 @@ def nir_roundtrip(work: Path) -> dict[str, Any]:
 
 def write_noise(work: Path) -> dict[str, Any]:
     """The snnTorch-trained net on a noisy chip, as the page's pytest command prints it."""
-    test = "tests/test_interop.py::test_snntorch_trained_network_on_a_noisy_chip"
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", test],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    test = f"{ROOT / 'tests' / 'test_interop.py'}::test_snntorch_trained_network_on_a_noisy_chip"
+    stdout = python_output(["-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", test])
     rows = re.findall(
         r"snnTorch ([\d.]+) %, prime import --programming ([\w-]+) on rram-lognormal ([\d.]+) % "
         r"\(([\d.]+) pulses",
-        done.stdout,
+        stdout,
     )
     values: dict[str, Any] = {"snntorch": float(rows[0][0])}
     for _, programming, accuracy, pulses in rows:
