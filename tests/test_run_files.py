@@ -111,9 +111,13 @@ def test_epoch_log_and_curves_and_no_bars_off_a_terminal(tmp_path, capsys):
         "test_loss",
         "test_accuracy",
         "lr",
+        "data_seconds",
+        "train_seconds",
         "wall_seconds",
     ]
     assert [int(r["epoch"]) for r in rows] == [1, 2] and rows[0]["val_accuracy"] == ""
+    for r in rows:  # waiting for batches is part of an epoch's training, which is part of the run
+        assert 0 < float(r["data_seconds"]) < float(r["train_seconds"]) < float(r["wall_seconds"])
     assert [float(r["test_accuracy"]) for r in rows] == [
         h["test_accuracy"] for h in metrics["history"]
     ]

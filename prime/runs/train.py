@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +243,10 @@ def _train(
             leave=False,
         )
         sums = state.setdefault("epoch_sums", {"loss": 0.0, "correct": 0, "n": 0})
-        for step, (x, y) in enumerate(loader):
+        sums.setdefault("data_seconds", 0.0)  # (a checkpoint from before it was counted)
+        sums.setdefault("train_seconds", 0.0)
+        epoch_started = time.perf_counter() - sums["train_seconds"]
+        for step, (x, y) in enumerate(_waited(loader, sums)):
             if step < state["step_in_epoch"]:
                 continue
             global_n = min(config.batch_size, dataset_len(data.train) - step * config.batch_size)
@@ -271,6 +274,7 @@ def _train(
             sums["correct"] += int(correct)
             sums["n"] += global_n
             state["step_in_epoch"] = step + 1
+            sums["train_seconds"] = time.perf_counter() - epoch_started
             bar.update()
             bar.set_postfix(
                 loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}"
@@ -292,6 +296,8 @@ def _train(
             "test_loss": test["loss"],
             "test_accuracy": test["accuracy"],
             "lr": scheduler.get_last_lr()[0],
+            "data_seconds": sums["data_seconds"],
+            "train_seconds": sums["train_seconds"],
             "wall_seconds": time.perf_counter() - started,
         }
         state["history"].append(h)
@@ -378,6 +384,20 @@ def _draw_seed(seed: int, epoch: int, step: int, stream: int = 0) -> int:
     step), so resumes redraw."""
     entropy = [seed, epoch, step] + ([stream] if stream else [])
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def _waited(batches: Iterable[Any], sums: dict[str, Any]) -> Iterator[Any]:
+    """``batches``, adding the seconds spent waiting for each to ``sums["data_seconds"]``
+    (reading, collating and copying to the device, against the step's compute)."""
+    iterator = iter(batches)
+    while True:
+        started = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        sums["data_seconds"] += time.perf_counter() - started
+        yield batch
 
 
 def _epoch_batches(

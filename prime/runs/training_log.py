@@ -21,6 +21,8 @@ COLUMNS = (
     "test_loss",
     "test_accuracy",
     "lr",
+    "data_seconds",
+    "train_seconds",
     "wall_seconds",
 )
 CSV_FILE = "metrics.csv"
