@@ -274,3 +274,21 @@ def test_cli_lists_datasets_and_trains_on_an_npz(tmp_path, capsys):
     assert "expects input" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "run3"), "--downsample", "32"]) == 1
     assert "does not take the option(s) downsample" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_same_batches_in_the_same_order():
+    from prime.data.base import FrameDataset, iterate_batches
+
+    frames = torch.randint(0, 4, (37, 3, 2, 5, 5), dtype=torch.uint8)
+    dataset = FrameDataset(frames, torch.arange(37))
+
+    def batches(workers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        loader, count = iterate_batches(
+            dataset, 8, torch.Generator().manual_seed(4), workers=workers
+        )
+        out = list(loader)
+        assert len(out) == count == 5
+        return out
+
+    for (x0, y0), (x2, y2) in zip(batches(0), batches(2), strict=True):
+        assert torch.equal(x0, x2) and torch.equal(y0, y2) and x0.shape[:2] == (3, len(y0))

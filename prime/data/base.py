@@ -110,11 +110,14 @@ def iterate_batches(
     batch_size: int,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    workers: int | None = None,
 ) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int]:
     """(batches of (frames [T, B, ...], labels [B]) on ``device``, number of batches).
 
-    Shuffled by ``generator`` if given, else in order; the order depends on nothing else.
-    For a CUDA device the batches are read into pinned memory and copied asynchronously.
+    Shuffled by ``generator`` if given, else in order; the order depends on nothing else (not
+    on ``workers``). For a CUDA device the batches are read into pinned memory and copied
+    asynchronously, and ``workers`` processes (default 2 there, else none: on the CPU they
+    would take the step's cores) prepare the next batches while the device computes.
     """
     if generator is not None:
         order = torch.randperm(dataset_len(dataset), generator=generator).tolist()
@@ -122,7 +125,9 @@ def iterate_batches(
         order = list(range(dataset_len(dataset)))
     batch_list = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     device = torch.device(device)
-    loader = DataLoader(dataset, batch_sampler=batch_list, pin_memory=device.type == "cuda")
+    cuda = device.type == "cuda"
+    workers = (2 if cuda else 0) if workers is None else workers
+    loader = DataLoader(dataset, batch_sampler=batch_list, pin_memory=cuda, num_workers=workers)
     batches = (
         (x.transpose(0, 1).to(device, non_blocking=True), y.to(device, non_blocking=True))
         for x, y in loader
