@@ -20,8 +20,12 @@ without neurons or masks; with ``--periphery NAME``, (e) prime multi-step on tha
 timed round-robin over the implementations (so load from other processes hits all alike),
 or with ``--sequential`` each implementation alone after
 ``--warmup`` steps (its steady state). Figures are medians, ratios are against (c) and (d).
-``--device cuda`` times the same comparison on a GPU (peak memory: CUDA's peak allocated;
-no resident set); SpikingJelly's multi-step CuPy backend is not among them yet.
+Where SpikingJelly is installed (``pip install spikingjelly``), (f) the network as a
+SpikingJelly user writes it: synapses and stateless layers at batch T*B, masks once per call,
+SpikingJelly's multi-step ``LIFNode`` (its fused CUDA kernels on a GPU, its PyTorch loop on
+the CPU; hard reset to 0 without PRIME's LeakyReLU on the membrane: checked against prime
+multi-step with the standard LIF, ``neuron="lif"``). ``--device cuda`` times the same
+comparison on a GPU (peak memory: CUDA's peak allocated; no resident set).
 
     python scripts/bench_speed.py --batch 128 --timesteps 10 --json bench.json
 """
@@ -56,6 +60,13 @@ from prime.snn.masks import supermask
 from prime.snn.models import get_model
 from prime.snn.network import SpikingNetwork
 from prime.snn.neurons import LIF, Integrator, RectangularSpike, integrator_step
+
+try:  # optional: (f)
+    from spikingjelly.activation_based import functional as sj_functional
+    from spikingjelly.activation_based import neuron as sj_neuron
+    from spikingjelly.activation_based import surrogate as sj_surrogate
+except ImportError:
+    sj_neuron = None
 
 IMPLEMENTATIONS = {
     "prime-multi": "(a) prime multi-step",
@@ -111,9 +122,8 @@ class SnnTorchNetwork(nn.Module):
             h = frame
             neurons = iter(self.neurons)
             for i, layer in enumerate(self.model.layers):
-                if isinstance(layer, MemristorLayer):
-                    mask = supermask(layer.scores, layer.keep, layer.mask_rule)  # every step
-                    h = plain_apply(layer, h, layer.scale * (layer.g_us[0] - layer.g_us[1]) * mask)
+                if isinstance(layer, MemristorLayer):  # the mask at every step
+                    h = plain_apply(layer, h, masked_weight(layer))
                 elif isinstance(layer, LIF):
                     h, mems[i] = next(neurons)(h, mems[i] if i in mems else torch.zeros_like(h))
                 elif isinstance(layer, Integrator):
@@ -123,6 +133,56 @@ class SnnTorchNetwork(nn.Module):
                     h = layer(h)
             outputs.append(h)
         return torch.stack(outputs).mean(0)
+
+
+def masked_weight(layer: MemristorLayer) -> torch.Tensor:
+    """A supermask layer's effective weight, recomputed from its scores."""
+    mask = supermask(layer.scores, layer.keep, layer.mask_rule)
+    return layer.scale * (layer.g_us[0] - layer.g_us[1]) * mask
+
+
+class SpikingJellyNetwork(nn.Module):
+    """The model written the SpikingJelly way: layers over [T, B, ...] at once, masks once
+    per call, SpikingJelly's multi-step LIF neurons."""
+
+    def __init__(self, model: SpikingNetwork) -> None:
+        super().__init__()
+        self.model = model
+        self.neurons = nn.ModuleList(
+            sj_neuron.LIFNode(
+                tau=1.0 / layer.params.decay,  # v <- (1 - decay) v + x, as (c)'s beta
+                decay_input=False,
+                v_threshold=layer.params.threshold,
+                v_reset=0.0,
+                surrogate_function=sj_surrogate.Rect(alpha=2 * layer.params.surrogate_width),
+                step_mode="m",
+            )
+            for layer in model.layers
+            if isinstance(layer, LIF)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [T, B, ...] -> mean output [B, C]."""
+        sj_functional.reset_net(self)
+        T, B = x.shape[:2]
+        h, neurons = x, iter(self.neurons)
+        for layer in self.model.layers:
+            if isinstance(layer, LIF):
+                h = next(neurons)(h)
+            elif isinstance(layer, Integrator):
+                mem, steps = 0.0, []
+                for frame in h:
+                    mem = integrator_step(frame, mem, layer.leak_slope)
+                    steps.append(mem)
+                h = torch.stack(steps)
+            else:
+                flat = h.flatten(0, 1)
+                if isinstance(layer, MemristorLayer):
+                    flat = plain_apply(layer, flat, masked_weight(layer))
+                else:
+                    flat = layer(flat)
+                h = flat.unflatten(0, (T, B))
+        return h.mean(0)
 
 
 class DenseFloor(nn.Module):
@@ -160,7 +220,8 @@ def build(
         return model, lambda x: model.logits(x, "multi")
     if name == "prime-single":
         return model, lambda x: model.logits(x, "single")
-    net = SnnTorchNetwork(model) if name == "snntorch" else DenseFloor(model)
+    classes = {"snntorch": SnnTorchNetwork, "spikingjelly": SpikingJellyNetwork}
+    net = classes.get(name, DenseFloor)(model)
     return net, net
 
 
@@ -249,9 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
     except PrimeError as exc:
         raise SystemExit(f"bench_speed: {exc}") from None
-    if device.type == "cuda":
-        print("SpikingJelly's multi-step CuPy backend: not benchmarked (not built yet)")
     implementations = dict(IMPLEMENTATIONS)
+    if sj_neuron is None:
+        print("(f) SpikingJelly: not installed (pip install spikingjelly), not timed")
+    else:
+        implementations["spikingjelly"] = "(f) SpikingJelly multi-step"
     read_path = periphery_arg(args.periphery, args.r_wire, args.ir_model) or None
     if read_path:
         wires = "" if args.r_wire is None else f", {args.r_wire:g} ohm wires"
@@ -295,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
             diff = (nets[name][1](x) - expected).abs().max().item()
             if diff > 1e-4:
                 raise SystemExit(f"{name} differs from prime-multi by {diff:.2e}")
+        if "spikingjelly" in nets:  # its LIF is the standard one: prime's with neuron="lif"
+            standard = get_model(args.model, timesteps=args.timesteps, neuron="lif").to(device)
+            diff = (SpikingJellyNetwork(standard)(x) - standard.logits(x, "multi")).abs().max()
+            if diff > 1e-4:
+                raise SystemExit(f"spikingjelly differs from prime-multi (lif) by {diff:.2e}")
 
     figures: dict[str, dict[str, float]] = {name: {} for name in implementations}
     for name in implementations:

@@ -163,7 +163,8 @@ def test_benchmark_runs_and_writes_every_figure(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     figures = json.loads(out.read_text())["figures"]
-    assert set(figures) == set(bench.IMPLEMENTATIONS)
+    optional = {"spikingjelly"} if bench.sj_neuron is not None else set()
+    assert set(figures) == set(bench.IMPLEMENTATIONS) | optional
     for f in figures.values():
         assert f["train_samples_per_s"] > 0 and f["infer_samples_per_s"] > 0
         assert f["train_peak_mib"] > 0 and f["train_peak_rss_mib"] >= 0
@@ -174,6 +175,19 @@ def test_benchmark_runs_and_writes_every_figure(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     assert "sequential" in capsys.readouterr().out
+
+
+def test_the_spikingjelly_network_is_prime_with_the_standard_lif():
+    pytest.importorskip("spikingjelly", reason="SpikingJelly is not installed")
+    spec = importlib.util.spec_from_file_location("bench_speed", ROOT / "scripts/bench_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = get_model("nmnist-conv", timesteps=3, neuron="lif")
+    x = torch.rand(3, 2, *model.input_shape, generator=torch.Generator().manual_seed(0)) < 0.1
+    x = x.float()
+    expected = model.logits(x, "multi")
+    assert expected.abs().max() > 0
+    torch.testing.assert_close(bench.SpikingJellyNetwork(model)(x), expected)
 
 
 def rss_mib() -> float:
