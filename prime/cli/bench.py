@@ -75,7 +75,6 @@ def run_energy(args: argparse.Namespace) -> int:
     from prime.runs.evaluation import bench_energy
 
     apply_compute_arguments(args)
-    require_cpu(args, "prime bench energy")
     models: dict[str, EnergyModel] = {}
     for role, kind in (("analog", "analog"), ("baseline", "digital")):
         path = getattr(args, f"{role}_constants")
@@ -100,6 +99,7 @@ def run_energy(args: argparse.Namespace) -> int:
         force=args.force,
         progress=not args.quiet,
         periphery=None if args.periphery is None else load_periphery(args.periphery),
+        device=args.device,
     )
     print(format_report(report), end="")
     print(f"-> {out}/energy.json, energy.md, energy.png")
