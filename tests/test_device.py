@@ -300,6 +300,7 @@ def on_meta(monkeypatch: pytest.MonkeyPatch) -> None:
     back on meta) and building a model (``build_model``: the chip of a seed is the CPU's,
     and the caller moves it). The real functions run, unchanged."""
     from prime.runs import evaluation, rundir
+    from prime.runs.reproduce import pruning
 
     monkeypatch.setitem(_PLACED_ON, "device", "meta")
 
@@ -316,7 +317,10 @@ def on_meta(monkeypatch: pytest.MonkeyPatch) -> None:
     for module, name, moved in (
         (rundir, "load_run", True),
         (evaluation, "load_run", True),
+        (pruning, "load_run", False),  # the trained weights, programmed on the CPU
         (rundir, "build_model", False),
+        (pruning, "build_model", False),
+        (pruning, "program_network", False),  # write-verify's draws: the CPU generator's
     ):
         monkeypatch.setattr(module, name, unrecorded(getattr(module, name), moved))
     exact = ir_drop.TRANSFER_MODELS["exact"]
@@ -386,6 +390,51 @@ def test_read_noise_aged_and_stuck_cells_evaluate_on_the_runs_device(placed_run,
     assert len(rows) == 1 + 2 + 2 + 2 and chip.is_meta
 
 
+def test_programmed_weights_are_evaluated_on_the_reproductions_device(tmp_path, on_meta):
+    from prime.runs.reproduce.pruning import PruningReproduceConfig, _programmed
+
+    _PLACED_ON["device"] = "cpu"  # the weights trained on the CPU
+    run = tmp_path / "weights"
+    config = TrainConfig(dataset=PLACED, epochs=1, batch_size=4, timesteps=3, synapses="weights")
+    train(config, run, progress=False, summaries=False)
+    _PLACED_ON["device"] = "meta"
+    with _only_meta():
+        results, chip = _programmed(str(run), PruningReproduceConfig(data=tmp_path), "meta")
+    assert module_device(chip) == META and {"test_accuracy", "software_accuracy"} <= set(results)
+
+
+def _train_reached(monkeypatch: pytest.MonkeyPatch, module: Any) -> None:
+    """``module``'s ``train`` raises :class:`_Reached` with the device it is given."""
+
+    def reached(*args: Any, device: Any = None, **kwargs: Any) -> None:
+        raise _Reached(device)
+
+    monkeypatch.setattr(module, "train", reached)
+
+
+def test_both_reproductions_train_on_their_device(tmp_path, monkeypatch):
+    from prime.data.fake import write_fake_nmnist
+    from prime.runs import train as training
+    from prime.runs.reproduce import pruning
+    from prime.runs.reproduce.pipeline import ReproduceConfig, reproduce
+
+    write_fake_nmnist(tmp_path / "nmnist", per_class=1, events=50)
+    nmnist = ReproduceConfig(data=tmp_path / "nmnist", out=tmp_path / "a", data_root=tmp_path)
+    _train_reached(monkeypatch, training)  # the pipeline imports it when it trains
+    with pytest.raises(_Reached) as reached:
+        reproduce(nmnist, device="meta")
+    assert reached.value.args == (META,)
+    for name in ("train.npz", "test.npz"):  # present (read by the training, which is not)
+        (tmp_path / name).touch()
+    _train_reached(monkeypatch, pruning)
+    with pytest.raises(_Reached) as reached:
+        pruning.reproduce_pruning(pruning.PruningReproduceConfig(data=tmp_path), device="meta")
+    assert reached.value.args == (META,)
+    with pytest.raises(PrimeError, match="unknown torch device"):
+        reproduce(dataclasses.replace(nmnist, out=tmp_path / "b"), device="gpu0")
+    assert not (tmp_path / "b").exists()  # refused before anything is written
+
+
 def test_a_sweep_trains_every_chip_on_its_device(tmp_path, monkeypatch):
     from prime.runs import sweep
 
@@ -421,6 +470,8 @@ COMMANDS = {
     "eval RUN --age 1h --out OUT": "prime.runs.rundir:prepare_run",
     "eval RUN --stuck-off 0.1 --out OUT": "prime.runs.rundir:prepare_run",
     "eval RUN --read-noise 0,0.05 --out OUT": "prime.runs.rundir:prepare_run",
+    "reproduce nmnist OUT --out OUT": "prime.runs.reproduce.pipeline:reproduce",
+    "reproduce pruning OUT --out OUT": "prime.runs.reproduce.pruning:reproduce_pruning",
 }
 
 
