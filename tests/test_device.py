@@ -435,6 +435,48 @@ def test_both_reproductions_train_on_their_device(tmp_path, monkeypatch):
     assert not (tmp_path / "b").exists()  # refused before anything is written
 
 
+def test_inpainting_and_its_early_stop_run_on_the_models_device(monkeypatch):
+    from torch.fx.experimental import _config
+
+    from prime.inference.early_stop import (
+        ChangeRule,
+        get_stop_rule,
+        run_early_stop,
+        run_from_scratch,
+        stop_from_trajectory,
+    )
+    from prime.runs.inpaint_eval import count_energy
+    from prime.snn.fsvae import get_fsvae
+
+    monkeypatch.setattr(_config, "meta_nonzero_assume_all_nonzero", True)  # shapes on meta
+    model = get_fsvae("mnist-fsvae", timesteps=3).eval().to(META)
+    rule = get_stop_rule("reference", 0.2)
+    with _only_meta():
+        images = torch.zeros(4, 1, 32, 32, device=META)
+        index = model.latent_index(4, torch.Generator().manual_seed(0)).to(META)
+        trajectory = model.reconstructions(images, index)
+        for result in (
+            run_early_stop(model, images, index, rule),
+            run_from_scratch(model, images, index, ChangeRule(0.1)),
+            stop_from_trajectory(trajectory, rule),
+        ):
+            assert result.recon.is_meta and result.steps.is_meta and result.changes.is_meta
+    _until_counts_are_read(lambda: count_energy(model, images, index, rule, batch_size=2))
+
+
+def test_an_inpainting_run_loads_on_any_device(tmp_path):
+    from prime.core.io import save_checkpoint
+    from prime.runs.inpaint import InpaintConfig, load_inpainting_run
+    from prime.snn.fsvae import get_fsvae
+
+    model = get_fsvae("mnist-fsvae", timesteps=3)
+    payload = {"fsvae_config": model.config.to_dict(), "model_state": model.state_dict()}
+    save_checkpoint(tmp_path / "checkpoint.pt", {**payload, "inpaint_config": {}})
+    assert InpaintConfig() == load_inpainting_run(tmp_path)[1]
+    loaded, _ = load_inpainting_run(tmp_path, device="meta")
+    assert all(t.is_meta for t in loaded.state_dict().values()) and not loaded.training
+
+
 def test_a_sweep_trains_every_chip_on_its_device(tmp_path, monkeypatch):
     from prime.runs import sweep
 
@@ -472,6 +514,7 @@ COMMANDS = {
     "eval RUN --read-noise 0,0.05 --out OUT": "prime.runs.rundir:prepare_run",
     "reproduce nmnist OUT --out OUT": "prime.runs.reproduce.pipeline:reproduce",
     "reproduce pruning OUT --out OUT": "prime.runs.reproduce.pruning:reproduce_pruning",
+    "eval RUN --inpaint": "prime.runs.inpaint_eval:evaluate_inpainting",
 }
 
 

@@ -17,7 +17,6 @@ from prime.cli.common import (
     apply_compute_arguments,
     float_arg,
     int_arg,
-    require_cpu,
     require_with,
     seed_arg,
 )
@@ -145,7 +144,6 @@ def run(args: argparse.Namespace) -> int:
 
     apply_compute_arguments(args)
     if args.inpaint:
-        require_cpu(args, "prime eval --inpaint")
         return inpaint.run_eval(args)
     report = len(args.read_noise) > 1 or args.repeats > 1
     early = ("--early-exit", args.early_exit)

@@ -70,6 +70,7 @@ def run_eval(args: argparse.Namespace) -> int:
         budget=args.budget,
         limit=args.limit,
         batch_size=args.batch_size,
+        device=args.device,
     )
     inp, masked, mean = r["inpainted"], r["masked_input"], r["mean_image"]
     ref, chg = r["early_stop_reference"], r["early_stop_change"]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from prime.core.device import resolve_device
 from prime.core.errors import PrimeError
 from prime.core.io import load_checkpoint, save_checkpoint, write_json
 from prime.core.progress import progress_bar
@@ -180,8 +181,11 @@ def test_loss(
     return {k: v / len(images) for k, v in sums.items()}
 
 
-def load_inpainting_run(run_dir: str | Path) -> tuple[FSVAE, InpaintConfig]:
-    """The trained FSVAE of a run directory (eval mode) and its run config."""
+def load_inpainting_run(
+    run_dir: str | Path, device: str | torch.device | None = None
+) -> tuple[FSVAE, InpaintConfig]:
+    """The trained FSVAE of a run directory (eval mode) on ``device`` (default cpu: read
+    there, checked and moved) and its run config."""
     path = Path(run_dir) / "checkpoint.pt"
     payload = load_checkpoint(path)
     if "fsvae_config" not in payload:
@@ -190,7 +194,7 @@ def load_inpainting_run(run_dir: str | Path) -> tuple[FSVAE, InpaintConfig]:
         )
     model = build_fsvae(FSVAEConfig.from_dict(payload["fsvae_config"]))
     model.load_state_dict(payload["model_state"])
-    model.eval()
+    model.to(resolve_device(device)).eval()
     return model, InpaintConfig(**payload["inpaint_config"])
 
 
