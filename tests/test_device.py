@@ -30,7 +30,7 @@ from prime.inference.early_exit import run_early_exit
 from prime.inference.robustness import age_sweep, read_noise_sweep, stuck_cells_sweep
 from prime.runs.config import TrainConfig
 from prime.runs.distributed import rank_device
-from prime.runs.evaluation import bench_energy
+from prime.runs.evaluation import bench_energy, neurobench_run
 from prime.runs.periphery_sweep import sweep_ir_drop, sweep_periphery
 from prime.runs.rundir import load_run, prepare_run
 from prime.runs.train import train
@@ -341,9 +341,11 @@ def _until_counts_are_read(run: Callable[[], Any]) -> None:
     """Run ``run`` under the recorder until the first read-out of operation counts (they
     are values: a meta tensor has none), failing on any op that touched the CPU before."""
     placement = _Placement()
-    with pytest.raises(NotImplementedError, match="meta tensor"), placement:
+    with pytest.raises(NotImplementedError, match="meta tensor") as stopped, placement:
         run()
     assert placement.off_meta == [], "\n".join(placement.off_meta[:10])
+    where = [(Path(entry.path).name, entry.name) for entry in stopped.traceback]
+    assert ("counting.py", "compute") in where, f"stopped early, at {where[-3:]}"
 
 
 def test_a_periphery_sweep_runs_on_the_device_it_is_given(placed_run, on_meta, tmp_path):
@@ -377,6 +379,11 @@ def test_the_energy_bench_counts_on_the_device_it_is_given(placed_run, on_meta, 
             device="meta",
         )
     )
+
+
+def test_neurobench_runs_its_harness_on_the_device_it_is_given(placed_run, on_meta):
+    pytest.importorskip("neurobench")
+    _until_counts_are_read(lambda: neurobench_run(placed_run, batch_size=4, device="meta"))
 
 
 def test_read_noise_aged_and_stuck_cells_evaluate_on_the_runs_device(placed_run, on_meta):
@@ -507,6 +514,7 @@ class _Reached(Exception):
 COMMANDS = {
     "sweep --dataset tiny-events --out OUT": "prime.runs.sweep:sweep_chips",
     "bench energy RUN": "prime.runs.evaluation:bench_energy",
+    "bench neurobench RUN": "prime.runs.evaluation:neurobench_run",
     "eval RUN --adc-bits 6,4 --periphery ideal": "prime.runs.periphery_sweep:sweep_periphery",
     "eval RUN --r-wire 0,1 --periphery ideal": "prime.runs.periphery_sweep:sweep_ir_drop",
     "eval RUN --age 1h --out OUT": "prime.runs.rundir:prepare_run",

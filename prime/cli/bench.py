@@ -14,7 +14,6 @@ from prime.cli.common import (
     add_quiet_argument,
     apply_compute_arguments,
     int_arg,
-    require_cpu,
 )
 
 
@@ -128,8 +127,9 @@ def run_neurobench(args: argparse.Namespace) -> int:
     from prime.runs.evaluation import neurobench_run
 
     apply_compute_arguments(args)
-    require_cpu(args, "prime bench neurobench")
-    report = neurobench_run(args.run_dir, limit=args.limit, batch_size=args.batch_size)
+    report = neurobench_run(
+        args.run_dir, limit=args.limit, batch_size=args.batch_size, device=args.device
+    )
     print(json.dumps(report, indent=2))
     return 0
 

@@ -149,11 +149,16 @@ def chip_name(config: TrainConfig, model: SpikingNetwork) -> str:
 
 
 def neurobench_run(
-    run_dir: str | Path, limit: int | None = None, batch_size: int = 64
+    run_dir: str | Path,
+    limit: int | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """NeuroBench's harness on a run's test split (its trace bound, as trained) beside the
-    same figures from prime's counters (:mod:`prime.interop.neurobench`)."""
-    model, config, data = prepare_run(run_dir)  # the trace and the data checked as for eval
+    same figures from prime's counters (:mod:`prime.interop.neurobench`), on ``device``
+    (default cpu; NeuroBench's ``Benchmark.run(device=)`` moves the batches there)."""
+    # the trace and the data checked as for eval
+    model, config, data = prepare_run(run_dir, device=device)
     test = limit_dataset(data.test, limit)
     loader = DataLoader(test, batch_size=batch_size)
     with replaying(model, config):
