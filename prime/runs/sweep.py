@@ -27,7 +27,7 @@ from prime.core.io import write_json
 from prime.core.lock import exclusive
 from prime.core.tables import describe, new_figure, save_figure, write_csv
 from prime.runs.config import TrainConfig
-from prime.runs.distributed import SINGLE, Ranks, collectives, current, timeout_s
+from prime.runs.distributed import SINGLE, Ranks, collectives, current, rank_device, timeout_s
 from prime.runs.train import train
 
 CHIP_COLUMNS = ("chip_seed", "test_accuracy", "kept_fraction", "wall_seconds", "rank", "run_dir")
@@ -60,7 +60,8 @@ def sweep_chips(
     Rank 0 holds the sweep folder's write lock meanwhile (:func:`prime.core.lock.exclusive`).
     """
     ranks = current() if ranks is None else ranks
-    device = resolve_device(device)  # a device this machine lacks fails before any write
+    # this rank's device: one this machine lacks (or too few GPUs) fails before any write
+    device = rank_device(resolve_device(device))
     with exclusive(out_dir) if ranks.is_main else contextlib.nullcontext():
         show = progress and ranks.is_main
         return _sweep_chips(config, chips, Path(out_dir), resume, ranks, show, device)
