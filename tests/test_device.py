@@ -46,7 +46,8 @@ CPU_DRAWS = {"randn", "rand", "randint", "normal", "uniform", "bernoulli", "rand
 #: LU), a meta tensor copied to the CPU reads ones (as a scalar read of one reads 1) and the
 #: solver's own CPU tensors are not recorded
 _COPY_OUT = {"solver": False}
-#: ops on one CPU int64 scalar: a DataLoader's base seed for its workers, drawn and read
+#: ops on one CPU scalar: a DataLoader's base seed for its workers or a scheduled-sampling
+#: coin, drawn and read on the CPU
 SEED_OPS = {"empty", "random", "_local_scalar_dense"}
 
 
@@ -83,7 +84,7 @@ class _Placement(TorchDispatchMode):
 
 
 def _is_seed(t: torch.Tensor) -> bool:
-    return t.device.type == "cpu" and t.dim() == 0 and t.dtype == torch.int64
+    return t.device.type == "cpu" and t.dim() == 0
 
 
 def _on_meta(value: Any) -> bool:
@@ -471,6 +472,19 @@ def test_inpainting_and_its_early_stop_run_on_the_models_device(monkeypatch):
     _until_counts_are_read(lambda: count_energy(model, images, index, rule, batch_size=2))
 
 
+def test_the_fsvae_trains_on_its_device():
+    from prime.snn.fsvae import fsvae_loss, get_fsvae
+
+    model = get_fsvae("mnist-fsvae", timesteps=7).train().to(META)  # sampling from step 5
+    with _only_meta():
+        images = torch.zeros(4, 1, 32, 32, device=META)
+        draws = torch.Generator().manual_seed(0)
+        index = model.latent_index(4, draws).to(META)
+        output = model(model.frames(images), index, scheduled_p=1.0, generator=draws)
+        fsvae_loss(model, output, images)["loss"].backward()
+    assert all(p.grad is None or p.grad.is_meta for p in model.parameters())
+
+
 def test_an_inpainting_run_loads_on_any_device(tmp_path):
     from prime.core.io import save_checkpoint
     from prime.runs.inpaint import InpaintConfig, load_inpainting_run
@@ -523,6 +537,7 @@ COMMANDS = {
     "reproduce nmnist OUT --out OUT": "prime.runs.reproduce.pipeline:reproduce",
     "reproduce pruning OUT --out OUT": "prime.runs.reproduce.pruning:reproduce_pruning",
     "eval RUN --inpaint": "prime.runs.inpaint_eval:evaluate_inpainting",
+    "train --model mnist-fsvae --out OUT": "prime.runs.inpaint:train_inpainting",
 }
 
 
