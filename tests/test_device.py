@@ -568,6 +568,25 @@ def test_every_command_passes_its_device_on(name, tmp_path, monkeypatch):
     assert reached_with.value.args == ("cuda:0",)
 
 
+def test_an_imported_nir_network_is_evaluated_on_the_device_given(tmp_path, monkeypatch):
+    pytest.importorskip("nir")
+    from prime.cli.main import build_parser
+    from prime.inference import evaluate
+    from prime.interop.nir_export import export_nir, write_nir
+
+    write_nir(tmp_path / "m.nir", export_nir(get_model("nmnist-mlp", neuron="lif", timesteps=3)))
+
+    def reached(model: Any, *args: Any, **kwargs: Any) -> None:
+        raise _Reached(module_device(model))
+
+    monkeypatch.setattr(evaluate, "evaluate", reached)
+    argv = ["import", str(tmp_path / "m.nir"), "--dataset", TINY, "--device", "meta"]
+    args = build_parser().parse_args(argv)
+    with pytest.raises(_Reached) as reached_with:
+        args.run(args)
+    assert reached_with.value.args == (META,)
+
+
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_names_the_cuda_this_torch_lacks(name, tmp_path, monkeypatch, capsys):
     from prime.cli.main import main
