@@ -298,8 +298,11 @@ def placed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def on_meta(monkeypatch: pytest.MonkeyPatch) -> None:
     """The placed dataset's samples on meta, and the recorder blind to what happens on the
     CPU by design: reading and checking a checkpoint (``load_run``, whose model must come
-    back on meta) and building a model (``build_model``: the chip of a seed is the CPU's,
-    and the caller moves it). The real functions run, unchanged."""
+    back on meta unless the caller programs it first), building a model (``build_model``:
+    the chip of a seed is the CPU's, and the caller moves it) and programming one
+    (``program_network``); the exact IR-drop transfer is solved on the CPU (scipy) on ones
+    for the cells (:data:`_COPY_OUT`) and must come back on the cells' device. The real
+    functions run, unchanged."""
     from prime.runs import evaluation, rundir
     from prime.runs.reproduce import pruning
 
@@ -411,6 +414,10 @@ def test_programmed_weights_are_evaluated_on_the_reproductions_device(tmp_path, 
     assert module_device(chip) == META and {"test_accuracy", "software_accuracy"} <= set(results)
 
 
+class _Reached(Exception):
+    """A function that runs a network, reached with this device (the test's stand-in raises it)."""
+
+
 def _train_reached(monkeypatch: pytest.MonkeyPatch, module: Any) -> None:
     """``module``'s ``train`` raises :class:`_Reached` with the device it is given."""
 
@@ -517,10 +524,6 @@ def test_a_sweep_trains_every_chip_on_its_device(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- --device on every command
-
-
-class _Reached(Exception):
-    """The run-level function a command calls, reached with this device."""
 
 
 #: command line (after ``prime``; RUN: a run folder, OUT: an output folder) -> the run-level
