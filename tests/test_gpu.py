@@ -70,3 +70,79 @@ def test_the_authors_checkpoint_on_cuda_matches_the_golden_outputs():
     with torch.no_grad():
         out = model(x).mean(0).cpu()
     np.testing.assert_allclose(out.numpy(), golden["mean_output"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def adc_run(tmp_path_factory):
+    """A tiny run trained on the CPU, on the ADC periphery."""
+    run = tmp_path_factory.mktemp("adc") / "run"
+    read_path = PERIPHERIES.get("prime-512-adc6").to_dict()
+    config = TrainConfig(dataset=TINY, epochs=1, batch_size=4, timesteps=3, read_path=read_path)
+    train(config, run, progress=False, summaries=False)
+    return run
+
+
+def _close(cuda: list[dict], cpu: list[dict], keys: tuple[str, ...]) -> None:
+    """Rows of a CUDA run against the CPU's: the same labels, accuracy within one of the ten
+    test samples, energies within a few percent (float sums may flip a rare spike)."""
+    assert len(cuda) == len(cpu)
+    for a, b in zip(cuda, cpu, strict=True):
+        assert a["samples"] == b["samples"]
+        assert abs(a["accuracy"] - b["accuracy"]) <= 0.1 + 1e-9
+        for key in keys:
+            assert a[key] == pytest.approx(b[key], rel=0.05), key
+
+
+def test_the_sweeps_and_reports_on_cuda_give_the_cpus_results(adc_run, tmp_path):
+    from prime.hardware.ageing import ageing_model
+    from prime.inference.robustness import age_sweep, stuck_cells_sweep
+    from prime.runs.periphery_sweep import sweep_ir_drop, sweep_periphery
+    from prime.runs.rundir import prepare_run
+
+    periphery = PERIPHERIES.get("prime-512-adc6")
+    rows = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        rows[device] = (
+            sweep_periphery(adc_run, "adc_bits", [6, 4], out / "p", periphery, device=device),
+            sweep_ir_drop(adc_run, [0.0, 2.0], [(64, 64)], out / "ir", periphery, device=device),
+        )
+    for cuda, cpu in zip(rows["cuda"], rows["cpu"], strict=True):
+        _close(cuda, cpu, ("energy_pj", "adc_pj"))
+    accuracies = {}
+    for device in ("cpu", "cuda"):
+        model, _, data = prepare_run(adc_run, device=device)
+        assert module_device(model).type == device
+        aged = age_sweep(model, data.test, [3600.0], 2, ageing_model("wan2022"), seed=1)
+        stuck = stuck_cells_sweep(model, data.test, [(0.1, 0.05)], 2, seed=2)
+        accuracies[device] = [row["accuracy"] for row in aged + stuck]
+    assert np.allclose(accuracies["cuda"], accuracies["cpu"], atol=0.1 + 1e-9)
+
+
+def test_the_energy_bench_and_a_sweep_on_cuda(adc_run, tmp_path):
+    from prime.analysis.energy.models import AnalogMacro, DigitalAccelerator
+    from prime.runs.evaluation import bench_energy
+    from prime.runs.sweep import sweep_chips
+
+    early = {"policy": "prime", "threshold": 0.8, "min_steps": 1}
+    reports = {
+        device: bench_energy(
+            adc_run,
+            tmp_path / device,
+            AnalogMacro(),
+            DigitalAccelerator(),
+            early,
+            progress=False,
+            device=device,
+        )
+        for device in ("cpu", "cuda")
+    }
+    assert reports["cuda"]["samples"] == reports["cpu"]["samples"]
+    names = [row["name"] for row in reports["cpu"]["rows"]]
+    assert [row["name"] for row in reports["cuda"]["rows"]] == names
+    config = TrainConfig(dataset=TINY, epochs=1, batch_size=4, timesteps=3, chip_seed=3)
+    sweep_chips(config, 1, tmp_path / "sweep-cpu", device="cpu")
+    sweep_chips(config, 1, tmp_path / "sweep-cuda", device="cuda")
+    runs = (tmp_path / "sweep-cpu" / "chip-3", tmp_path / "sweep-cuda" / "chip-3")
+    chips = [load_run(run)[0].memristor_layers()[0].g_us for run in runs]
+    assert torch.equal(chips[0], chips[1])  # the same chip, trained on either device

@@ -14,7 +14,6 @@ from prime.cli.common import (
     add_quiet_argument,
     apply_compute_arguments,
     int_arg,
-    require_cpu,
 )
 
 
@@ -75,7 +74,6 @@ def run_energy(args: argparse.Namespace) -> int:
     from prime.runs.evaluation import bench_energy
 
     apply_compute_arguments(args)
-    require_cpu(args, "prime bench energy")
     models: dict[str, EnergyModel] = {}
     for role, kind in (("analog", "analog"), ("baseline", "digital")):
         path = getattr(args, f"{role}_constants")
@@ -100,6 +98,7 @@ def run_energy(args: argparse.Namespace) -> int:
         force=args.force,
         progress=not args.quiet,
         periphery=None if args.periphery is None else load_periphery(args.periphery),
+        device=args.device,
     )
     print(format_report(report), end="")
     print(f"-> {out}/energy.json, energy.md, energy.png")
@@ -128,8 +127,9 @@ def run_neurobench(args: argparse.Namespace) -> int:
     from prime.runs.evaluation import neurobench_run
 
     apply_compute_arguments(args)
-    require_cpu(args, "prime bench neurobench")
-    report = neurobench_run(args.run_dir, limit=args.limit, batch_size=args.batch_size)
+    report = neurobench_run(
+        args.run_dir, limit=args.limit, batch_size=args.batch_size, device=args.device
+    )
     print(json.dumps(report, indent=2))
     return 0
 

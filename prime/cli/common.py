@@ -172,18 +172,6 @@ def apply_compute_arguments(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def require_cpu(args: argparse.Namespace, what: str) -> None:
-    """Refuse a ``--device`` other than cpu for ``what``, which does not place its work on a
-    device yet (docs/performance.md, "Devices")."""
-    from prime.core.errors import PrimeError
-
-    if args.device != "cpu":
-        raise PrimeError(
-            f"--device {args.device}: {what} runs on the CPU only for now (prime train and "
-            "prime eval run on GPUs); drop --device"
-        )
-
-
 def compute_device_arg(text: str) -> str:
     """``--device``: a torch device this machine has (``cpu``, ``cuda``, ``cuda:N``;
     :func:`prime.core.device.resolve_device`).

@@ -17,7 +17,6 @@ from prime.cli.common import (
     apply_compute_arguments,
     float_arg,
     int_arg,
-    require_cpu,
     require_with,
     seed_arg,
 )
@@ -145,21 +144,17 @@ def run(args: argparse.Namespace) -> int:
 
     apply_compute_arguments(args)
     if args.inpaint:
-        require_cpu(args, "prime eval --inpaint")
         return inpaint.run_eval(args)
     report = len(args.read_noise) > 1 or args.repeats > 1
     early = ("--early-exit", args.early_exit)
     names = ("threshold", "target_drop", "policy", "alpha", "min_steps")
     require_with(args, {name: early for name in names})
     if args.r_wire is not None:
-        require_cpu(args, "the IR-drop sweep (--r-wire)")
         return run_ir_drop_sweep(args)
     periphery, field, values = periphery_options(args)
     cells = args.age is not None or args.stuck_off != [0.0] or args.stuck_on != [0.0]
     wants_out = args.early_exit or report or field is not None or cells
     require_with(args, {"out": ("--early-exit, a report or a sweep", wants_out)})
-    if field is not None or cells or report:
-        require_cpu(args, "a periphery sweep, aged or stuck cells, or a read-noise report")
     if field is not None:
         return run_sweep(args, periphery, field, values)
     if cells:
@@ -200,7 +195,15 @@ def run_sweep(
     if args.early_exit or len(args.read_noise) > 1 or args.read_noise[0] or args.repeats > 1:
         raise PrimeError("a periphery sweep runs without --early-exit, --read-noise, --repeats")
     out = args.out or args.run_dir / f"periphery-{field.replace('_', '-')}"
-    rows = sweep_periphery(args.run_dir, field, values, out, periphery, batch_size=args.batch_size)
+    rows = sweep_periphery(
+        args.run_dir,
+        field,
+        values,
+        out,
+        periphery,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
     print(f"{args.run_dir}: test accuracy and energy per inference over {field}")
     for row in rows:
         print(
@@ -240,7 +243,9 @@ def run_ir_drop_sweep(args: argparse.Namespace) -> int:
         base = dataclasses.replace(base, ir_model=args.ir_model)
     tiles = args.tile or [(base.tile_rows, base.tile_columns)]
     out = args.out or args.run_dir / "ir-drop"
-    rows = sweep_ir_drop(args.run_dir, args.r_wire, tiles, out, base, batch_size=args.batch_size)
+    rows = sweep_ir_drop(
+        args.run_dir, args.r_wire, tiles, out, base, batch_size=args.batch_size, device=args.device
+    )
     print(f"{args.run_dir}: test accuracy and energy per inference, IR drop ({base.ir_model})")
     for row in rows:
         print(
@@ -370,7 +375,7 @@ def run_report(
 
     replay = replay_options(args)
     with exclusive(args.out or args.run_dir / sweep.name.replace("_", "-")) as out:
-        model, config, data = prepare_run(args.run_dir, args.chip_seed, replay)
+        model, config, data = prepare_run(args.run_dir, args.chip_seed, replay, device=args.device)
         rows = rows_of(model, data, config)
         title = f"{config.model_name} on {config.dataset}, {chip_name(config, model)}"
         paths = write_report(out, rows, title, sweep)

@@ -32,7 +32,7 @@ def run_train(args: argparse.Namespace) -> int:
         data={k: v for k, v in data_options(args).items() if k in ("data_root", "data_path")},
     )
     out = args.out or Path("runs") / f"{config.model}-seed{config.seed}"
-    metrics = train_inpainting(config, out, progress=not args.quiet)
+    metrics = train_inpainting(config, out, progress=not args.quiet, device=args.device)
     print(
         f"{metrics['model']} on {metrics['dataset']} ({metrics['train_images']} images): test "
         f"MSE {metrics['test_mse']:.4f}, conductances unchanged: "
@@ -70,6 +70,7 @@ def run_eval(args: argparse.Namespace) -> int:
         budget=args.budget,
         limit=args.limit,
         batch_size=args.batch_size,
+        device=args.device,
     )
     inp, masked, mean = r["inpainted"], r["masked_input"], r["mean_image"]
     ref, chg = r["early_stop_reference"], r["early_stop_change"]

@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prime.cli.common import device_arg, float_arg, int_arg, seed_arg
+from prime.cli.common import (
+    add_compute_arguments,
+    apply_compute_arguments,
+    device_arg,
+    float_arg,
+    int_arg,
+    seed_arg,
+)
 from prime.core.resources import MAX_TIMESTEPS
 
 
@@ -43,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--noise-seed", type=seed_arg, default=0)
     p.add_argument("--batch-size", type=int_arg(1), default=64)
+    add_compute_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -52,13 +60,14 @@ def run(args: argparse.Namespace) -> int:
     from prime.inference.evaluate import evaluate
     from prime.interop.nir_import import import_nir, read_nir
 
+    apply_compute_arguments(args)
     graph = read_nir(args.nir_file)
-    device = args.device_model
-    device = get_device(device) if isinstance(device, str) else device_from_config(device)
+    spec = args.device_model
+    device_model = get_device(spec) if isinstance(spec, str) else device_from_config(spec)
     timesteps = args.timesteps or int(graph.metadata.get("timesteps", 10))
     model, report = import_nir(
         graph,
-        device,
+        device_model,
         timesteps,
         args.chip_seed,
         args.weight_quantile,
@@ -66,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         write_seed=args.write_seed,
     )
     print(
-        f"{args.nir_file}: {len(report.layers)} layers programmed on {device.name} "
+        f"{args.nir_file}: {len(report.layers)} layers programmed on {device_model.name} "
         f"({args.programming} programming, write seed {args.write_seed}): {report.pulses} "
         "write pulses"
     )
@@ -74,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {line}")
     if args.dataset:
         data = load_dataset(args.dataset, timesteps=timesteps)
+        model.to(args.device)  # programmed on the CPU (its write noise the CPU's), then moved
         model.set_read_noise(args.read_noise, args.noise_seed)
         result = evaluate(model, data.test, batch_size=args.batch_size)
         print(

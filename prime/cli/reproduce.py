@@ -14,7 +14,6 @@ from prime.cli.common import (
     add_quiet_argument,
     apply_compute_arguments,
     int_arg,
-    require_cpu,
     seed_arg,
 )
 from prime.core.resources import MAX_EPOCHS as EPOCH_LIMIT
@@ -90,7 +89,6 @@ def run_nmnist(args: argparse.Namespace) -> int:
     from prime.runs.reproduce.pipeline import ReproduceConfig, reproduce
 
     apply_compute_arguments(args)
-    require_cpu(args, "prime reproduce nmnist")
     config = ReproduceConfig(
         data=args.data,
         out=args.out,
@@ -115,7 +113,7 @@ def run_nmnist(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.quiet,
     )
-    results = reproduce(config)
+    results = reproduce(config, device=args.device)
     print((args.out / "report.md").read_text(), end="")
     print(f"-> {args.out}/report.md, reproduce.json, PNGs ({results['wall_seconds']:.0f} s)")
     return 0
@@ -171,7 +169,6 @@ def run_pruning(args: argparse.Namespace) -> int:
     from prime.runs.reproduce.pruning import PruningReproduceConfig, reproduce_pruning
 
     apply_compute_arguments(args)
-    require_cpu(args, "prime reproduce pruning")
     config = PruningReproduceConfig(
         data=args.data,
         fashion_mnist=args.fashion_mnist,
@@ -191,7 +188,7 @@ def run_pruning(args: argparse.Namespace) -> int:
         force=args.force,
         progress=not args.quiet,
     )
-    results = reproduce_pruning(config)
+    results = reproduce_pruning(config, device=args.device)
     print((args.out / "report.md").read_text(), end="")
     print(f"-> {args.out}/report.md, reproduce.json, PNGs ({results['wall_seconds']:.0f} s)")
     return 0

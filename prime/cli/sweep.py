@@ -11,7 +11,6 @@ from prime.cli.common import (
     add_quiet_argument,
     apply_compute_arguments,
     int_arg,
-    require_cpu,
 )
 from prime.cli.nproc import add_nproc, launch_command
 from prime.cli.train import add_config_arguments, config_from_args
@@ -41,7 +40,6 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc > 1:
         return launch_command(args)
     apply_compute_arguments(args)
-    require_cpu(args, "prime sweep")
     if args.resume and args.out is None:
         raise PrimeError("--resume needs --out SWEEP_DIR: the sweep to continue")
     if args.resume:
@@ -50,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         out = args.out or Path("runs") / f"sweep-{config.model_name}-seed{config.seed}"
     with process_group() as ranks:
-        summary = sweep_chips(config, args.chips, out, args.resume, progress=not args.quiet)
+        summary = sweep_chips(
+            config, args.chips, out, args.resume, progress=not args.quiet, device=args.device
+        )
     if not ranks.is_main:
         return 0
     stats = summary["test_accuracy"]

@@ -254,7 +254,7 @@ def read_conductance(
 def check_conductances(g_us: np.ndarray | torch.Tensor, what: str = "conductances") -> None:
     """Raise ``PrimeError`` if any conductance is NaN, infinite or negative."""
     values = torch.as_tensor(np.asarray(g_us) if not torch.is_tensor(g_us) else g_us)
-    if not torch.isfinite(values).all():
+    if (~torch.isfinite(values)).any():
         raise PrimeError(f"{what} contain NaN or infinite values; conductances must be finite µS")
     if (values < 0).any():
         raise PrimeError(

@@ -110,7 +110,7 @@ def _check_inputs(g_us: torch.Tensor, v_in: torch.Tensor, wire: WireParams) -> N
             f"(v_in {tuple(v_in.shape)}, g_us {tuple(g_us.shape)}); v_in must be [batch, rows] "
             "with rows == g_us.shape[0] (transpose g_us or v_in if they are swapped)"
         )
-    if not bool(torch.isfinite(v_in.detach()).all()):
+    if bool((~torch.isfinite(v_in.detach())).any()):
         raise PrimeError("v_in contains NaN or inf voltages; pass finite input voltages (V)")
 
 
@@ -141,7 +141,7 @@ def _check_tile(g_us: torch.Tensor, wire: WireParams) -> None:
             f"g_us is an empty tile of shape {tuple(g_us.shape)}; a tile needs >= 1 row and column"
         )
     g = g_us.detach()
-    if not bool(torch.isfinite(g).all()):
+    if bool((~torch.isfinite(g)).any()):
         raise PrimeError(
             "g_us contains NaN or inf conductances; replace them (0 µS for an unformed cell)"
         )

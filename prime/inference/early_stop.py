@@ -73,7 +73,7 @@ class ReferenceRule(StopRule):
 
     def done(self, changes: torch.Tensor) -> torch.Tensor:
         if changes.shape[1] < max(3, self.min_steps):
-            return torch.zeros(len(changes), dtype=torch.bool)
+            return torch.zeros(len(changes), dtype=torch.bool, device=changes.device)
         m0, m1, m2 = changes[:, -3], changes[:, -2], changes[:, -1]
         return (m2 < m1) & (m1 < m0) & (m2 < self.threshold)
 
@@ -85,7 +85,7 @@ class ChangeRule(StopRule):
 
     def done(self, changes: torch.Tensor) -> torch.Tensor:
         if changes.shape[1] < max(2, self.min_steps):
-            return torch.zeros(len(changes), dtype=torch.bool)
+            return torch.zeros(len(changes), dtype=torch.bool, device=changes.device)
         return changes[:, -1] < self.threshold
 
 
@@ -115,12 +115,12 @@ class _Stopper:
     """Bookkeeping of a batch under a stop rule: who runs, what each stopped with."""
 
     def __init__(self, rule: StopRule, images: torch.Tensor, timesteps: int) -> None:
-        batch = len(images)
+        batch, device = len(images), images.device
         self.rule, self.timesteps = rule, timesteps
         self.recon = torch.empty_like(images)
-        self.steps = torch.full((batch,), timesteps, dtype=torch.int64)
-        self.changes = torch.full((batch, timesteps), math.nan)
-        self.running = torch.arange(batch)
+        self.steps = torch.full((batch,), timesteps, dtype=torch.int64, device=device)
+        self.changes = torch.full((batch, timesteps), math.nan, device=device)
+        self.running = torch.arange(batch, device=device)
         self.last = torch.zeros_like(images)  # r_{t-1} of the running samples
         self.steps_simulated = 0
 
@@ -228,7 +228,7 @@ def calibrate_change_threshold(
     full = (region_mse(recons[-1], clean, region), region_mse(recons[-1], clean, None))
     changes = stop_from_trajectory(recons, ChangeRule(-math.inf)).changes
     observed = changes[torch.isfinite(changes)].double()
-    levels = torch.linspace(0, 1, CANDIDATES, dtype=torch.float64)
+    levels = torch.linspace(0, 1, CANDIDATES, dtype=torch.float64, device=observed.device)
     candidates = torch.unique(torch.quantile(observed, levels)).tolist()
     best = Calibration(-math.inf, budget, full[0], full[0], full[1], full[1], float(T), T)
     for threshold in candidates:  # ascending: more steps saved as θ grows

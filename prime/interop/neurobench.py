@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from prime.analysis.energy.counting import connection_sparsity, count_operations
+from prime.core.device import module_device
 from prime.core.errors import PrimeError
 from prime.kernels.sparse_conv import conv2d
 from prime.snn.layers import MemristorConv2d, MemristorLayer, MemristorLinear
@@ -57,12 +58,13 @@ class StepNeuron(nn.Module):
 
 class NeuroBenchView(nn.Module):
     """A prime network as NeuroBench sees networks: x [B, T, ...] -> logits [B, classes]
-    (the mean output over T), step by step."""
+    (the mean output over T), step by step; on the network's device."""
 
     def __init__(self, model: SpikingNetwork) -> None:
         super().__init__()
         with torch.no_grad():
             weights = model.weights()
+        device = module_device(model)  # the views' weights made there, then overwritten
         layers: list[nn.Module] = []
         for layer, weight in zip(model.layers, weights, strict=True):
             has_bias = isinstance(layer, MemristorLayer) and layer.bias is not None
@@ -70,11 +72,17 @@ class NeuroBenchView(nn.Module):
                 assert weight is not None
                 out_ch, in_ch, kh, kw = weight.shape
                 view: nn.Module = SpikeConv2d(
-                    in_ch, out_ch, (kh, kw), layer.stride, layer.padding, bias=has_bias
+                    in_ch,
+                    out_ch,
+                    (kh, kw),
+                    layer.stride,
+                    layer.padding,
+                    bias=has_bias,
+                    device=device,
                 )
             elif isinstance(layer, MemristorLinear):
                 assert weight is not None
-                view = nn.Linear(weight.shape[1], weight.shape[0], bias=has_bias)
+                view = nn.Linear(weight.shape[1], weight.shape[0], bias=has_bias, device=device)
             elif isinstance(layer, NeuronLayer):
                 view = StepNeuron(layer)
             else:
@@ -114,7 +122,8 @@ def run_neurobench(
     model: SpikingNetwork, loader: torch.utils.data.DataLoader, quiet: bool = True
 ) -> dict[str, Any]:
     """NeuroBench's ``Benchmark`` on the network over ``loader`` (frames [B, T, ...], labels):
-    footprint, connection sparsity, activation sparsity, synaptic operations, accuracy."""
+    footprint, connection sparsity, activation sparsity, synaptic operations, accuracy; on
+    the network's device (the harness moves each batch there)."""
     wrapped = neurobench_model(model)
     from neurobench.benchmarks import Benchmark
     from neurobench.metrics.static import ConnectionSparsity, Footprint
@@ -130,13 +139,15 @@ def run_neurobench(
     ]
     postprocess = [lambda logits: logits.argmax(-1)]
     with torch.no_grad():
-        return Benchmark(wrapped, loader, [], postprocess, metrics).run(quiet=quiet)
+        benchmark = Benchmark(wrapped, loader, [], postprocess, metrics)
+        return benchmark.run(quiet=quiet, device=str(module_device(model)))
 
 
 def prime_figures(model: SpikingNetwork, loader: torch.utils.data.DataLoader) -> dict[str, Any]:
     """The figures :func:`run_neurobench` reports, from prime's own counters: the network run
     single-step on the same batches under :func:`count_operations`; the footprint is the
-    effective weights' bytes plus the other layers' parameters and buffers."""
+    effective weights' bytes plus the other layers' parameters and buffers. The batches are
+    moved to the network's device."""
     weights = [w for w in model.weights() if w is not None]
     others = [
         t
@@ -145,9 +156,10 @@ def prime_figures(model: SpikingNetwork, loader: torch.utils.data.DataLoader) ->
         for t in (*m.parameters(), *m.buffers())
     ]
     footprint = sum(t.numel() * t.element_size() for t in (*weights, *others))
-    correct, samples = 0, 0
+    correct, samples, device = 0, 0, module_device(model)
     with torch.no_grad(), count_operations(model) as counts:
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             logits = model(x.transpose(0, 1), "single").mean(0)
             correct += int((logits.argmax(1) == y).sum())
             samples += len(y)

@@ -110,10 +110,12 @@ def bench_energy(
     force: bool = False,
     progress: bool = True,
     periphery: ReadPathConfig | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Count the run's test split, write ``energy.json``, ``energy.md`` and ``energy.png``
     to ``out_dir`` and return the report (``early_exit=None`` leaves out that row);
-    ``periphery``: counted on that periphery (default: the run's own)."""
+    ``periphery``: counted on that periphery (default: the run's own); ``device``: where
+    the network runs and the counts accumulate (default cpu; the counts are the same)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise PrimeError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     with exclusive(out_dir):  # before any work: an unwritable folder fails at once
@@ -121,7 +123,7 @@ def bench_energy(
         existing = [str(p) for p in outputs if p.exists()]
         if existing and not force:
             raise PrimeError(f"{', '.join(existing)} exist; pass --force to overwrite or use --out")
-        model, payload = load_run(run_dir)
+        model, payload = load_run(run_dir, device)
         model, config, data = prepare_loaded(model, payload, periphery=periphery)
         test = limit_dataset(data.test, limit)
         with replaying(model, config):  # a run trained on a trace is counted on it
@@ -147,11 +149,16 @@ def chip_name(config: TrainConfig, model: SpikingNetwork) -> str:
 
 
 def neurobench_run(
-    run_dir: str | Path, limit: int | None = None, batch_size: int = 64
+    run_dir: str | Path,
+    limit: int | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """NeuroBench's harness on a run's test split (its trace bound, as trained) beside the
-    same figures from prime's counters (:mod:`prime.interop.neurobench`)."""
-    model, config, data = prepare_run(run_dir)  # the trace and the data checked as for eval
+    same figures from prime's counters (:mod:`prime.interop.neurobench`), on ``device``
+    (default cpu; NeuroBench's ``Benchmark.run(device=)`` moves the batches there)."""
+    # the trace and the data checked as for eval
+    model, config, data = prepare_run(run_dir, device=device)
     test = limit_dataset(data.test, limit)
     loader = DataLoader(test, batch_size=batch_size)
     with replaying(model, config):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from prime.core.device import module_device, resolve_device
 from prime.core.errors import PrimeError
 from prime.core.io import load_checkpoint, save_checkpoint, write_json
 from prime.core.progress import progress_bar
@@ -78,10 +79,16 @@ def scheduled_p(epoch: int, epochs: int) -> float:
 
 
 def train_inpainting(
-    config: InpaintConfig, out_dir: str | Path, progress: bool = True
+    config: InpaintConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Train into ``out_dir`` and return the metrics (train and test loss per epoch);
-    ``progress`` draws progress bars (on a terminal only), the epoch lines are printed always."""
+    ``progress`` draws progress bars (on a terminal only), the epoch lines are printed always.
+    ``device``: where the FSVAE trains (default cpu); the chip, scores, masks, latent choices
+    and scheduled sampling are drawn on the CPU and moved, so a seed trains the same run."""
+    device = resolve_device(device)
     out_dir = Path(out_dir)
     if (out_dir / "checkpoint.pt").exists():
         raise PrimeError(f"{out_dir} already holds a run; choose another --out")
@@ -92,7 +99,7 @@ def train_inpainting(
         order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(0))
         train_images = train_images[order[: config.limit_train]]
     chip_seed = config.seed if config.chip_seed is None else config.chip_seed
-    model = get_fsvae(config.model, chip_seed=chip_seed, score_seed=config.seed)
+    model = get_fsvae(config.model, chip_seed=chip_seed, score_seed=config.seed).to(device)
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     conductances = [layer.g_us.clone() for layer in model.memristor_layers()]
@@ -110,6 +117,7 @@ def train_inpainting(
             clean = train_images[rows]
             masked, _ = masked_batch(clean, config.mask, _seed(config.seed, epoch, step))
             index = model.latent_index(len(rows), draws)
+            clean, masked, index = clean.to(device), masked.to(device), index.to(device)
             output = model(model.frames(masked), index, scheduled_p=p, generator=draws)
             losses = fsvae_loss(model, output, clean)
             optimizer.zero_grad(set_to_none=True)
@@ -166,22 +174,29 @@ def train_inpainting(
 def test_loss(
     model: FSVAE, data: ImageSplits, config: InpaintConfig, batch_size: int = 200
 ) -> dict[str, float]:
-    """Mean loss, MSE and MMD over the (first ``limit_test``) test images, eval mode."""
+    """Mean loss, MSE and MMD over the (first ``limit_test``) test images, eval mode, on
+    the model's device."""
     model.eval()
+    device = module_device(model)
     draws = torch.Generator().manual_seed(_seed(config.seed, 1 << 20))
     sums = {"loss": 0.0, "mse": 0.0, "mmd": 0.0}
     images = data.test[: config.limit_test]
     for start in range(0, len(images), batch_size):
         clean = images[start : start + batch_size]
         masked, _ = masked_batch(clean, config.mask, _seed(config.seed, 1 << 21, start))
-        output = model(model.frames(masked), model.latent_index(len(clean), draws))
+        index = model.latent_index(len(clean), draws)
+        clean, masked, index = clean.to(device), masked.to(device), index.to(device)
+        output = model(model.frames(masked), index)
         for name, value in fsvae_loss(model, output, clean).items():
             sums[name] += value.item() * len(clean)
     return {k: v / len(images) for k, v in sums.items()}
 
 
-def load_inpainting_run(run_dir: str | Path) -> tuple[FSVAE, InpaintConfig]:
-    """The trained FSVAE of a run directory (eval mode) and its run config."""
+def load_inpainting_run(
+    run_dir: str | Path, device: str | torch.device | None = None
+) -> tuple[FSVAE, InpaintConfig]:
+    """The trained FSVAE of a run directory (eval mode) on ``device`` (default cpu: read
+    there, checked and moved) and its run config."""
     path = Path(run_dir) / "checkpoint.pt"
     payload = load_checkpoint(path)
     if "fsvae_config" not in payload:
@@ -190,7 +205,7 @@ def load_inpainting_run(run_dir: str | Path) -> tuple[FSVAE, InpaintConfig]:
         )
     model = build_fsvae(FSVAEConfig.from_dict(payload["fsvae_config"]))
     model.load_state_dict(payload["model_state"])
-    model.eval()
+    model.to(resolve_device(device)).eval()
     return model, InpaintConfig(**payload["inpaint_config"])
 
 

@@ -36,10 +36,11 @@ from prime.analysis.image_quality import (
     frechet_distance,
     train_classifier,
 )
+from prime.core.device import module_device
 from prime.core.errors import PrimeError
 from prime.core.io import write_json
 from prime.core.tables import new_figure, save_figure
-from prime.data.inpainting import load_images
+from prime.data.inpainting import ImageSplits, load_images
 from prime.inference.early_stop import (
     ChangeRule,
     EarlyStopResult,
@@ -126,10 +127,16 @@ def evaluate_inpainting(
     batch_size: int = 100,
     seed: int = 0,
     calibration_images: int = CALIBRATION_IMAGES,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Evaluate the inpainting run in ``run_dir`` (see the module docstring); the change
-    rule's θ is calibrated on the first ``calibration_images`` training images."""
-    model, config = load_inpainting_run(run_dir)
+    rule's θ is calibrated on the first ``calibration_images`` training images.
+
+    ``device``: where the FSVAE runs (default cpu); the masks and latent choices are drawn on
+    the CPU and moved, and the scoring classifier is trained and run on the CPU, so a seed
+    gives the same report on every device."""
+    model, config = load_inpainting_run(run_dir, device)
+    device = module_device(model)
     out = Path(out_dir) if out_dir else Path(run_dir) / "inpaint"
     data = load_images(config.dataset, **config.data)
     clean = data.test if limit is None else data.test[:limit]
@@ -139,9 +146,10 @@ def evaluate_inpainting(
     masked, region = masked_batch(clean, mask, _seed(seed, 7))
     draws = torch.Generator().manual_seed(_seed(seed, 8))
     index = model.latent_index(len(clean), draws)
+    clean, masked, region, index = (t.to(device) for t in (clean, masked, region, index))
     recons = _batched_reconstructions(model, masked, index, batch_size)
     full = recons[-1]
-    mean_image = data.train.mean(0, keepdim=True).expand_as(clean)
+    mean_image = data.train.mean(0, keepdim=True).to(device).expand_as(clean)
     report: dict[str, Any] = {
         "run": str(run_dir),
         "model": config.model,
@@ -165,6 +173,9 @@ def evaluate_inpainting(
     calib_clean = data.train[:calibration_images]
     calib_masked, calib_region = masked_batch(calib_clean, mask, _seed(seed, 9))
     calib_index = model.latent_index(len(calib_clean), draws)
+    calib_clean, calib_masked, calib_region, calib_index = (
+        t.to(device) for t in (calib_clean, calib_masked, calib_region, calib_index)
+    )
     calib = calibrate_change_threshold(
         _batched_reconstructions(model, calib_masked, calib_index, batch_size),
         calib_clean,
@@ -182,8 +193,28 @@ def evaluate_inpainting(
         **_scores(stop_from_trajectory(recons, change_rule), clean, region),
     }
     report["timing"] = time_early_stop(model, masked, index, reference_rule)
+    report["classifier"] = classifier_report(data, clean.cpu(), masked.cpu(), full.cpu(), seed)
+    never = ChangeRule(-float("inf"))
+    report["energy_pj_per_image"] = {
+        "full_T": count_energy(model, masked, index, never, batch_size),
+        "early_stop_reference": count_energy(model, masked, index, reference_rule, batch_size),
+        "early_stop_change": count_energy(model, masked, index, change_rule, batch_size),
+    }
+    stopped = stop_from_trajectory(recons, reference_rule).recon
+    cpu = [t.cpu() for t in (clean, masked, full, stopped, recons[:, :2])]  # (2 traced)
+    plot_grid(cpu[0], cpu[1], cpu[2], cpu[3], cpu[4], out / "inpaint.png")
+    write_json(out / "inpaint.json", report)
+    report["out_dir"] = str(out)
+    return report
+
+
+def classifier_report(
+    data: ImageSplits, clean: torch.Tensor, masked: torch.Tensor, full: torch.Tensor, seed: int
+) -> dict[str, Any]:
+    """Classifier score and Fréchet distance of the masked and inpainted images (CPU
+    tensors) from a digit classifier trained on the CPU with ``seed``."""
     classifier = train_classifier(data.train, data.train_labels, seed=seed)
-    report["classifier"] = {
+    return {
         "note": "a digit classifier trained by prime on the same clean images, not Inception",
         "accuracy_clean_test": classifier_accuracy(
             classifier, clean, data.test_labels[: len(clean)]
@@ -194,17 +225,12 @@ def evaluate_inpainting(
         "frechet_masked": frechet_distance(classifier, clean, masked),
         "frechet_inpainted": frechet_distance(classifier, clean, full),
     }
-    never = ChangeRule(-float("inf"))
-    report["energy_pj_per_image"] = {
-        "full_T": count_energy(model, masked, index, never, batch_size),
-        "early_stop_reference": count_energy(model, masked, index, reference_rule, batch_size),
-        "early_stop_change": count_energy(model, masked, index, change_rule, batch_size),
-    }
-    stopped = stop_from_trajectory(recons, reference_rule).recon
-    plot_grid(clean, masked, full, stopped, recons, out / "inpaint.png")
-    write_json(out / "inpaint.json", report)
-    report["out_dir"] = str(out)
-    return report
+
+
+def _wait(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA runs asynchronously): a timing's end."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def time_early_stop(
@@ -217,8 +243,10 @@ def time_early_stop(
     results = {}
     for _ in range(3):
         for name, run in (("incremental", run_early_stop), ("from_scratch", run_from_scratch)):
+            _wait(images.device)
             started = time.perf_counter()
             results[name] = run(model, images, idx, rule)
+            _wait(images.device)
             times[name].append(time.perf_counter() - started)
     median = {name: sorted(t)[1] for name, t in times.items()}
     inc, scratch = results["incremental"], results["from_scratch"]

@@ -28,6 +28,8 @@ from prime.inference.calibrate import calibrate_periphery
 from prime.runs.rundir import prepare_run, with_periphery
 
 if TYPE_CHECKING:
+    import torch
+
     from prime.data.base import DataSplits
     from prime.runs.config import TrainConfig
     from prime.snn.network import SpikingNetwork
@@ -46,12 +48,14 @@ def sweep_periphery(
     analog: AnalogMacro | None = None,
     batch_size: int = 128,
     progress: bool = False,
+    device: str | torch.device | None = None,
 ) -> list[dict[str, Any]]:
     """One row per value of ``field``: accuracy and energy per inference (pJ, by component)
-    of the run on ``periphery`` (default: the run's own) with ``field`` set to it."""
+    of the run on ``periphery`` (default: the run's own) with ``field`` set to it, run on
+    ``device`` (default cpu)."""
     if field not in SWEEPABLE:
         raise PrimeError(f"cannot sweep {field!r}; sweepable: {', '.join(SWEEPABLE)}")
-    model, config, data = prepare_run(run_dir)
+    model, config, data = prepare_run(run_dir, device=device)
     base = periphery or ReadPathConfig.from_dict(config.read_path)
     points = [({field: value}, {field: value}) for value in values]
     rows = _evaluate_points(model, config, data, base, points, analog, batch_size, progress)
@@ -70,13 +74,14 @@ def sweep_ir_drop(
     analog: AnalogMacro | None = None,
     batch_size: int = 128,
     progress: bool = False,
+    device: str | torch.device | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (tile, wire resistance): accuracy and energy per inference of the run on
     ``periphery`` (default: the run's own) partitioned onto ``tiles`` (rows, columns; None:
     the whole side) with every word- and bit-line segment ``r`` ohms. Writes ``ir_drop.csv``,
     ``ir_drop.json`` and ``ir_drop.png`` (accuracy against r per tile size, accuracy against
-    energy per inference)."""
-    model, config, data = prepare_run(run_dir)
+    energy per inference). ``device``: where the network and its IR-drop solves run."""
+    model, config, data = prepare_run(run_dir, device=device)
     base = periphery or ReadPathConfig.from_dict(config.read_path)
     points = [
         (

@@ -18,14 +18,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
+from prime.core.device import resolve_device
 from prime.core.errors import PrimeError
 from prime.core.io import write_json
 from prime.core.lock import exclusive
 from prime.core.tables import describe, new_figure, save_figure, write_csv
 from prime.runs.config import TrainConfig
-from prime.runs.distributed import SINGLE, Ranks, collectives, current, timeout_s
+from prime.runs.distributed import SINGLE, Ranks, collectives, current, rank_device, timeout_s
 from prime.runs.train import train
 
 CHIP_COLUMNS = ("chip_seed", "test_accuracy", "kept_fraction", "wall_seconds", "rank", "run_dir")
@@ -45,18 +47,24 @@ def sweep_chips(
     resume: bool = False,
     ranks: Ranks | None = None,
     progress: bool = False,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Train ``chips`` chips (this rank's share of them) and return the sweep's summary.
 
     ``progress``: rank 0 draws a progress bar of its chips' training (on a terminal only);
-    every chip prints one line when it is done.
+    every chip prints one line when it is done. ``device``: where the chips train (as
+    :func:`prime.runs.train.train`: each rank of a CUDA job on its own GPU; the chips are
+    those of the CPU, so a sweep on one device is the sweep on another).
 
     ``resume`` continues the sweep in ``out_dir`` with its own config (``config`` may be None).
     Rank 0 holds the sweep folder's write lock meanwhile (:func:`prime.core.lock.exclusive`).
     """
     ranks = current() if ranks is None else ranks
+    # this rank's device: one this machine lacks (or too few GPUs) fails before any write
+    device = rank_device(resolve_device(device))
     with exclusive(out_dir) if ranks.is_main else contextlib.nullcontext():
-        return _sweep_chips(config, chips, Path(out_dir), resume, ranks, progress and ranks.is_main)
+        show = progress and ranks.is_main
+        return _sweep_chips(config, chips, Path(out_dir), resume, ranks, show, device)
 
 
 def _sweep_chips(
@@ -66,6 +74,7 @@ def _sweep_chips(
     resume: bool,
     ranks: Ranks,
     progress: bool,
+    device: str | torch.device | None,
 ) -> dict[str, Any]:
     config, chips = _sweep_config(config, chips, out_dir, resume)
     with collectives(ranks, f"the chips' run folders in {out_dir}"):
@@ -76,7 +85,7 @@ def _sweep_chips(
             write_json(out_dir / CONFIG_FILE, stored)
         started = time.perf_counter()
         rows = [
-            _train_chip(config, seed, out_dir, ranks, progress)
+            _train_chip(config, seed, out_dir, ranks, progress, device)
             for seed in chip_seeds(config, chips)[ranks.rank :: ranks.world_size]
         ]
         if ranks.distributed:
@@ -126,9 +135,15 @@ def _sweep_config(
 
 
 def _train_chip(
-    config: TrainConfig, seed: int, out_dir: Path, ranks: Ranks, progress: bool
+    config: TrainConfig,
+    seed: int,
+    out_dir: Path,
+    ranks: Ranks,
+    progress: bool,
+    device: str | torch.device | None,
 ) -> dict[str, Any]:
-    """Train (or resume, or reuse) the run of chip ``seed`` in this one process."""
+    """Train (or resume, or reuse) the run of chip ``seed`` in this one process, on
+    ``device`` (this rank's GPU in a CUDA job: :func:`prime.runs.distributed.rank_device`)."""
     run_dir = out_dir / f"chip-{seed}"
     if (run_dir / "metrics.json").is_file():
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -136,7 +151,13 @@ def _train_chip(
         resume = (run_dir / "checkpoint.pt").is_file()
         chip_config = None if resume else dataclasses.replace(config, chip_seed=seed)
         metrics = train(
-            chip_config, run_dir, resume, progress=progress, ranks=SINGLE, summaries=False
+            chip_config,
+            run_dir,
+            resume,
+            progress=progress,
+            ranks=SINGLE,
+            summaries=False,
+            device=device,
         )
     print(
         f"chip seed {seed}: test accuracy {100 * metrics['test_accuracy']:.2f} % "

@@ -381,7 +381,7 @@ class FSVAE(nn.Module):
                 own = torch.rand((), generator=generator).item() < scheduled_p
                 if t >= SCHEDULED_FROM_STEP and own:
                     rate = self.pick_rate(p)
-                    noise = 1e-3 * torch.randn(rate.shape, generator=generator)
+                    noise = 1e-3 * torch.randn(rate.shape, generator=generator).to(rate.device)
                     inputs.append((rate + noise > 0.5).to(z.dtype))
                 else:
                     inputs.append(z[t])
@@ -406,8 +406,8 @@ class FSVAE(nn.Module):
             self.encoder.initial_state(),
             self.posterior.initial_state(),
             self.decoder.initial_state(),
-            torch.zeros(batch, self.config.latent),
-            torch.zeros(batch, *self.image_shape),
+            torch.zeros(batch, self.config.latent, device=self.output_weights.device),
+            torch.zeros(batch, *self.image_shape, device=self.output_weights.device),
         )
 
     def step(

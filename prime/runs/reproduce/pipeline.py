@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from prime.core.device import resolve_device
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_write, load_checkpoint, write_json
 from prime.core.lock import exclusive
@@ -165,14 +167,17 @@ def describe_data(config: ReproduceConfig, data: DataSplits) -> dict[str, Any]:
     }
 
 
-def reproduce(config: ReproduceConfig) -> dict[str, Any]:
+def reproduce(config: ReproduceConfig, device: str | torch.device | None = None) -> dict[str, Any]:
     """Run every step, write the report files to ``config.out`` and return the results;
-    the folder's write lock (:func:`prime.core.lock.exclusive`) is held meanwhile."""
+    the folder's write lock (:func:`prime.core.lock.exclusive`) is held meanwhile.
+    ``device``: where the networks train and run (default cpu; the chips, splits and noise
+    are the CPU's draws, so the results are those of any device)."""
+    device = resolve_device(device)  # a device this machine lacks fails before any work
     with exclusive(config.out):
-        return _reproduce(config)
+        return _reproduce(config, device)
 
 
-def _reproduce(config: ReproduceConfig) -> dict[str, Any]:
+def _reproduce(config: ReproduceConfig, device: torch.device) -> dict[str, Any]:
     started = time.perf_counter()
     out = Path(config.out)
     _check_out(out, config)
@@ -180,7 +185,8 @@ def _reproduce(config: ReproduceConfig) -> dict[str, Any]:
     if config.reference_checkpoint is not None:
         from prime.snn.reference import load_prime_reference
 
-        models["authors"] = load_prime_reference(config.reference_checkpoint, TIMESTEPS)
+        authors = load_prime_reference(config.reference_checkpoint, TIMESTEPS)
+        models["authors"] = authors.to(device)
     data = {"time": load_splits(config, "time")}
     if data["time"].val is None:
         raise PrimeError("the reproduction needs a validation split: --val-fraction > 0")
@@ -193,13 +199,14 @@ def _reproduce(config: ReproduceConfig) -> dict[str, Any]:
             **_accuracy_both_binnings(models["authors"], data, config),
             "paper_thresholds": _paper_thresholds(models["authors"], data["time"]),
         }
-    models["prime"], results["models"]["prime"] = _train_own(config, data["time"], out)
+    models["prime"], results["models"]["prime"] = _train_own(config, data["time"], out, device)
     for name, model in models.items():
         entry = results["models"][name]
         entry["early_exit"] = _early_exit(model, data["time"], out / "early-exit" / name, config)
         entry["read_noise"] = _read_noise(model, data["time"], out / "read-noise" / name, config)
     if config.energy:
-        results["energy"] = _energy(out, results["models"]["prime"]["early_exit"]["best"], config)
+        best = results["models"]["prime"]["early_exit"]["best"]
+        results["energy"] = _energy(out, best, config, device)
     results["wall_seconds"] = time.perf_counter() - started
     results["config"] = {
         k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()
@@ -255,9 +262,10 @@ def _paper_thresholds(model: SpikingNetwork, data: DataSplits) -> list[dict[str,
 
 
 def _train_own(
-    config: ReproduceConfig, data: DataSplits, out: Path
+    config: ReproduceConfig, data: DataSplits, out: Path, device: torch.device
 ) -> tuple[SpikingNetwork, dict[str, Any]]:
-    """nmnist-conv trained from scratch on the training split (the reference recipe)."""
+    """nmnist-conv trained from scratch on the training split (the reference recipe), on
+    ``device``, and loaded there."""
     from prime.runs.config import TrainConfig
     from prime.runs.rundir import load_run
     from prime.runs.train import train
@@ -279,8 +287,10 @@ def _train_own(
     resume = config.resume and (run_dir / "checkpoint.pt").exists()
     if resume:
         _check_same_data(run_dir, train_config.data)
-    metrics = train(None if resume else train_config, run_dir, resume, config.progress)
-    model, _ = load_run(run_dir)
+    metrics = train(
+        None if resume else train_config, run_dir, resume, config.progress, device=device
+    )
+    model, _ = load_run(run_dir, device)
     return model, {
         "run": str(run_dir),
         "epochs": metrics["epochs"],
@@ -376,7 +386,9 @@ def _read_noise(
     return summarize(rows)
 
 
-def _energy(out: Path, early_exit: dict[str, Any], config: ReproduceConfig) -> dict[str, Any]:
+def _energy(
+    out: Path, early_exit: dict[str, Any], config: ReproduceConfig, device: torch.device
+) -> dict[str, Any]:
     """``prime bench energy`` of the run with its chosen early exit; the report's rows."""
     from prime.analysis.energy.models import AnalogMacro, DigitalAccelerator, energy_model_of_kind
     from prime.runs.evaluation import bench_energy
@@ -389,6 +401,7 @@ def _energy(out: Path, early_exit: dict[str, Any], config: ReproduceConfig) -> d
         {k: early_exit[k] for k in ("policy", "threshold", "min_steps")},
         force=True,
         progress=config.progress,
+        device=device,
     )
     return {"folder": str(out / "energy"), "rows": report["rows"]}
 

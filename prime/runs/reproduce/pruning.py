@@ -43,6 +43,7 @@ from prime.analysis.energy.models import (
     energy_model_of_kind,
 )
 from prime.analysis.energy.report import count_run
+from prime.core.device import resolve_device
 from prime.core.errors import PrimeError
 from prime.core.io import atomic_write, write_json
 from prime.core.tables import new_figure, save_figure
@@ -169,9 +170,14 @@ def task_run_config(
     )
 
 
-def reproduce_pruning(config: PruningReproduceConfig) -> dict[str, Any]:
-    """Train, program and evaluate everything; write the report files to ``config.out``."""
+def reproduce_pruning(
+    config: PruningReproduceConfig, device: str | torch.device | None = None
+) -> dict[str, Any]:
+    """Train, program and evaluate everything; write the report files to ``config.out``.
+    ``device``: where the networks train, run and are counted (default cpu); the chips and
+    the write-verify programming are drawn on the CPU, so the results are any device's."""
     started = time.perf_counter()
+    device = resolve_device(device)  # a device this machine lacks fails before any work
     out = Path(config.out)
     tasks = task_data(config)
     if (out / "report.md").exists() and not config.force:
@@ -188,9 +194,11 @@ def reproduce_pruning(config: PruningReproduceConfig) -> dict[str, Any]:
             for approach in approaches:
                 train_config = task_run_config(config, task, dataset, options, bits, approach)
                 run_dir = out / "runs" / f"{task}-{bits or 'fp'}-{approach}"
-                row[approach] = _trained(train_config, run_dir, config)
-            chips = {a: load_run(row[a]["run"])[0] for a in ON_CHIP if a != "programmed"}
-            row["programmed"], chips["programmed"] = _programmed(row["weights"]["run"], config)
+                row[approach] = _trained(train_config, run_dir, config, device)
+            chips = {a: load_run(row[a]["run"], device)[0] for a in ON_CHIP if a != "programmed"}
+            row["programmed"], chips["programmed"] = _programmed(
+                row["weights"]["run"], config, device
+            )
             test = load_data(task_run_config(config, task, dataset, options, bits, "pruning")).test
             for approach, chip in chips.items():
                 row[approach]["inference"] = inference_energy(chip, test, analog, digital)
@@ -224,24 +232,28 @@ def reproduce_pruning(config: PruningReproduceConfig) -> dict[str, Any]:
     return results
 
 
-def _trained(train_config: TrainConfig, run_dir: Path, config: PruningReproduceConfig) -> dict:
-    """A finished run's metrics (trained now unless ``run_dir`` finished before)."""
+def _trained(
+    train_config: TrainConfig, run_dir: Path, config: PruningReproduceConfig, device: torch.device
+) -> dict:
+    """A finished run's metrics (trained now on ``device`` unless ``run_dir`` finished
+    before)."""
     metrics_path = run_dir / "metrics.json"
     if metrics_path.is_file() and not config.force:
         metrics = json.loads(metrics_path.read_text())
     else:
         if config.force and (run_dir / "checkpoint.pt").exists():
             (run_dir / "checkpoint.pt").unlink()
-        metrics = train(train_config, run_dir, progress=config.progress)
+        metrics = train(train_config, run_dir, progress=config.progress, device=device)
     keep = ("test_accuracy", "kept_fraction", "switches", "wall_seconds", "epochs")
     return {"run": str(run_dir), **{k: metrics[k] for k in keep}}
 
 
 def _programmed(
-    run_dir: str, config: PruningReproduceConfig
+    run_dir: str, config: PruningReproduceConfig, device: torch.device
 ) -> tuple[dict[str, Any], SpikingNetwork]:
-    """The trained weights of ``run_dir`` programmed onto a chip keeping every edge and
-    evaluated on the test split through the same read path; the results and the chip."""
+    """The trained weights of ``run_dir`` programmed onto a chip keeping every edge (on the
+    CPU: its write-verify draws are the CPU generator's) and evaluated on the test split
+    through the same read path, on ``device``; the results and the chip there."""
     software, payload = load_run(run_dir)
     train_config = run_config(payload)
     chip_config = dataclasses.replace(software.config, synapses="supermask", keep=1.0)
@@ -250,6 +262,7 @@ def _programmed(
     programming = program_network(
         chip, software, writer, torch.Generator().manual_seed(config.seed)
     )
+    chip, software = chip.to(device), software.to(device)
     data = load_data(train_config)
     results = {
         "writer": config.writer,
