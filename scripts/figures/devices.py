@@ -225,13 +225,11 @@ SECTIONS = [
     ),
     Section(
         "devices.md",
-        "settings, the measured array, papers, past measurements",
+        "settings, the measured array, papers",
         "cited",
         (
             "0 in about 26 % of pairs",
             "1e-3, 50 % kept;",
-            "| RMS scale + dead pairs (ΔG = 0) start at score 0, so they never take a kept slot "
-            "| 93.06 |",
             "differ by 0.01 %",
             "relaxation adds 25.9 % and 25.5 % of g",
             "4 reads at 0–3 s with 2 % read noise",

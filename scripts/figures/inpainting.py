@@ -125,12 +125,11 @@ SECTIONS = [
     ),
     Section(
         "inpainting.md",
-        "the model's settings and an earlier timing",
+        "the model's settings",
         "cited",
         (
             "scale 0.003 /µS), 50 % kept by PRIME's percentile rule",
             "full-T values (budget 5 %)",
-            "(Earlier, after one epoch: 9.5× in medians of 3 alternating runs.)",
         ),
     ),
 ]

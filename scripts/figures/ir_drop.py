@@ -92,7 +92,6 @@ SECTIONS = [
         "cited",
         (
             "(0-100 µS, 30 % unformed)",
-            "preconditioner was tried and gained under 20 %",
             "50 % unformed cells and formed cells",
             "32 random 0/1 spike vectors of 10 % density",
             "the columns that carry at least 1 % of",

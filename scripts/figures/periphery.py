@@ -226,17 +226,11 @@ SECTIONS = [
     ),
     Section(
         "periphery.md",
-        "presets, earlier measurements",
+        "presets",
         "cited",
         (
             "| 16 bit | gain σ 2 %, offset σ 0.5 LSB",
             "(`approx-adc-4b`: gain σ 2 %, offset σ 0.5 LSB",
-            "an earlier measurement with another thread count gave 95.83 % at 4 bits and "
-            "19.72 % at 3",
-            "ratio 1.01; noise of the loaded machine ±20 %",
-            "run three times: training **0.57×, 0.56× and 0.48×** the ideal path (the 0.48 "
-            "while another job was running), inference 0.34–0.40×",
-            "training 651.5 vs 617.0 samples/s (medians, 1.06×), inference 2408 vs 2115 (1.14×)",
         ),
     ),
 ]

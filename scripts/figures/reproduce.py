@@ -99,23 +99,4 @@ SECTIONS = [
         "cited",
         ("reference recipe (Adam lr 1e-3, cosine schedule, 50 % of edges kept per layer",),
     ),
-    Section(
-        "reproduce.md",
-        "earlier recipe trials (records of trial code: label smoothing, training read noise and "
-        "the per-step-loss comparison are not options of a current command)",
-        "cited",
-        (
-            "On 600 recordings the reference recipe alone reaches 99.5 % training accuracy",
-            "it raised test accuracy after one step from 68.0 % to 87.5 % and after two from "
-            "83.0 % to 91.0 %, with full-T accuracy 94.0 % and 93.5 %.",
-            "the plain reference recipe, 30 epochs, 93.0 % (90.0 %); shifts ±3 px, 80 epochs, "
-            "94.0 % (95.5 %); plus the per-step loss 93.5 % (95.0 %); shifts, rotations ±12°, "
-            "zoom ±10 % and the per-step loss, 80 epochs 95.0 % (95.0 %), 200 epochs 94.5 % "
-            "(95.5 %), lr 2e-3 and 150 epochs 95.5 % (97.5 %), the same with label smoothing 0.1 "
-            "95.5 % (95.0 %), lr 3e-3 92.5 % (94.0 %); shifts ±2 px with 5 % read noise on the "
-            "weights during training, 50 epochs, 94.0 % (94.0 %). Every recipe levels off at "
-            "94–96 %",
-            "scored 92.50 % and saved 73.8 % of the load at a 1.5 point drop.",
-        ),
-    ),
 ]
