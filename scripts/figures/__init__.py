@@ -173,10 +173,14 @@ def train_accuracy(work: Path, name: str, options: list[str]) -> float:
 
 def eval_report(work: Path, name: str, report: str, args: list[str]) -> list[dict[str, Any]]:
     """The levels of the ``prime eval ARGS`` report ``report`` (read_noise, age, stuck_cells),
-    run into ``work/name`` once."""
-    out = work / name
+    run into ``work/name`` once (a name reused with other ARGS is refused)."""
+    out, asked = work / name, {"report": report, "args": args}
+    recorded = out / "figure_args.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) != asked:
+        raise SystemExit(f"{out} holds another report than {asked}: give this one another name")
     if not (out / f"{report}.json").is_file():
         run_prime(["eval", *args, "--out", str(out)])
+        recorded.write_text(json.dumps(asked))
     return json.loads((out / f"{report}.json").read_text())["levels"]
 
 

@@ -25,7 +25,7 @@ def read_noise(work: Path) -> dict[str, Any]:
     run = str(train(work, "s0", ["--seed", "0"]))
     sigmas = "0,0.02,0.05,0.1,0.2"
     levels = eval_report(
-        work, "s0-noise", "read_noise", [run, "--read-noise", sigmas, "--repeats", "5"]
+        work, "s0-read-noise-sweep", "read_noise", [run, "--read-noise", sigmas, "--repeats", "5"]
     )
     return {
         f"{stat}{n}": 100 * level[f"accuracy_{stat}"]
