@@ -12,6 +12,7 @@ from figures import (
     Section,
     eval_report,
     run_prime,
+    script_output,
     seed_delta,
     train,
     train_accuracy,
@@ -106,6 +107,22 @@ def ageing(work: Path) -> dict[str, Any]:
         values[f"m{name}"] = 100 * level["accuracy_mean"]
         values[f"sd{name}"] = 100 * level["accuracy_std"]
     values["week_loss"] = 100 * (levels[0]["accuracy_mean"] - levels[-1]["accuracy_min"])
+    return values
+
+
+def ageing_reference(work: Path) -> dict[str, Any]:
+    """The authors' N-MNIST checkpoint aged 0, 1 d, 1 w on the 1,000 reference recordings
+    (scripts/age_reference.py, relaxation seeds 0 and 1), beside the default run's ageing."""
+    out = work / "age-reference"
+    if not (out / "age.json").is_file():
+        checkpoint, recordings = REFERENCE / "prime" / "classification.pt", REFERENCE / "nmnist"
+        args = [str(checkpoint), str(recordings), "--ages", "0,1d,1w", "--repeats", "2"]
+        script_output("age_reference.py", [*args, "--out", str(out)])
+    levels = json.loads((out / "age.json").read_text())["levels"]
+    values = ageing(work)
+    for name, level in zip(("0", "1d", "1w"), levels, strict=True):
+        values[f"a{name}"] = 100 * level["accuracy_mean"]
+        values[f"asd{name}"] = 100 * level["accuracy_std"]
     return values
 
 
@@ -218,6 +235,19 @@ SECTIONS = [
         ),
         ageing,
         "prime eval runs/digits-conv-seed0 --age 0,1h,1d,1w --repeats 2",
+    ),
+    Section(
+        "devices.md",
+        "ageing of the authors' checkpoint",
+        "reference",
+        (
+            "| 0 (= no ageing) | {m0:.2f} | {a0:.2f} |",
+            "| 1 d | {m1d:.2f} ± {sd1d:.2f} | {a1d:.2f} ± {asd1d:.2f} |",
+            "| 1 w | {m1w:.2f} ± {sd1w:.2f} | {a1w:.2f} ± {asd1w:.2f} |",
+        ),
+        ageing_reference,
+        "python scripts/age_reference.py ../shared/reference/prime/classification.pt "
+        "../shared/reference/nmnist --ages 0,1d,1w --repeats 2",
     ),
     Section(
         "devices.md",
