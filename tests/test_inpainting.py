@@ -186,8 +186,20 @@ def test_the_command_line_refuses_a_run_that_is_not_an_inpainting_run(
     assert err.startswith("prime eval: error:") and len(err.splitlines()) == 1
 
 
-def test_dense_digital_work_of_inference_is_the_posterior_alone() -> None:
-    from prime.runs.inpaint_eval import dense_macs_per_step
+def test_the_dense_posterior_is_counted_once_as_the_digital_units_work(tiny_model) -> None:
+    from prime.analysis.energy.models import AnalogMacro
+    from prime.runs.inpaint_eval import count_energy
 
-    assert dense_macs_per_step(get_fsvae("mnist-fsvae")) == 256 * 256 + 256 * 512 + 512 * 2560
-    assert dense_macs_per_step(get_fsvae("mnist-fsvae-chip")) == 0
+    images = torch.rand(3, 1, 32, 32) * 2 - 1
+    index = tiny_model.latent_index(3, torch.Generator().manual_seed(0))
+    energy = count_energy(tiny_model, images, index, ChangeRule(-math.inf), batch_size=2)
+    linears = [m for m in tiny_model.posterior.layers if isinstance(m, torch.nn.Linear)]
+    macs = sum(m.in_features * m.out_features for m in linears)
+    biases = sum(m.out_features for m in linears if m.bias is not None)
+    macro = AnalogMacro()
+    per_step_pj = macs * (macro.multiply_pj + macro.digital_op_pj) + biases * macro.digital_op_pj
+    assert energy["mean_steps"] == 6
+    assert energy["posterior"] == pytest.approx(6 * per_step_pj, rel=1e-3)
+    assert energy["total"] == pytest.approx(
+        energy["encoder"] + energy["posterior"] + energy["decoder"]
+    )

@@ -60,8 +60,8 @@ PAGES = (
     "traces",
 )
 
-#: a number as the docs write it (also a θ such as 0.31, a count such as 287, −0.28)
-NUMBER = r"[-−+]?\d[\d,]*(?:\.\d+)?"
+#: a number as the docs write it (also a θ such as 0.31, a count such as 287, −0.28, 1.568e+05)
+NUMBER = r"[-−+]?\d[\d,]*(?:\.\d+)?(?:e[-+]\d+)?"
 #: a percentage or a ratio (36×, 0.57 ×) in a doc; not a shape such as 2×34×34 or 512 × 512
 FIGURE = re.compile(r"\d[\d.,]*\s?%|\d[\d.,]*\s?×(?!\s?\d)")
 
@@ -169,6 +169,19 @@ def train_accuracy(work: Path, name: str, options: list[str]) -> float:
     """Test accuracy (%) of ``prime train OPTIONS`` run into ``work/name``."""
     metrics = json.loads((train(work, name, options) / "metrics.json").read_text())
     return 100 * metrics["test_accuracy"]
+
+
+def eval_report(work: Path, name: str, report: str, args: list[str]) -> list[dict[str, Any]]:
+    """The levels of the ``prime eval ARGS`` report ``report`` (read_noise, age, stuck_cells),
+    run into ``work/name`` once (a name reused with other ARGS is refused)."""
+    out, asked = work / name, {"report": report, "args": args}
+    recorded = out / "figure_args.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) != asked:
+        raise SystemExit(f"{out} holds another report than {asked}: give this one another name")
+    if not (out / f"{report}.json").is_file():
+        run_prime(["eval", *args, "--out", str(out)])
+        recorded.write_text(json.dumps(asked))
+    return json.loads((out / f"{report}.json").read_text())["levels"]
 
 
 def signed(delta: float, digits: int = 2) -> str:

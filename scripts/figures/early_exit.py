@@ -7,6 +7,15 @@ from typing import Any
 
 from figures import Section, train, train_accuracy
 
+#: the θ columns of the page's table (the calibrated θ of the prime policy is inserted)
+THETAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+#: its rows: (field prefix, the doc's label, format)
+SWEEP_ROWS = (
+    ("acc", "test accuracy (%)", ".2f"),
+    ("steps", "mean steps", ".2f"),
+    ("saved", "load saved (%)", ".1f"),
+)
+
 
 def policies(work: Path) -> dict[str, Any]:
     """The default run (seed 0) and the early exit of each policy at a 0.5-point target."""
@@ -29,7 +38,23 @@ def policies(work: Path) -> dict[str, Any]:
             f"{policy}_steps": r["mean_steps"],
             f"{policy}_saved": 100 * r["load_saved"],
         }
+        if policy == "prime":
+            at = {row["threshold"]: row for row in r["sweep"]}
+            for n, theta in enumerate(THETAS):
+                values |= {
+                    f"acc{n}": 100 * at[theta]["accuracy"],
+                    f"steps{n}": at[theta]["mean_steps"],
+                    f"saved{n}": 100 * at[theta]["load_saved"],
+                }
     return values
+
+
+def sweep_row(prefix: str, label: str, spec: str) -> str:
+    """A row of the θ table: the sweep's value at each θ, the calibrated θ's in bold."""
+    cells = [f"{{{prefix}{n}:{spec}}}" for n in range(len(THETAS))]
+    chosen = {"acc": "prime_acc", "steps": "prime_steps", "saved": "prime_saved"}[prefix]
+    cells.insert(3, f"**{{{chosen}:{spec}}}**")
+    return f"| {label} | " + " | ".join(cells) + " |"
 
 
 SECTIONS = [
@@ -49,6 +74,8 @@ SECTIONS = [
             "`--policy entropy` (θ = {entropy_theta:g}) saves {entropy_saved:.1f} % at "
             "{entropy_acc:.2f} %",
             "`prime train --out /tmp/ee/run`, {s0:.2f} %: digits-conv, θ = {prime_theta:g}",
+            "| θ | 0.1 | 0.2 | 0.3 | **{prime_theta:g}** | 0.4 |",
+            *(sweep_row(*row) for row in SWEEP_ROWS),
         ),
         policies,
         "prime train --out runs/digits; prime eval runs/digits --early-exit --policy P "

@@ -28,11 +28,25 @@ def reconstruction(work: Path) -> dict[str, Any]:
     """Region MSE ratios, early stop at full T and by the reference rule, classifier scores."""
     r = evaluation(work)
     inpainted, reference, c = r["inpainted"], r["early_stop_reference"], r["classifier"]
+    energy = r["energy_pj_per_image"]["full_T"]
     return {
         "vs_masked": r["masked_input"]["mse_region"] / inpainted["mse_region"],
         "vs_mean": r["mean_image"]["mse_region"] / inpainted["mse_region"],
         "region": inpainted["mse_region"],
         "image": inpainted["mse_image"],
+        "region_db": inpainted["psnr_region_db"],
+        "image_db": inpainted["psnr_image_db"],
+        "kept_image": r["inpainted_composite"]["mse_image"],
+        **{
+            f"{key}_{field}": r[name][f"mse_{field}"]
+            for key, name in (("masked", "masked_input"), ("mean", "mean_image"))
+            for field in ("region", "image")
+        },
+        "energy_uj": energy["total"] / 1e6,
+        "posterior_uj": energy["posterior"] / 1e6,
+        "rest_uj": (energy["encoder"] + energy["decoder"]) / 1e6,
+        "masked_db": r["masked_input"]["psnr_region_db"],
+        "mean_db": r["mean_image"]["psnr_region_db"],
         "ref_steps": reference["mean_steps"],
         "ref_saved": 100 * reference["load_saved"],
         "ref_region": reference["mse_region"],
@@ -87,6 +101,16 @@ SECTIONS = [
         "reconstruction and early stop of the 15-epoch run",
         "long",
         (
+            "| masked input | {masked_region:.3f} | {masked_db:.2f} dB | {masked_image:.3f} |",
+            "| mean training image in the square | {mean_region:.3f} | {mean_db:.2f} dB "
+            "| {mean_image:.3f} |",
+            "| inpainted (FSVAE, T = 16) | **{region:.4f}** | {region_db:.2f} dB | {image:.4f} "
+            "({image_db:.2f} dB) |",
+            "| inpainted, known pixels kept | {region:.4f} | {region_db:.2f} dB "
+            "| {kept_image:.4f} |",
+            "Energy per image at full T (`prime eval --inpaint`): {energy_uj:.1f} µJ",
+            "with its bias additions and neurons: {posterior_uj:.1f} µJ); the chip blocks are the "
+            "rest ({rest_uj:.1f} µJ",
             "The inpainted square is {vs_masked:.0f}× closer than the masked input and "
             "{vs_mean:.1f}× closer than the mean image.",
             "| full T | – | 16.00 | 0 % | {region:.4f} | {image:.4f} |",

@@ -84,8 +84,13 @@ SECTIONS = [
             "| pruning | {fp_pruning:.2f} % | {b3_pruning:.2f} % |",
             "| programmed weights (write–verify, assumed σ 2 µS) | {fp_programmed:.2f} % "
             "| {b3_programmed:.2f} % |",
+            "| gain (paper: +19.9 pt) | {fp_gain} pt, not met | {b3_gain} pt, not met |",
             "| pruning on replayed reads (measured array's distribution, the paper's conventions) "
             "| {fp_replay:.2f} % | {b3_replay:.2f} % |",
+            "| programming energy, pruning vs programmed | {fp_pruning_uj:.2f} vs "
+            "{fp_programmed_uj:.2f} µJ | {b3_pruning_uj:.2f} vs {b3_programmed_uj:.2f} µJ |",
+            "| switches, without → with hysteresis | {fp_switches:,} → {fp_hyst_switches:,} "
+            "| {b3_switches:,} → {b3_hyst_switches:,} |",
             "| inference energy saved, RRAM macro vs GPU-class baseline (paper: 51.2 %) "
             "| {fp_pruning_saved:.1f} %, met | {b3_pruning_saved:.1f} %, met |",
         ),
