@@ -138,6 +138,16 @@ def test_operation_counts_stay_on_the_models_device(name):
     assert placement.off_meta == [], "\n".join(placement.off_meta[:10])
 
 
+@pytest.fixture
+def shapes_on_meta() -> Iterator[None]:
+    """``nonzero`` on meta assumes every element nonzero (an output shape without values),
+    for one test (torch's config patch: undone exactly, whatever pytest's monkeypatch does)."""
+    from torch.fx.experimental import _config
+
+    with _config.patch(meta_nonzero_assume_all_nonzero=True):
+        yield
+
+
 class _Compacted(Exception):
     """Raised at the first compaction of an early-exit run on meta (where no sample would
     ever leave: its values are unknown)."""
@@ -151,10 +161,7 @@ class _UntilCompaction(_Placement):
         return out
 
 
-def test_early_exit_and_compaction_stay_on_the_models_device(monkeypatch):
-    from torch.fx.experimental import _config
-
-    monkeypatch.setattr(_config, "meta_nonzero_assume_all_nonzero", True)  # shapes on meta
+def test_early_exit_and_compaction_stay_on_the_models_device(shapes_on_meta):
     model = _meta_model("nmnist-mlp").eval()
     placement = _UntilCompaction()
     with pytest.raises(_Compacted), placement, torch.no_grad():
@@ -450,9 +457,7 @@ def test_both_reproductions_train_on_their_device(tmp_path, monkeypatch):
     assert not (tmp_path / "b").exists()  # refused before anything is written
 
 
-def test_inpainting_and_its_early_stop_run_on_the_models_device(monkeypatch):
-    from torch.fx.experimental import _config
-
+def test_inpainting_and_its_early_stop_run_on_the_models_device(shapes_on_meta):
     from prime.inference.early_stop import (
         ChangeRule,
         get_stop_rule,
@@ -463,7 +468,6 @@ def test_inpainting_and_its_early_stop_run_on_the_models_device(monkeypatch):
     from prime.runs.inpaint_eval import count_energy
     from prime.snn.fsvae import get_fsvae
 
-    monkeypatch.setattr(_config, "meta_nonzero_assume_all_nonzero", True)  # shapes on meta
     model = get_fsvae("mnist-fsvae", timesteps=3).eval().to(META)
     rule = get_stop_rule("reference", 0.2)
     with _only_meta():
