@@ -3,8 +3,8 @@ spec against this machine; ``module_device`` says where a model lives.
 
 Random draws stay on CPU generators whatever the device (a chip drawn for ``cuda`` is the
 chip drawn for ``cpu``): a model is built on the CPU and moved (``model.to(device)``: its
-conductances are buffers), and per-read draws are made on the CPU and moved with
-``.to(x.device)`` (no copy on the CPU).
+conductances are buffers), and per-read draws are made on the CPU and moved
+(:func:`drawn_like`; no copy on the CPU).
 """
 
 from __future__ import annotations
@@ -52,6 +52,15 @@ def resolve_device(spec: str | torch.device | None) -> torch.device:
             f"choose one of them or use --device cpu"
         )
     return torch.device("cuda", index)
+
+
+def drawn_like(
+    like: torch.Tensor, generator: torch.Generator | None, uniform: bool = False
+) -> torch.Tensor:
+    """Standard normal (``uniform``: [0, 1)) draws shaped like ``like``, in its dtype, from
+    the CPU ``generator`` and moved to ``like``'s device: the same draws on every device."""
+    draw = torch.rand if uniform else torch.randn
+    return draw(like.shape, generator=generator, dtype=like.dtype).to(like.device)
 
 
 def module_device(module: nn.Module) -> torch.device:

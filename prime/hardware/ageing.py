@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from prime.core.device import drawn_like
 from prime.core.errors import PrimeError
 from prime.core.registry import Registry
 
@@ -73,8 +74,7 @@ class Relaxation:
         generator = torch.Generator().manual_seed(int(seed))
         aged = []
         for cells in cells_us:
-            eps = torch.randn(cells.shape, generator=generator, dtype=cells.dtype).to(cells.device)
-            rate = self.drift_per_decade + self.spread_per_decade * eps
+            rate = self.drift_per_decade + self.spread_per_decade * drawn_like(cells, generator)
             aged.append((cells * (1 - rate * decades)).clamp(min=0))
         return aged
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from prime.core.device import drawn_like
 from prime.core.errors import PrimeError
 from prime.core.registry import Registry
 
@@ -247,8 +248,7 @@ def read_conductance(
         raise PrimeError(f"read noise σ must be a finite number >= 0, got {read_noise}")
     if read_noise == 0:
         return g_us
-    noise = torch.randn(g_us.shape, generator=generator, dtype=g_us.dtype).to(g_us.device)
-    return (g_us * (1 + read_noise * noise)).clamp(min=0)
+    return (g_us * (1 + read_noise * drawn_like(g_us, generator))).clamp(min=0)
 
 
 def check_conductances(g_us: np.ndarray | torch.Tensor, what: str = "conductances") -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from prime.core.device import drawn_like
 from prime.core.errors import PrimeError
 
 
@@ -83,7 +84,7 @@ class StuckCells:
             on_us = max(float(cells.max()) for cells in cells_us)
         stuck = []
         for cells in cells_us:
-            u = torch.rand(cells.shape, generator=generator).to(cells.device)
+            u = drawn_like(cells, generator, uniform=True)
             faulty = torch.where(u < self.stuck_off, cells.new_zeros(()), cells)
             on = cells.new_tensor(on_us)
             stuck.append(torch.where(u >= 1 - self.stuck_on, on, faulty))

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from prime.core.device import drawn_like
 from prime.core.errors import PrimeError
 from prime.core.io import read_json_object
 from prime.core.registry import Registry
@@ -392,9 +393,7 @@ def adc_convert(
         fraction = (currents - adc.low) / adc.span
         extra_lsb = 4 * adc.inl_lsb * fraction * (1 - fraction)
         if noise_lsb:
-            noise = torch.randn(currents.shape, generator=generator, dtype=currents.dtype)
-            noise = noise.to(currents.device)  # drawn on the CPU generator, on every device
-            extra_lsb = extra_lsb + noise_lsb * noise
+            extra_lsb = extra_lsb + noise_lsb * drawn_like(currents, generator)
         currents = currents + extra_lsb / per_lsb
     out_mul = adc.span * out_scale / levels
     out_add = adc.low * out_scale

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prime.core.device import drawn_like
 from prime.core.errors import PrimeError
 from prime.core.registry import Registry
 from prime.hardware.devices import device_from_config
@@ -381,7 +382,7 @@ class FSVAE(nn.Module):
                 own = torch.rand((), generator=generator).item() < scheduled_p
                 if t >= SCHEDULED_FROM_STEP and own:
                     rate = self.pick_rate(p)
-                    noise = 1e-3 * torch.randn(rate.shape, generator=generator).to(rate.device)
+                    noise = 1e-3 * drawn_like(rate, generator)
                     inputs.append((rate + noise > 0.5).to(z.dtype))
                 else:
                     inputs.append(z[t])
