@@ -188,8 +188,7 @@ def evaluate_inpainting(
         "early_stop_change": count_energy(model, masked, index, change_rule, batch_size),
     }
     stopped = stop_from_trajectory(recons, reference_rule).recon
-    cpu = [t.cpu() for t in (clean, masked, full, stopped, recons[:, :2])]  # (2 traced)
-    plot_grid(cpu[0], cpu[1], cpu[2], cpu[3], cpu[4], out / "inpaint.png")
+    plot_grid(clean, masked, full, stopped, recons, out / "inpaint.png")
     write_json(out / "inpaint.json", report)
     report["out_dir"] = str(out)
     return report
@@ -260,7 +259,8 @@ def plot_grid(
     traced: int = 2,
 ) -> None:
     """Rows clean / masked / inpainted / early-stopped for ``columns`` images, then the
-    reconstruction after every step of the first ``traced`` images."""
+    reconstruction after every step of the first ``traced`` images (on any device: each
+    image drawn is copied to the CPU)."""
     T = len(recons)
     width = max(columns, T)
     rows = [("clean", clean), ("masked", masked), ("inpainted (T)", full), ("early stop", stopped)]
@@ -270,10 +270,11 @@ def plot_grid(
         ax.axis("off")
     for r, (name, images) in enumerate(rows):
         for c in range(min(columns, len(images))):
-            axes[r, c].imshow(images[c, 0].numpy(), cmap="gray", vmin=-1, vmax=1)
+            axes[r, c].imshow(images[c, 0].cpu().numpy(), cmap="gray", vmin=-1, vmax=1)
         axes[r, 0].set_title(name, fontsize=7, loc="left")
     for i in range(min(traced, recons.shape[1])):
         for t in range(T):
-            axes[len(rows) + i, t].imshow(recons[t, i, 0].numpy(), cmap="gray", vmin=-1, vmax=1)
+            image = recons[t, i, 0].cpu().numpy()
+            axes[len(rows) + i, t].imshow(image, cmap="gray", vmin=-1, vmax=1)
             axes[len(rows) + i, t].set_title(f"t={t + 1}", fontsize=6)
     save_figure(fig, path)
