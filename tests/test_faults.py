@@ -640,16 +640,16 @@ def test_killed_cache_build_is_cleaned_on_the_next_run(tmp_path):
     argv = ["train", "--dataset", "npz", "--data-path", str(npz), "--data-root", str(tmp_path)]
     argv += ["--out", str(tmp_path / "run"), "--quiet", "--epochs", "1", "--timesteps", "50"]
     first = prime_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = tmp_path / "cache"  # (not the run folder, whose run_config.json is written first)
     deadline = time.time() + 240 * load_factor()
-    while not temporaries(tmp_path):
+    while not temporaries(cache):
         assert time.time() < deadline and first.poll() is None, "no cache build seen"
         time.sleep(0.02)
     first.kill()
     first.wait()
-    assert temporaries(tmp_path)  # the killed build's temporary file is left behind
-    (tmp_path / "cache" / "other.txt").parent.mkdir(exist_ok=True)
-    atomic_write(tmp_path / "cache" / "other.txt", lambda tmp: tmp.write_text("x"))
-    assert temporaries(tmp_path) == []
+    assert temporaries(cache)  # the killed build's temporary file is left behind
+    atomic_write(cache / "other.txt", lambda tmp: tmp.write_text("x"))
+    assert temporaries(cache) == []
 
 
 def test_foreign_exception_is_one_line_and_debug_shows_the_traceback(capsys, monkeypatch):
